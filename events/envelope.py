@@ -1,0 +1,115 @@
+"""The event envelope: what every fact on the log carries, whatever its type."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, SerializeAsAny, field_validator, model_validator
+
+NAMESPACE = uuid.UUID("6f1c2a3e-9b4d-5e8f-a1b2-c3d4e5f60718")
+
+
+class Payload(BaseModel):
+    """Base of every event payload. Subclasses set TYPE and VERSION."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    TYPE: ClassVar[str]
+    VERSION: ClassVar[int] = 1
+
+    def natural_key(self, aggregate_id: str) -> str | None:
+        """A stable identity for facts that have one; it becomes the event_id."""
+        return None
+
+
+_CATALOGUE: dict[str, type[Payload]] = {}
+
+
+def register(cls: type[Payload]) -> type[Payload]:
+    if cls.TYPE in _CATALOGUE:
+        raise ValueError(f"event type {cls.TYPE!r} registered twice")
+    _CATALOGUE[cls.TYPE] = cls
+    return cls
+
+
+def payload_class(event_type: str) -> type[Payload]:
+    try:
+        return _CATALOGUE[event_type]
+    except KeyError:
+        raise ValueError(f"unknown event type {event_type!r}") from None
+
+
+def known_types() -> list[str]:
+    return sorted(_CATALOGUE)
+
+
+class Event(BaseModel):
+    """An immutable fact. `aggregate_id` is the run id for run events (the log key)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: uuid.UUID
+    type: str
+    schema_version: int
+    aggregate_id: str
+    occurred_at: datetime
+    producer: str
+    org_id: str
+    payload: SerializeAsAny[Payload]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_payload(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("payload"), dict):
+            payload_cls = payload_class(data.get("type", ""))
+            data = {**data, "payload": payload_cls.model_validate(data["payload"])}
+        return data
+
+    @model_validator(mode="after")
+    def _payload_matches_type(self) -> Event:
+        if self.payload.TYPE != self.type:
+            raise ValueError(f"payload is {self.payload.TYPE}, envelope says {self.type}")
+        return self
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("occurred_at must carry a timezone")
+        return value.astimezone(timezone.utc)
+
+    @field_validator("aggregate_id", "producer", "org_id")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+    @property
+    def key(self) -> str:
+        return self.aggregate_id
+
+
+def new_event(
+    payload: Payload,
+    *,
+    aggregate_id: str,
+    org_id: str,
+    producer: str,
+    occurred_at: datetime | None = None,
+    event_id: uuid.UUID | None = None,
+) -> Event:
+    """Wrap a payload; the event id is derived from the fact's natural key when it has one."""
+    if event_id is None:
+        natural = payload.natural_key(aggregate_id)
+        event_id = uuid.uuid5(NAMESPACE, natural) if natural else uuid.uuid4()
+    return Event(
+        event_id=event_id,
+        type=payload.TYPE,
+        schema_version=payload.VERSION,
+        aggregate_id=aggregate_id,
+        occurred_at=occurred_at or datetime.now(timezone.utc),
+        producer=producer,
+        org_id=org_id,
+        payload=payload,
+    )

@@ -1,0 +1,214 @@
+"""Embedded EventLog: an append-only SQLite table with Kafka's partitioning.
+
+Appends run in one IMMEDIATE transaction (so several processes may share the
+file) with synchronous=FULL, so a returned position survives a crash. Consumers
+in this process wake on append; appends by other processes are noticed within
+`cross_process_poll` seconds.
+"""
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from .log import Message, OnPartitions, Position, Record, partition_for
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS log (
+    partition INTEGER NOT NULL,
+    "offset" INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    value BLOB NOT NULL,
+    timestamp_ms INTEGER NOT NULL,
+    PRIMARY KEY (partition, "offset")
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS log_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class SqliteEventLog:
+    def __init__(self, path: str | Path, partitions: int = 6, cross_process_poll: float = 0.2):
+        self._path = str(path)
+        self._requested = partitions
+        self._partitions = partitions
+        self._poll = cross_process_poll
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="rl-log-w")
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="rl-log-r")
+        self._wconn: sqlite3.Connection | None = None
+        self._rconn: sqlite3.Connection | None = None
+        self._appended: asyncio.Condition | None = None
+        self.generation = 0
+
+    @property
+    def partitions(self) -> int:
+        return self._partitions
+
+    async def start(self) -> None:
+        if self._path != ":memory:":
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        self._appended = asyncio.Condition()
+        self._wconn = await self._on(self._writer, self._open_writer)
+        self._rconn = await self._on(self._reader, self._connect)
+
+    async def close(self) -> None:
+        for pool, conn in ((self._writer, self._wconn), (self._reader, self._rconn)):
+            if conn is not None:
+                await self._on(pool, conn.close)
+            pool.shutdown(wait=True)
+        self._wconn = self._rconn = None
+
+    async def append(self, messages: Sequence[Message]) -> list[Position]:
+        if not messages:
+            return []
+        positions = await self._on(self._writer, self._append_sync, list(messages))
+        async with self._appended:
+            self.generation += 1
+            self._appended.notify_all()
+        return positions
+
+    async def read(self, partition: int, from_offset: int, max_records: int = 500) -> list[Record]:
+        self._check_partition(partition)
+        return await self._on(self._reader, self._read_sync, partition, from_offset, max_records)
+
+    async def end_offsets(self) -> dict[int, int]:
+        return await self._on(self._reader, self._end_offsets_sync)
+
+    def consumer(self) -> SqliteConsumer:
+        return SqliteConsumer(self)
+
+    async def wait_for_append(self, seen: int, timeout: float) -> None:
+        """Return once an in-process append happened after generation `seen`, or
+        after `timeout` (capped by the cross-process poll interval)."""
+        async with self._appended:
+            try:
+                changed = lambda: self.generation != seen  # noqa: E731
+                await asyncio.wait_for(self._appended.wait_for(changed), min(timeout, self._poll))
+            except asyncio.TimeoutError:
+                pass
+
+    # -- blocking parts, each run on its own thread --------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        return conn
+
+    def _open_writer(self) -> sqlite3.Connection:
+        conn = self._connect()
+        conn.executescript(_SCHEMA)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(
+            "INSERT OR IGNORE INTO log_meta VALUES ('partitions', ?)", (str(self._requested),)
+        )
+        stored = conn.execute("SELECT value FROM log_meta WHERE name='partitions'").fetchone()[0]
+        conn.execute("COMMIT")
+        # The partition count is part of the data: changing it would move keys.
+        self._partitions = int(stored)
+        return conn
+
+    def _append_sync(self, messages: list[Message]) -> list[Position]:
+        conn = self._wconn
+        now = int(time.time() * 1000)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            ends: dict[int, int] = {}
+            rows, positions = [], []
+            for message in messages:
+                partition = partition_for(message.key, self._partitions)
+                if partition not in ends:
+                    ends[partition] = self._next_offset(conn, partition)
+                offset = ends[partition]
+                ends[partition] = offset + 1
+                rows.append((partition, offset, message.key, message.value, now))
+                positions.append(Position(partition, offset))
+            conn.executemany('INSERT INTO log VALUES (?, ?, ?, ?, ?)', rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return positions
+
+    @staticmethod
+    def _next_offset(conn: sqlite3.Connection, partition: int) -> int:
+        row = conn.execute('SELECT MAX("offset") FROM log WHERE partition = ?', (partition,)).fetchone()
+        return 0 if row[0] is None else row[0] + 1
+
+    def _read_sync(self, partition: int, from_offset: int, limit: int) -> list[Record]:
+        rows = self._rconn.execute(
+            'SELECT partition, "offset", key, value, timestamp_ms FROM log'
+            ' WHERE partition = ? AND "offset" >= ? ORDER BY "offset" LIMIT ?',
+            (partition, from_offset, limit),
+        ).fetchall()
+        return [Record(p, o, k, bytes(v), t) for p, o, k, v, t in rows]
+
+    def _end_offsets_sync(self) -> dict[int, int]:
+        ends = {p: 0 for p in range(self._partitions)}
+        query = 'SELECT partition, MAX("offset") FROM log GROUP BY partition'
+        for partition, last in self._rconn.execute(query):
+            ends[partition] = last + 1
+        return ends
+
+    def _check_partition(self, partition: int) -> None:
+        if not 0 <= partition < self._partitions:
+            raise ValueError(f"partition {partition} out of range 0..{self._partitions - 1}")
+
+    @staticmethod
+    async def _on(pool: ThreadPoolExecutor, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+
+
+class SqliteConsumer:
+    """One member owns every partition: the embedded default runs one projector."""
+
+    def __init__(self, log: SqliteEventLog):
+        self._log = log
+        self._positions: dict[int, int] = {}
+        self._on_revoked: OnPartitions | None = None
+
+    def assign(self, partitions: Iterable[int]) -> None:
+        for partition in partitions:
+            self._log._check_partition(partition)
+        self._positions = {p: 0 for p in partitions}
+
+    async def subscribe(self, group: str, on_assigned: OnPartitions, on_revoked: OnPartitions) -> None:
+        self.assign(range(self._log.partitions))
+        self._on_revoked = on_revoked
+        await on_assigned(set(self._positions))
+
+    def seek(self, partition: int, offset: int) -> None:
+        if partition not in self._positions:
+            raise ValueError(f"partition {partition} is not assigned")
+        self._positions[partition] = offset
+
+    def assignment(self) -> set[int]:
+        return set(self._positions)
+
+    async def poll(self, timeout: float, max_records: int = 500) -> list[Record]:
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = self._log.generation
+            records = await self._fetch(max_records)
+            remaining = deadline - time.monotonic()
+            if records or remaining <= 0:
+                return records
+            await self._log.wait_for_append(seen, remaining)
+
+    async def _fetch(self, max_records: int) -> list[Record]:
+        records: list[Record] = []
+        for partition, offset in sorted(self._positions.items()):
+            if len(records) >= max_records:
+                break
+            batch = await self._log.read(partition, offset, max_records - len(records))
+            if batch:
+                self._positions[partition] = batch[-1].offset + 1
+                records.extend(batch)
+        return records
+
+    async def close(self) -> None:
+        if self._on_revoked is not None and self._positions:
+            await self._on_revoked(set(self._positions))
+        self._positions = {}
