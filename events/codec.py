@@ -1,12 +1,14 @@
 """Bytes <-> events. The only place that knows the wire format (orjson) and upcasting."""
 from __future__ import annotations
 
+import uuid
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
-from .envelope import Event, payload_class
+from .envelope import NAMESPACE, Event, payload_class
 from .upcast import upcast
 
 
@@ -30,10 +32,7 @@ def decode(raw: bytes) -> Event:
 
 def from_dict(data: dict[str, Any]) -> Event:
     """Validate (and upcast) one event given as a dict."""
-    try:
-        cls = payload_class(str(data.get("type")))
-    except ValueError as exc:
-        raise UndecodableEvent(str(exc)) from None
+    cls = payload_class_or_poison(str(data.get("type")))
     version = data.get("schema_version", cls.VERSION)
     if not isinstance(version, int) or version < 1:
         raise UndecodableEvent(f"bad schema_version {version!r}")
@@ -56,3 +55,38 @@ def from_dict(data: dict[str, Any]) -> Event:
 def _short(exc: ValidationError) -> str:
     parts = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5]]
     return "invalid event: " + "; ".join(parts)
+
+
+def build(
+    event_type: str,
+    aggregate_id: str,
+    payload: dict[str, Any],
+    *,
+    org_id: str,
+    producer: str,
+    occurred_at: Any = None,
+    event_id: Any = None,
+    schema_version: int | None = None,
+) -> Event:
+    """Validate an event given as parts (HTTP ingestion, the producer SDK). The event id
+    defaults to the fact's natural key, so a retried send can never count twice."""
+    cls = payload_class_or_poison(event_type)
+    version = cls.VERSION if schema_version is None else schema_version
+    if event_id is None and version == cls.VERSION and isinstance(payload, dict):
+        try:
+            natural = cls.model_validate(payload).natural_key(aggregate_id)
+        except ValidationError as exc:
+            raise UndecodableEvent(_short(exc).replace("invalid event: ", "invalid payload: ")) from None
+        event_id = uuid.uuid5(NAMESPACE, natural) if natural else uuid.uuid4()
+    return from_dict({
+        "event_id": event_id or uuid.uuid4(), "type": event_type, "schema_version": version,
+        "aggregate_id": aggregate_id, "occurred_at": occurred_at or datetime.now(timezone.utc),
+        "producer": producer, "org_id": org_id, "payload": payload,
+    })
+
+
+def payload_class_or_poison(event_type: str):
+    try:
+        return payload_class(event_type)
+    except ValueError as exc:
+        raise UndecodableEvent(str(exc)) from None

@@ -1,0 +1,42 @@
+"""Tracking records: which offset of which partition a projection has applied.
+
+Written in the same transaction as the rows it covers. The update is a
+compare-and-set on the previous offset, so a projector that lost its partition
+cannot commit over the new owner.
+"""
+from __future__ import annotations
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .tables import checkpoints
+
+
+class LostPartition(RuntimeError):
+    """Another projector moved this partition's checkpoint: our batch must not commit."""
+
+
+async def load(conn: AsyncConnection, projection: str) -> dict[int, int]:
+    query = select(checkpoints.c.partition, checkpoints.c.next_offset).where(
+        checkpoints.c.projection == projection
+    )
+    return {p: o for p, o in (await conn.execute(query)).all()}
+
+
+async def advance(conn: AsyncConnection, projection: str, partition: int, expected: int, new: int) -> None:
+    where = (checkpoints.c.projection == projection) & (checkpoints.c.partition == partition)
+    result = await conn.execute(
+        update(checkpoints).where(where & (checkpoints.c.next_offset == expected)).values(next_offset=new)
+    )
+    if result.rowcount == 1:
+        return
+    if expected == 0:
+        try:
+            async with conn.begin_nested():
+                await conn.execute(insert(checkpoints).values(
+                    projection=projection, partition=partition, next_offset=new))
+            return
+        except IntegrityError:
+            pass
+    raise LostPartition(f"{projection} partition {partition}: checkpoint is no longer {expected}")

@@ -1,0 +1,295 @@
+"""The pure fold: apply(state, event) -> Applied. The log order is the arbiter.
+
+One small handler per event type, registered in one table. An event that is not
+allowed in the current state leaves the state unchanged and is recorded as
+rejected with a reason. Only envelope data is used, never the wall clock.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Callable
+
+from events.envelope import Event
+
+from .outputs import output_problem
+from .scoring import score_document, target_scores
+from .state import (
+    RUN_TERMINAL, SCORE_UNIT, Applied, BlockState, BlockVersion, DocumentState, ExperimentState, PassFact, RunState,
+)
+
+Handler = Callable[[Any, Event], Applied]
+_HANDLERS: dict[str, Handler] = {}
+AGGREGATE_KIND: dict[str, str] = {}
+
+
+def handles(event_type: str, kind: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        _HANDLERS[event_type] = fn
+        AGGREGATE_KIND[event_type] = kind
+        return fn
+
+    return register
+
+
+def apply(state: Any, event: Event) -> Applied:
+    if state is not None and state.org_id != event.org_id:
+        return reject(state, f"organisation {event.org_id!r} does not own {event.aggregate_id!r}")
+    return _HANDLERS[event.type](state, event)
+
+
+def reject(state: Any, reason: str) -> Applied:
+    return Applied(state, accepted=False, reason=reason)
+
+
+def accept(state: Any, finished: tuple[str, ...] = ()) -> Applied:
+    return Applied(state, accepted=True, finished_documents=finished)
+
+
+# -- runs ------------------------------------------------------------------------
+
+@handles("RunCreated", "run")
+def _run_created(state: RunState | None, event: Event) -> Applied:
+    if state is not None:
+        return reject(state, "run already created")
+    spec = event.payload.model_dump(mode="json")
+    ids = [d["document_id"] for d in spec["documents"]]
+    if len(set(ids)) != len(ids):
+        return reject(None, "duplicate document ids in run")
+    documents = {
+        d["document_id"]: DocumentState(d["document_id"], i, d["filename"], d["handle_inputs"])
+        for i, d in enumerate(spec["documents"])
+    }
+    run = RunState(
+        run_id=event.aggregate_id, org_id=event.org_id, spec=spec, created_at=event.occurred_at,
+        documents=documents,
+    )
+    return accept(run)
+
+
+@handles("RunQueued", "run")
+def _run_queued(state: RunState | None, event: Event) -> Applied:
+    if state is None:
+        return reject(None, "unknown run")
+    if state.status != "pending":
+        return reject(state, f"cannot queue a {state.status} run")
+    return accept(replace(state, status="queued"))
+
+
+@handles("RunStarted", "run")
+def _run_started(state: RunState | None, event: Event) -> Applied:
+    if state is None:
+        return reject(None, "unknown run")
+    if state.status not in ("pending", "queued"):
+        return reject(state, f"run is already {state.status}")
+    return accept(_running(state, event))
+
+
+@handles("RunCancelRequested", "run")
+def _run_cancel_requested(state: RunState | None, event: Event) -> Applied:
+    if state is None:
+        return reject(None, "unknown run")
+    if state.status in RUN_TERMINAL:
+        return reject(state, f"run is already {state.status}")
+    cancelled = replace(
+        state, status="cancelled", cancel_reason=event.payload.reason, completed_at=event.occurred_at
+    )
+    return accept(cancelled)
+
+
+@handles("RunFailed", "run")
+def _run_failed(state: RunState | None, event: Event) -> Applied:
+    if state is None:
+        return reject(None, "unknown run")
+    if state.status in RUN_TERMINAL:
+        return reject(state, f"run is already {state.status}")
+    failed = replace(state, status="error", error=event.payload.error.model_dump(), completed_at=event.occurred_at)
+    return accept(failed)
+
+
+@handles("DocumentPassCompleted", "run")
+def _pass_completed(state: RunState | None, event: Event) -> Applied:
+    p = event.payload
+    problem = _pass_problem(state, p.document_id, p.pass_index) or output_problem(
+        state.spec["block_type"], p.output
+    )
+    if problem:
+        return reject(state, problem)
+    fact = PassFact("completed", p.attempt, event.occurred_at, output=p.output, duration_ms=p.duration_ms)
+    return _record_pass(state, event, p.document_id, p.pass_index, fact)
+
+
+@handles("DocumentPassFailed", "run")
+def _pass_failed(state: RunState | None, event: Event) -> Applied:
+    p = event.payload
+    problem = _pass_problem(state, p.document_id, p.pass_index)
+    if problem:
+        return reject(state, problem)
+    error = p.error.model_dump()
+    if not p.final:
+        return _record_retry(state, event, p.document_id, p.pass_index, p.attempt, error)
+    fact = PassFact("failed", p.attempt, event.occurred_at, error=error)
+    return _record_pass(state, event, p.document_id, p.pass_index, fact)
+
+
+def _pass_problem(state: RunState | None, document_id: str, pass_index: int) -> str | None:
+    """Why a pass event for this document is not allowed now, if it is not."""
+    if state is None:
+        return "unknown run"
+    if state.status in RUN_TERMINAL:
+        return f"run is {state.status}"
+    if document_id not in state.document_ids:
+        return f"unknown document {document_id!r}"
+    if pass_index >= state.n_consensus:
+        return f"pass_index {pass_index} out of range for n_consensus {state.n_consensus}"
+    previous = state.documents[document_id].passes.get(pass_index)
+    if previous is not None:
+        return f"pass {pass_index} of document {document_id!r} already {previous.status}"
+    return None
+
+
+def _record_retry(state: RunState, event: Event, doc_id: str, pass_index: int, attempt: int, error) -> Applied:
+    doc = _touch(state.documents[doc_id], event)
+    doc = _note_error(replace(doc, attempt=max(doc.attempt, attempt)), event, pass_index, attempt, error)
+    return accept(_with_document(_running(state, event), doc))
+
+
+def _record_pass(state: RunState, event: Event, doc_id: str, pass_index: int, fact: PassFact) -> Applied:
+    doc = _touch(state.documents[doc_id], event)
+    first_result = not doc.passes
+    doc = replace(doc, passes={**doc.passes, pass_index: fact}, attempt=max(doc.attempt, fact.attempt))
+    if fact.error:
+        doc = _note_error(doc, event, pass_index, fact.attempt, fact.error)
+    run = _running(state, event)
+    run = replace(run, latest_fact_at=_later(run.latest_fact_at, event.occurred_at))
+    if first_result:
+        run = replace(run, document_count=run.document_count + 1)
+    if len(doc.passes) < run.n_consensus:
+        return accept(_with_document(run, doc))
+    run, doc = _finish_document(run, doc, event)
+    run = _with_document(run, doc)
+    if run.terminal_document_count == run.total_document_count:
+        run = _finish_run(run, event)
+    return accept(run, finished=(doc_id,))
+
+
+def _finish_document(run: RunState, doc: DocumentState, event: Event) -> tuple[RunState, DocumentState]:
+    votes = [_vote(doc.passes[i]) for i in range(run.n_consensus)]
+    doc = replace(doc, completed_at=max(p.occurred_at for p in doc.passes.values()))
+    if all(v is None for v in votes):
+        return replace(run, error_count=run.error_count + 1), replace(doc, status="error")
+    score, consensus = score_document(run.spec, votes)
+    doc = replace(doc, status="completed", score=score, consensus=consensus)
+    run = replace(run, completed_document_count=run.completed_document_count + 1)
+    if score is not None:
+        run = replace(run, score_units=run.score_units + _units(score), target_sums=_add_targets(run, consensus))
+    return run, doc
+
+
+def _finish_run(run: RunState, event: Event) -> RunState:
+    run = replace(run, completed_at=run.latest_fact_at)
+    if run.completed_document_count:
+        return replace(run, status="completed")
+    error = {"message": f"all {run.total_document_count} documents failed", "code": "all_documents_failed"}
+    return replace(run, status="error", error=error)
+
+
+def _add_targets(run: RunState, consensus) -> dict[str, tuple[int, int]]:
+    sums = dict(run.target_sums)
+    for path, score in target_scores(consensus):
+        total, count = sums.get(path, (0, 0))
+        sums[path] = (total + _units(score), count + 1)
+    return sums
+
+
+def _units(score: float) -> int:
+    return round(score * SCORE_UNIT)
+
+
+def _later(a, b):
+    return b if a is None or b > a else a
+
+
+def _note_error(doc: DocumentState, event: Event, pass_index: int, attempt: int, error) -> DocumentState:
+    """Keep the latest failure (by time, then pass, then attempt): independent of arrival order."""
+    key = (event.occurred_at.isoformat(), pass_index, attempt)
+    if doc.last_error_key is not None and tuple(doc.last_error_key) >= key:
+        return doc
+    return replace(doc, last_error=error, last_error_key=key)
+
+
+def _vote(fact: PassFact) -> Any:
+    return fact.output if fact.status == "completed" else None
+
+
+def _touch(doc: DocumentState, event: Event) -> DocumentState:
+    status = "running" if doc.status == "pending" else doc.status
+    return replace(doc, status=status, started_at=_earlier(doc.started_at, event.occurred_at))
+
+
+def _running(state: RunState, event: Event) -> RunState:
+    """The run is running from its earliest start or pass, whatever order they arrive in."""
+    status = "running" if state.status in ("pending", "queued") else state.status
+    return replace(state, status=status, started_at=_earlier(state.started_at, event.occurred_at))
+
+
+def _earlier(a, b):
+    return b if a is None or b < a else a
+
+
+def _with_document(state: RunState, doc: DocumentState) -> RunState:
+    return replace(state, documents={**state.documents, doc.document_id: doc})
+
+
+# -- experiments -------------------------------------------------------------------
+
+@handles("ExperimentCreated", "experiment")
+def _experiment_created(state: ExperimentState | None, event: Event) -> Applied:
+    if state is not None:
+        return reject(state, "experiment already created")
+    p = event.payload
+    created = ExperimentState(
+        experiment_id=event.aggregate_id, org_id=event.org_id, workflow_id=p.workflow_id,
+        block_id=p.block_id, name=p.name, n_consensus=p.n_consensus,
+        documents=tuple(d.model_dump(mode="json") for d in p.documents),
+        created_at=event.occurred_at, updated_at=event.occurred_at,
+        source_experiment_id=p.source_experiment_id,
+    )
+    return accept(created)
+
+
+@handles("ExperimentUpdated", "experiment")
+def _experiment_updated(state: ExperimentState | None, event: Event) -> Applied:
+    if state is None or state.deleted:
+        return reject(state, "unknown experiment")
+    p = event.payload
+    changes: dict[str, Any] = {"updated_at": event.occurred_at}
+    if p.name is not None:
+        changes["name"] = p.name
+    if p.n_consensus is not None:
+        changes["n_consensus"] = p.n_consensus
+    if p.documents is not None:
+        changes["documents"] = tuple(d.model_dump(mode="json") for d in p.documents)
+    return accept(replace(state, **changes))
+
+
+@handles("ExperimentDeleted", "experiment")
+def _experiment_deleted(state: ExperimentState | None, event: Event) -> Applied:
+    if state is None or state.deleted:
+        return reject(state, "unknown experiment")
+    return accept(replace(state, deleted=True, updated_at=event.occurred_at))
+
+
+# -- blocks ------------------------------------------------------------------------
+
+@handles("BlockDefined", "block")
+def _block_defined(state: BlockState | None, event: Event) -> Applied:
+    p = event.payload
+    state = state or BlockState(event.org_id, p.workflow_id, p.block_id)
+    current = state.current
+    if current is not None and current.fingerprint == p.fingerprint:
+        return reject(state, f"same definition as version {current.version}")
+    version = BlockVersion(
+        version=len(state.versions) + 1, version_id=p.version_id, block_type=p.block_type,
+        config=p.config, fingerprint=p.fingerprint, defined_at=event.occurred_at,
+    )
+    return accept(replace(state, versions=state.versions + (version,)))

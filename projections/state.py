@@ -1,0 +1,145 @@
+"""Fold state: plain frozen values, JSON-friendly, no I/O."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Mapping
+
+SCORE_UNIT = 10**12  # scores are summed as integers of this unit: exact, so order-independent
+RUN_TERMINAL = frozenset({"completed", "error", "cancelled"})
+DOC_TERMINAL = frozenset({"completed", "error"})
+
+
+@dataclass(frozen=True, slots=True)
+class PassFact:
+    status: str  # "completed" | "failed"
+    attempt: int
+    occurred_at: datetime
+    output: Any = None
+    error: Mapping[str, Any] | None = None
+    duration_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentState:
+    """One document of a run. `status` is pending | running | completed | error."""
+
+    document_id: str
+    index: int
+    filename: str
+    handle_inputs: Mapping[str, Any]
+    status: str = "pending"
+    passes: Mapping[int, PassFact] = field(default_factory=dict)
+    attempt: int = 0
+    last_error: Mapping[str, Any] | None = None
+    last_error_key: tuple | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    score: float | None = None
+    consensus: Mapping[str, Any] | None = None
+
+    @property
+    def has_result(self) -> bool:
+        return any(p.status == "completed" or p.status == "failed" for p in self.passes.values())
+
+
+@dataclass(frozen=True, slots=True)
+class RunState:
+    """A run, as far as its events tell. `documents` holds the loaded document states:
+    every document in unit tests; the touched ones in the projector."""
+
+    run_id: str
+    org_id: str
+    spec: Mapping[str, Any]  # the RunCreated payload, as JSON
+    created_at: datetime
+    status: str = "pending"
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    error: Mapping[str, Any] | None = None
+    cancel_reason: str | None = None
+    documents: Mapping[str, DocumentState] = field(default_factory=dict)
+    completed_document_count: int = 0
+    error_count: int = 0
+    document_count: int = 0
+    score_units: int = 0
+    target_sums: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    latest_fact_at: datetime | None = None
+
+    @property
+    def n_consensus(self) -> int:
+        return int(self.spec["n_consensus"])
+
+    @property
+    def total_document_count(self) -> int:
+        return len(self.spec["documents"])
+
+    @property
+    def document_ids(self) -> frozenset[str]:
+        return frozenset(d["document_id"] for d in self.spec["documents"])
+
+    @property
+    def terminal_document_count(self) -> int:
+        return self.completed_document_count + self.error_count
+
+    @property
+    def score(self) -> float | None:
+        if not self.completed_document_count:
+            return None
+        return self.score_units / SCORE_UNIT / self.completed_document_count
+
+    def target_likelihoods(self) -> dict[str, float]:
+        return {path: units / SCORE_UNIT / count for path, (units, count) in sorted(self.target_sums.items())}
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.completed_at is None:
+            return None
+        begin = self.started_at or self.created_at
+        return int((self.completed_at - begin).total_seconds() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentState:
+    experiment_id: str
+    org_id: str
+    workflow_id: str
+    block_id: str
+    name: str
+    n_consensus: int
+    documents: tuple[Mapping[str, Any], ...]
+    created_at: datetime
+    updated_at: datetime
+    source_experiment_id: str | None = None
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BlockVersion:
+    version: int
+    version_id: str
+    block_type: str
+    config: Mapping[str, Any]
+    fingerprint: str
+    defined_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BlockState:
+    org_id: str
+    workflow_id: str
+    block_id: str
+    versions: tuple[BlockVersion, ...] = ()
+
+    @property
+    def current(self) -> BlockVersion | None:
+        return self.versions[-1] if self.versions else None
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What one event did: the new state, and whether the fold accepted it."""
+
+    state: Any
+    accepted: bool
+    reason: str | None = None
+    finished_documents: tuple[str, ...] = ()

@@ -1,0 +1,161 @@
+"""Read queries over the read model. Route functions call these and shape the answer."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from . import serialize as ser
+from .pagination import Page, PageRequest, paginate
+from .state import BlockState, DocumentState, ExperimentState, RunState
+from .tables import blocks, checkpoints, dead_letters, document_targets, event_index, experiments, run_documents, runs
+
+SORTABLE = {"created_at": runs.c.created_at, "started_at": runs.c.started_at,
+            "completed_at": runs.c.completed_at, "score": runs.c.score}
+_EPOCH = datetime(1970, 1, 1)
+
+
+def block_key(org_id: str, workflow_id: str, block_id: str) -> str:
+    return f"block:{org_id}:{workflow_id}:{block_id}"
+
+
+async def get_block(conn: AsyncConnection, org_id: str, workflow_id: str, block_id: str) -> BlockState | None:
+    key = block_key(org_id, workflow_id, block_id)
+    row = (await conn.execute(select(blocks.c.state).where(blocks.c.block_key == key))).first()
+    return ser.block_from_json(row.state) if row else None
+
+
+async def get_experiment(conn: AsyncConnection, org_id: str, experiment_id: str) -> ExperimentState | None:
+    query = select(experiments.c.state).where(
+        experiments.c.experiment_id == experiment_id, experiments.c.org_id == org_id,
+        experiments.c.deleted.is_(False),
+    )
+    row = (await conn.execute(query)).first()
+    return ser.experiment_from_json(row.state) if row else None
+
+
+async def list_experiments(conn, org_id: str, workflow_id: str, block_id: str | None, page: PageRequest) -> Page:
+    query = select(experiments.c.experiment_id.label("id_"), experiments.c.state).where(
+        experiments.c.org_id == org_id, experiments.c.workflow_id == workflow_id,
+        experiments.c.deleted.is_(False),
+    )
+    if block_id:
+        query = query.where(experiments.c.block_id == block_id)
+    return await paginate(conn, query, experiments.c.created_at, experiments.c.experiment_id, page)
+
+
+def _visible_runs(org_id: str):
+    live = select(experiments.c.experiment_id).where(experiments.c.deleted.is_(False))
+    return (runs.c.org_id == org_id) & runs.c.experiment_id.in_(live)
+
+
+async def get_run(conn: AsyncConnection, org_id: str, run_id: str) -> RunState | None:
+    query = select(runs.c.state).where(runs.c.run_id == run_id, _visible_runs(org_id))
+    row = (await conn.execute(query)).first()
+    return ser.run_from_json(row.state, {}) if row else None
+
+
+async def latest_run(conn: AsyncConnection, org_id: str, experiment_id: str, status: str | None = None) -> RunState | None:
+    query = select(runs.c.state).where(runs.c.org_id == org_id, runs.c.experiment_id == experiment_id)
+    if status:
+        query = query.where(runs.c.status == status)
+    row = (await conn.execute(query.order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(1))).first()
+    return ser.run_from_json(row.state, {}) if row else None
+
+
+@dataclass(frozen=True)
+class RunFilters:
+    workflow_id: str | None = None
+    experiment_id: str | None = None
+    block_id: str | None = None
+    status: str | None = None
+    exclude_status: str | None = None
+    trigger_type: str | None = None
+    from_date: datetime | None = None
+    to_date: datetime | None = None
+    sort_by: str = "created_at"
+
+
+async def list_runs(conn: AsyncConnection, org_id: str, filters: RunFilters, page: PageRequest) -> Page:
+    query = select(runs.c.run_id.label("id_"), runs.c.state).where(_visible_runs(org_id))
+    for name in ("workflow_id", "experiment_id", "block_id", "status", "trigger_type"):
+        value = getattr(filters, name)
+        if value is not None:
+            query = query.where(runs.c[name] == value)
+    if filters.exclude_status:
+        query = query.where(runs.c.status != filters.exclude_status)
+    if filters.from_date:
+        query = query.where(runs.c.created_at >= filters.from_date)
+    if filters.to_date:
+        query = query.where(runs.c.created_at <= filters.to_date)
+    column = SORTABLE[filters.sort_by]
+    sort = func.coalesce(column, -1.0 if filters.sort_by == "score" else _EPOCH)
+    return await paginate(conn, query, sort, runs.c.run_id, page)
+
+
+async def list_results(conn: AsyncConnection, run_id: str, page: PageRequest) -> Page:
+    query = select(run_documents.c.result_id.label("id_"), run_documents.c.state).where(
+        run_documents.c.run_id == run_id
+    )
+    return await paginate(conn, query, run_documents.c.idx, run_documents.c.result_id, page)
+
+
+async def get_result(conn: AsyncConnection, org_id: str, result_id: str) -> tuple[str, DocumentState] | None:
+    query = select(run_documents.c.run_id, run_documents.c.state).where(
+        run_documents.c.result_id == result_id, run_documents.c.org_id == org_id
+    )
+    row = (await conn.execute(query)).first()
+    return (row.run_id, ser.document_from_json(row.state)) if row else None
+
+
+async def run_documents_of(conn: AsyncConnection, run_id: str) -> list[DocumentState]:
+    query = select(run_documents.c.state).where(run_documents.c.run_id == run_id).order_by(run_documents.c.idx)
+    return [ser.document_from_json(row.state) for row in (await conn.execute(query)).all()]
+
+
+async def run_history(conn: AsyncConnection, run_id: str, page: PageRequest) -> Page:
+    """A run's events live in one partition, so the offset orders them (and is the cursor)."""
+    query = select(
+        event_index.c.offset.label("id_"), event_index.c.partition, event_index.c.offset, event_index.c.event_id, event_index.c.type,
+        event_index.c.occurred_at, event_index.c.producer, event_index.c.accepted, event_index.c.reason,
+        event_index.c.body,
+    ).where(event_index.c.aggregate_id == run_id)
+    return await paginate(conn, query, event_index.c.offset, event_index.c.offset, page)
+
+
+async def run_events_until(conn: AsyncConnection, run_id: str, until_offset: int | None = None) -> list[dict[str, Any]]:
+    """The run's events as stored (JSON), in log order, up to an offset if given."""
+    query = select(event_index.c.body).where(event_index.c.aggregate_id == run_id)
+    if until_offset is not None:
+        query = query.where(event_index.c.offset <= until_offset)
+    rows = (await conn.execute(query.order_by(event_index.c.offset))).all()
+    return [row.body for row in rows]
+
+
+async def target_rows(conn: AsyncConnection, run_id: str, document_id: str | None = None,
+                      path: str | None = None) -> list[Any]:
+    query = select(document_targets).where(document_targets.c.run_id == run_id)
+    if document_id is not None:
+        query = query.where(document_targets.c.document_id == document_id)
+    if path is not None:
+        query = query.where(document_targets.c.path == path)
+    return list((await conn.execute(query.order_by(document_targets.c.document_id, document_targets.c.path))).all())
+
+
+async def projection_checkpoints(conn: AsyncConnection) -> dict[str, dict[int, int]]:
+    result: dict[str, dict[int, int]] = {}
+    for name, partition, offset in (await conn.execute(select(checkpoints))).all():
+        result.setdefault(name, {})[partition] = offset
+    return result
+
+
+async def dead_letter_counts(conn: AsyncConnection) -> dict[str, int]:
+    query = select(dead_letters.c.projection, func.count()).group_by(dead_letters.c.projection)
+    return {name: count for name, count in (await conn.execute(query)).all()}
+
+
+def run_from_row(row) -> RunState:
+    return ser.run_from_json(row.state, {})

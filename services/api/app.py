@@ -1,0 +1,40 @@
+"""The FastAPI application, built around a Runtime (nothing happens at import)."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from fastapi import FastAPI
+
+from ..bootstrap import Runtime
+from ..ledger import Ledger, ProjectionLag
+from . import errors
+from .errors import ApiError
+from .routes import experiments, ledger, results, runs
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        task = asyncio.create_task(runtime.projector.run()) if runtime.projector else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                runtime.projector.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait_for(task, 10)
+
+    app = FastAPI(title="runledger", version="0.1.0", lifespan=lifespan)
+    app.state.runtime = runtime
+    app.state.ledger = Ledger(runtime)
+    errors.install(app)
+
+    @app.exception_handler(ProjectionLag)
+    async def lagging(request, exc: ProjectionLag):
+        error = ApiError(503, "projection_lag", str(exc), {"position": exc.position.token()})
+        return await app.exception_handlers[ApiError](request, error)
+
+    for router in (runs.router, results.router, ledger.router, experiments.router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,79 @@
+"""Request bodies. Strict: unknown fields are a 422, not silently dropped."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FileRef(BaseModel):
+    id: str
+    filename: str
+    mime_type: str
+
+
+class JsonHandle(_Body):
+    type: Literal["json"] = "json"
+    data: Any = None
+
+
+class FileHandle(_Body):
+    type: Literal["file"] = "file"
+    document: FileRef
+
+
+class DocumentBody(_Body):
+    handle_inputs: dict[str, JsonHandle | FileHandle] = Field(min_length=1)
+    provenance: dict[str, Any] | None = None
+
+
+class CaptureBody(_Body):
+    run_id: str
+    step_id: str | None = None
+
+
+class CreateExperimentBody(_Body):
+    workflow_id: str = Field(min_length=1)
+    block_id: str | None = None
+    document_captures: list[CaptureBody] | None = None
+    documents: list[DocumentBody] | None = None
+    n_consensus: Literal[3, 5, 7] | None = None
+    name: str | None = None
+    source_experiment_id: str | None = None
+
+
+class UpdateExperimentBody(_Body):
+    document_captures: list[CaptureBody] | None = None
+    documents: list[DocumentBody] | None = None
+    n_consensus: Literal[3, 5, 7] | None = None
+    name: str | None = None
+
+
+class CreateRunBody(_Body):
+    experiment_id: str = Field(min_length=1)
+    workflow_id: str | None = None
+    plan_token: str | None = None
+    trigger_type: str = Field(default="manual", min_length=1, max_length=64)
+
+
+class DefineBlockBody(_Body):
+    type: Literal["extract", "classifier", "split", "for_each"]
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class IngestEvent(_Body):
+    type: Literal["RunStarted", "DocumentPassCompleted", "DocumentPassFailed", "RunFailed"]
+    run_id: str = Field(min_length=1)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    event_id: str | None = None
+    occurred_at: datetime | None = None
+    schema_version: int | None = None
+
+
+class IngestBody(_Body):
+    events: list[IngestEvent] = Field(min_length=1, max_length=1000)

@@ -1,0 +1,120 @@
+"""Read-model state -> the JSON resources the retab SDK parses."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from projections.batch import result_id
+from projections.consensus import ENGINE_VERSION
+from projections.state import DOC_TERMINAL, BlockState, DocumentState, ExperimentState, RunState
+
+from ..fingerprints import metrics_validity_fingerprint
+
+_EXPERIMENT_STATUS = {"pending": "processing", "queued": "processing", "running": "processing",
+                      "completed": "completed", "error": "failed", "cancelled": "cancelled"}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def lifecycle(status: str, error: dict | None = None, reason: str | None = None) -> dict[str, Any]:
+    if status == "error":
+        error = error or {}
+        return {"status": "error", "message": error.get("message") or "(no message)",
+                "details": {"message": error.get("message"), "error_code": error.get("code")}}
+    if status == "cancelled":
+        return {"status": "cancelled", "reason": reason}
+    return {"status": status}
+
+
+def run_resource(run: RunState) -> dict[str, Any]:
+    spec = run.spec
+    fingerprint = spec["block_execution_fingerprint"]
+    return {
+        "id": run.run_id,
+        "object": "experiment_run",
+        "workflow_id": spec["workflow_id"],
+        "workflow_version_id": spec["workflow_version_id"],
+        "trigger": {"type": spec["trigger_type"]},
+        "experiment_id": spec["experiment_id"],
+        "block_id": spec["block_id"],
+        "block_type": spec["block_type"],
+        "n_consensus": run.n_consensus,
+        "lifecycle": lifecycle(run.status, run.error, run.cancel_reason),
+        "timing": {"created_at": _iso(run.created_at), "started_at": _iso(run.started_at),
+                   "completed_at": _iso(run.completed_at), "duration_ms": run.duration_ms},
+        "parent_run_id": spec.get("parent_run_id"),
+        "block_version_id": spec["block_version_id"],
+        "metrics_validity_fingerprint": metrics_validity_fingerprint(fingerprint, spec["documents_fingerprint"]),
+        "metrics_validity_fingerprint_version": ENGINE_VERSION,
+        "block_execution_fingerprint": fingerprint,
+        "definition_fingerprint": fingerprint,
+        "documents_fingerprint": spec["documents_fingerprint"],
+        "score": run.score,
+        "total_document_count": run.total_document_count,
+        "completed_document_count": run.completed_document_count,
+        "document_count": run.document_count,
+        "error_count": run.error_count,
+    }
+
+
+def document_status(doc: DocumentState, run_status: str) -> str:
+    """A document's own status, seen through its run: queued with a queued run,
+    cancelled when the run ended before the document did."""
+    if doc.status in DOC_TERMINAL:
+        return doc.status
+    if run_status in ("cancelled", "error"):
+        return "cancelled"
+    if doc.status == "pending" and run_status in ("queued", "running"):
+        return "queued"
+    return doc.status
+
+
+def result_resource(run: RunState, doc: DocumentState) -> dict[str, Any]:
+    status = document_status(doc, run.status)
+    reason = run.cancel_reason if status == "cancelled" else None
+    error = doc.last_error if status == "error" else None
+    consensus = (doc.consensus or {}).get("value") if doc.consensus else None
+    outputs = {"output": {"type": "json", "data": consensus}} if doc.consensus else {}
+    completed = doc.completed_at or (run.completed_at if status == "cancelled" else None)
+    duration = int((completed - doc.started_at).total_seconds() * 1000) if completed and doc.started_at else None
+    return {
+        "id": result_id(run.run_id, doc.document_id),
+        "object": "experiment_result",
+        "experiment_run_id": run.run_id,
+        "experiment_id": run.spec["experiment_id"],
+        "document_id": doc.document_id,
+        "filename": doc.filename,
+        "lifecycle": lifecycle(status, error, reason),
+        "timing": {"created_at": _iso(run.created_at), "started_at": _iso(doc.started_at),
+                   "completed_at": _iso(completed), "duration_ms": duration},
+        "block_type": run.spec["block_type"],
+        "handle_inputs": doc.handle_inputs,
+        "handle_outputs": outputs,
+        "attempt": doc.attempt,
+        "score": doc.score,
+        "passes": {str(i): {"status": p.status, "attempt": p.attempt} for i, p in sorted(doc.passes.items())},
+    }
+
+
+def experiment_resource(exp: ExperimentState, block: BlockState | None, last: RunState | None,
+                        freshness: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": exp.experiment_id,
+        "object": "experiment",
+        "workflow_id": exp.workflow_id,
+        "block_id": exp.block_id,
+        "n_consensus": exp.n_consensus,
+        "document_count": len(exp.documents),
+        "name": exp.name,
+        "last_run_id": last.run_id if last else None,
+        "created_at": _iso(exp.created_at),
+        "updated_at": _iso(exp.updated_at),
+        "status": _EXPERIMENT_STATUS[last.status] if last else "draft",
+        "block_type": block.current.block_type if block and block.current else "extract",
+        "score": last.score if last else None,
+        "documents": list(exp.documents),
+        "source_experiment_id": exp.source_experiment_id,
+        **freshness,
+    }

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from fastapi import APIRouter, Body, Depends, Query, Response
+
+from events.log import Position
+from projections import views
+from projections.pagination import PageRequest
+from projections.state import RunState
+
+from .. import commands
+from ..bodies import CreateRunBody
+from ..context import Ctx, context
+from ..errors import invalid, not_found
+from ..resources import lifecycle, run_resource
+from ..time_travel import run_as_of
+from .common import envelope, mark_positions, page_request
+
+router = APIRouter(prefix="/v1/workflows/experiments/runs", tags=["runs"])
+Status = Literal["pending", "queued", "running", "completed", "error", "cancelled"]
+
+
+async def load_run(ctx: Ctx, run_id: str) -> RunState:
+    async with ctx.connect() as conn:
+        run = await views.get_run(conn, ctx.org_id, run_id)
+    if run is None:
+        raise not_found("run", run_id)
+    return run
+
+
+@router.post("", status_code=201)
+async def create_run(body: CreateRunBody, response: Response, ctx: Ctx = Depends(context)):
+    run_id, positions = await commands.create_run(ctx, body)
+    mark_positions(response, positions)
+    return run_resource(await load_run(ctx, run_id))
+
+
+@router.get("")
+async def list_runs(
+    workflow_id: str | None = None, experiment_id: str | None = None, block_id: str | None = None,
+    status: Status | None = None, exclude_status: Status | None = None, trigger_type: str | None = None,
+    from_date: datetime | None = None, to_date: datetime | None = None,
+    sort_by: Literal["created_at", "started_at", "completed_at", "score"] = "created_at",
+    page: PageRequest = Depends(page_request), ctx: Ctx = Depends(context),
+):
+    filters = views.RunFilters(workflow_id, experiment_id, block_id, status, exclude_status, trigger_type,
+                               from_date, to_date, sort_by)
+    async with ctx.connect() as conn:
+        found = await views.list_runs(conn, ctx.org_id, filters, page)
+    return envelope(found, lambda row: run_resource(views.run_from_row(row)))
+
+
+@router.get("/{run_id}")
+async def get_run(run_id: str, as_of: str | None = Query(None, description="a position 'p:o' or an ISO time"),
+                  ctx: Ctx = Depends(context)):
+    run = await load_run(ctx, run_id)
+    if as_of is None:
+        return run_resource(run)
+    return await run_as_of(ctx, run, as_of)
+
+
+@router.post("/{run_id}/cancel")
+async def cancel_run(run_id: str, response: Response, reason: str | None = Body(None, embed=True),
+                     ctx: Ctx = Depends(context)):
+    mark_positions(response, await commands.cancel_run(ctx, run_id, reason))
+    run = await load_run(ctx, run_id)
+    return {"id": run.run_id, "lifecycle": lifecycle(run.status, run.error, run.cancel_reason)}
+
+
+@router.get("/{run_id}/events")
+async def run_events(run_id: str, page: PageRequest = Depends(page_request), ctx: Ctx = Depends(context)):
+    await load_run(ctx, run_id)
+    page = _offset_cursors(page)
+    async with ctx.connect() as conn:
+        found = await views.run_history(conn, run_id, page)
+    return envelope(found, _history_item)
+
+
+def _offset_cursors(page: PageRequest) -> PageRequest:
+    try:
+        before = int(page.before) if page.before is not None else None
+        after = int(page.after) if page.after is not None else None
+    except ValueError:
+        raise invalid("history cursors are offsets (integers)") from None
+    return PageRequest(page.limit, page.order, before, after)
+
+
+def _history_item(row) -> dict:
+    return {
+        "position": Position(row.partition, row.offset).token(), "partition": row.partition,
+        "offset": row.offset, "event_id": row.event_id, "type": row.type,
+        "occurred_at": row.occurred_at.isoformat() if row.occurred_at else None, "producer": row.producer,
+        "status": "accepted" if row.accepted else "rejected", "accepted": row.accepted,
+        "reason": row.reason, "payload": row.body.get("payload"),
+    }

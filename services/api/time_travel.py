@@ -1,0 +1,45 @@
+"""A run as it was at a log position or a moment: replay its own events through the fold."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from events.codec import from_dict
+from events.log import Position
+from projections import views
+from projections.fold import apply
+from projections.state import RunState
+
+from .context import Ctx
+from .errors import ApiError, invalid
+from .resources import run_resource
+
+
+def parse_as_of(as_of: str) -> Position | datetime:
+    if ":" in as_of and as_of.split(":", 1)[0].isdigit():
+        try:
+            return Position.parse(as_of)
+        except ValueError as exc:
+            raise invalid(str(exc)) from None
+    try:
+        moment = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+    except ValueError:
+        raise invalid("as_of must be a position '<partition>:<offset>' or an ISO-8601 time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+async def run_as_of(ctx: Ctx, current: RunState, as_of: str) -> dict:
+    point = parse_as_of(as_of)
+    until = point.offset if isinstance(point, Position) else None
+    async with ctx.connect() as conn:
+        bodies = await views.run_events_until(conn, current.run_id, until)
+    state, applied = None, 0
+    for body in bodies:
+        event = from_dict(body)
+        if isinstance(point, datetime) and event.occurred_at > point:
+            break
+        state = apply(state, event).state
+        applied += 1
+    if state is None:
+        raise ApiError(404, "run_not_found", f"run {current.run_id!r} did not exist as of {as_of}",
+                       {"as_of": as_of})
+    return {**run_resource(state), "as_of": as_of, "as_of_event_count": applied}

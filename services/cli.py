@@ -1,0 +1,63 @@
+"""runledger: serve | project | keys create | worker | demo."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from .settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="runledger", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the API (and, on the embedded default, the projector)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--data-dir", type=Path)
+    serve.add_argument("--with-projector", action="store_true",
+                       help="with Kafka configured, also run a projector in this process")
+
+    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
+    create = keys.add_parser("create", help="create an API key for an organisation and print it")
+    create.add_argument("--org", required=True)
+    create.add_argument("--name")
+    create.add_argument("--data-dir", type=Path)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env().with_(data_dir=getattr(args, "data_dir", None))
+    if args.command == "serve":
+        return _serve(settings, args)
+    if args.command == "keys":
+        return asyncio.run(_create_key(settings, args.org, args.name))
+    return 2
+
+
+def _serve(settings: Settings, args) -> int:
+    from .server import serve
+    projector = settings.embedded or args.with_projector
+    asyncio.run(serve(settings.with_(host=args.host, port=args.port, projector=projector)))
+    return 0
+
+
+async def _create_key(settings: Settings, org: str, name: str | None) -> int:
+    from projections.database import create_schema, make_engine
+    from .api.auth import create_key
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.read_model_url)
+    try:
+        if settings.database_url is None:
+            await create_schema(engine)
+        print(await create_key(engine, org, name))
+    finally:
+        await engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""The command side: append events, then wait until the projection has applied them."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+from sqlalchemy import select
+
+from events.codec import encode
+from events.envelope import Event
+from events.log import Message, Position
+from projections.tables import checkpoints
+
+from .bootstrap import Runtime
+
+
+class ProjectionLag(TimeoutError):
+    def __init__(self, position: Position, timeout: float):
+        super().__init__(f"projection has not reached {position.token()} within {timeout:g}s")
+        self.position = position
+
+
+class Ledger:
+    def __init__(self, runtime: Runtime, projection: str = "main"):
+        self.runtime = runtime
+        self.projection = projection
+
+    async def append(self, events: list[Event]) -> list[Position]:
+        messages = [Message(e.aggregate_id, encode(e)) for e in events]
+        return await self.runtime.log.append(messages)
+
+    async def record(self, events: list[Event]) -> list[Position]:
+        positions = await self.append(events)
+        await self.settle(positions)
+        return positions
+
+    async def settle(self, positions: list[Position], timeout: float | None = None) -> None:
+        """Wait (bounded) until the projection has passed every position."""
+        timeout = self.runtime.settings.wait_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        for position in _latest_per_partition(positions):
+            if not await self._wait(position, max(0.0, deadline - time.monotonic())):
+                raise ProjectionLag(position, timeout)
+
+    async def _wait(self, position: Position, timeout: float) -> bool:
+        projector = self.runtime.projector
+        if projector is not None and position.partition in projector.partitions:
+            return await projector.wait(position, timeout)
+        return await self._poll_checkpoint(position, timeout)
+
+    async def _poll_checkpoint(self, position: Position, timeout: float) -> bool:
+        deadline, delay = time.monotonic() + timeout, 0.005
+        query = select(checkpoints.c.next_offset).where(
+            checkpoints.c.projection == self.projection, checkpoints.c.partition == position.partition
+        )
+        while True:
+            async with self.runtime.engine.connect() as conn:
+                reached = await conn.scalar(query)
+            if reached is not None and reached > position.offset:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+
+def _latest_per_partition(positions: list[Position]) -> list[Position]:
+    latest: dict[int, Position] = {}
+    for position in positions:
+        if position.partition not in latest or position.offset > latest[position.partition].offset:
+            latest[position.partition] = position
+    return list(latest.values())

@@ -1,0 +1,30 @@
+"""Run the API with uvicorn on a built Runtime; close everything on the way out."""
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from .api.app import create_app
+from .api.auth import ensure_bootstrap_key
+from .bootstrap import start_runtime
+from .settings import Settings
+
+log = logging.getLogger("runledger")
+
+
+async def serve(settings: Settings) -> None:
+    runtime = await start_runtime(settings)
+    try:
+        key = await ensure_bootstrap_key(runtime.engine, settings.bootstrap_key)
+        if key:
+            print(f"\nrunledger: first start, created an API key for org 'default' (shown once):\n\n    {key}\n",
+                  flush=True)
+        where = "embedded log at " + str(settings.log_path) if settings.embedded else settings.kafka_bootstrap
+        log.info("runledger on http://%s:%s (%s; read model %s)", settings.host, settings.port, where,
+                 settings.read_model_url.split("@")[-1])
+        config = uvicorn.Config(create_app(runtime), host=settings.host, port=settings.port,
+                                log_level="warning", lifespan="on")
+        await uvicorn.Server(config).serve()
+    finally:
+        await runtime.close()

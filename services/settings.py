@@ -1,0 +1,51 @@
+"""Configuration from the environment (and CLI flags). The embedded default needs none."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path(".runledger")
+    kafka_bootstrap: str | None = None
+    database_url: str | None = None
+    topic: str = "runledger.events"
+    partitions: int = 6
+    replication_factor: int = 1
+    bootstrap_key: str | None = None
+    projector: bool = True
+    wait_timeout: float = 10.0
+    host: str = "127.0.0.1"
+    port: int = 8000
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        return cls(
+            data_dir=Path(env.get("RUNLEDGER_DATA_DIR", ".runledger")),
+            kafka_bootstrap=env.get("RUNLEDGER_KAFKA_BOOTSTRAP") or None,
+            database_url=env.get("RUNLEDGER_DATABASE_URL") or None,
+            topic=env.get("RUNLEDGER_TOPIC", "runledger.events"),
+            partitions=int(env.get("RUNLEDGER_PARTITIONS", "6")),
+            replication_factor=int(env.get("RUNLEDGER_REPLICATION_FACTOR", "1")),
+            bootstrap_key=env.get("RUNLEDGER_BOOTSTRAP_KEY") or None,
+            wait_timeout=float(env.get("RUNLEDGER_WAIT_TIMEOUT", "10")),
+        )
+
+    def with_(self, **changes) -> Settings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @property
+    def embedded(self) -> bool:
+        return self.kafka_bootstrap is None
+
+    @property
+    def read_model_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'readmodel.db'}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "log.db"
