@@ -1,0 +1,78 @@
+"""Backends for every suite: the embedded default always; Kafka and PostgreSQL started for
+real by the project's scripts (tests/infra.py) when RUNLEDGER_TEST_BACKENDS names them."""
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+BACKENDS = set(filter(None, os.environ.get("RUNLEDGER_TEST_BACKENDS", "embedded").split(",")))
+
+
+def _log_params():
+    params = ["embedded"]
+    if "kafka" in BACKENDS:
+        params.append(pytest.param("kafka", marks=pytest.mark.kafka))
+    return params
+
+
+def _store_params():
+    params = ["sqlite"]
+    if "postgres" in BACKENDS:
+        params.append(pytest.param("postgres", marks=pytest.mark.postgres))
+    return params
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory):
+    from tests.infra import kafka_broker
+
+    with kafka_broker(tmp_path_factory.mktemp("kafka")) as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory):
+    from tests.infra import postgres_server
+
+    with postgres_server(tmp_path_factory.mktemp("pg")) as url:
+        yield url
+
+
+def make_log(kind: str, request, tmp_path, partitions: int = 6):
+    if kind == "embedded":
+        from events.sqlite_log import SqliteEventLog
+        return SqliteEventLog(tmp_path / "log.db", partitions=partitions)
+    from events.kafka_log import KafkaEventLog
+    broker = request.getfixturevalue("kafka_bootstrap")
+    return KafkaEventLog(broker.bootstrap, topic=f"test-{uuid.uuid4().hex[:12]}", partitions=partitions)
+
+
+@pytest.fixture(params=_log_params())
+async def event_log(request, tmp_path):
+    log = make_log(request.param, request, tmp_path)
+    await log.start()
+    yield log
+    await log.close()
+
+
+async def fresh_database_url(kind: str, request, tmp_path) -> str:
+    """A new, empty database per test: a SQLite file, or a fresh PostgreSQL database."""
+    if kind == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'readmodel.db'}"
+    import asyncpg
+
+    base = request.getfixturevalue("postgres_url")
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    admin = await asyncpg.connect(base.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return base.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(params=_store_params())
+async def database_url(request, tmp_path):
+    return await fresh_database_url(request.param, request, tmp_path)
