@@ -38,6 +38,8 @@ class Projector:
         self.batch_size = batch_size
         self.partitions: dict[int, PartitionStatus] = {}
         self.batches = 0
+        self.applied_total = 0
+        self.poison_total = 0
         self._progress = asyncio.Condition()
         self._consumer: LogConsumer | None = None
         self._stopping = asyncio.Event()
@@ -76,8 +78,10 @@ class Projector:
         batch = Batch(self.name, records)
         try:
             async with self.engine.begin() as conn:
-                await project(conn, batch)
+                # The compare-and-set goes first: it takes the checkpoint row's lock, and a
+                # projector that lost the partition fails here before writing anything.
                 await checkpoints.advance(conn, self.name, partition, expected, new)
+                await project(conn, batch)
         except LostPartition as exc:
             log.warning("%s", exc)
             self.partitions.pop(partition, None)
@@ -89,6 +93,8 @@ class Projector:
         status.next_offset, status.applied = new, status.applied + len(records)
         status.poison += batch.poison
         self.batches += 1
+        self.applied_total += len(records)
+        self.poison_total += batch.poison
         async with self._progress:
             self._progress.notify_all()
 
