@@ -1,0 +1,167 @@
+"""Real Kafka and PostgreSQL servers for tests, via scripts/kafka.sh and scripts/postgres.sh.
+
+No pytest dependency: use these from session-scoped fixtures, e.g.::
+
+    @pytest.fixture(scope="session")
+    def kafka(tmp_path_factory):
+        with kafka_broker(tmp_path_factory.mktemp("kafka")) as broker:
+            yield broker          # broker.bootstrap == "127.0.0.1:<port>"
+
+    @pytest.fixture(scope="session")
+    def pg_url(tmp_path_factory):
+        with postgres_server(tmp_path_factory.mktemp("pg")) as url:
+            yield url             # "postgresql+asyncpg://runledger@127.0.0.1:<port>/runledger"
+
+Both context managers always stop their server on exit, including when the
+body (or the start itself) raises; an atexit hook is the last resort for a
+context that was never closed. See docs/testing.md.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["BrokerHandle", "InfraError", "kafka_broker", "postgres_server", "REPO_ROOT"]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+KAFKA_SH = REPO_ROOT / "scripts" / "kafka.sh"
+POSTGRES_SH = REPO_ROOT / "scripts" / "postgres.sh"
+
+# First install downloads ~100 MB from Maven Central (or apt for PostgreSQL).
+INSTALL_TIMEOUT = 1200.0
+# kafka.sh waits up to 90 s for readiness itself (KAFKA_START_TIMEOUT); plus format etc.
+START_TIMEOUT = 240.0
+STOP_TIMEOUT = 90.0
+
+
+class InfraError(RuntimeError):
+    """A helper script failed; the message carries its stderr (log tails included)."""
+
+
+def _run(script: Path, *args: str, timeout: float) -> str:
+    cmd = ["bash", str(script), *args]
+    try:
+        proc = subprocess.run(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=REPO_ROOT,
+        )
+    except subprocess.TimeoutExpired as exc:
+        err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr
+        raise InfraError(f"{' '.join(cmd)} timed out after {timeout:.0f}s\n{err or ''}") from None
+    if proc.returncode != 0:
+        raise InfraError(f"{' '.join(cmd)} failed with exit code {proc.returncode}\n{proc.stderr}")
+    return proc.stdout.strip()
+
+
+# Servers started by this process and not yet stopped: stopped at interpreter exit
+# if a context manager never got to run its cleanup.
+_live: dict[tuple[Path, str], None] = {}
+_live_lock = threading.Lock()
+
+
+def _track(script: Path, directory: str) -> None:
+    with _live_lock:
+        _live[(script, directory)] = None
+
+
+def _untrack(script: Path, directory: str) -> None:
+    with _live_lock:
+        _live.pop((script, directory), None)
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    with _live_lock:
+        leftovers = list(_live)
+        _live.clear()
+    for script, directory in leftovers:
+        try:
+            _run(script, "stop", directory, timeout=STOP_TIMEOUT)
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+
+
+class BrokerHandle:
+    """A running single-node Kafka broker (KRaft) on loopback.
+
+    ``bootstrap`` ("127.0.0.1:<port>") never changes, not even across
+    ``restart()``: data dir and port are kept, so clients reconnect to the
+    same address.
+    """
+
+    def __init__(self, directory: Path, bootstrap: str) -> None:
+        self.directory = directory
+        self.bootstrap = bootstrap
+
+    def __repr__(self) -> str:
+        return f"BrokerHandle(bootstrap={self.bootstrap!r}, directory={str(self.directory)!r})"
+
+    def stop(self) -> None:
+        """Stop the broker (SIGTERM, SIGKILL after 20 s). Idempotent."""
+        _run(KAFKA_SH, "stop", str(self.directory), timeout=STOP_TIMEOUT)
+        _untrack(KAFKA_SH, str(self.directory))
+
+    def start(self) -> str:
+        """Start a stopped broker again on the same port and data."""
+        _track(KAFKA_SH, str(self.directory))
+        bootstrap = _run(KAFKA_SH, "start", str(self.directory), timeout=START_TIMEOUT)
+        self._check_same(bootstrap)
+        return bootstrap
+
+    def restart(self) -> str:
+        """Stop then start on the same port and data dir; returns when it serves metadata."""
+        _track(KAFKA_SH, str(self.directory))
+        bootstrap = _run(KAFKA_SH, "restart", str(self.directory), timeout=STOP_TIMEOUT + START_TIMEOUT)
+        self._check_same(bootstrap)
+        return bootstrap
+
+    def _check_same(self, bootstrap: str) -> None:
+        if bootstrap != self.bootstrap:
+            raise InfraError(f"broker came back on {bootstrap}, expected {self.bootstrap}")
+
+
+@contextmanager
+def kafka_broker(tmp_dir: str | os.PathLike[str]) -> Iterator[BrokerHandle]:
+    """Start a Kafka broker whose files live in ``tmp_dir``; always stopped on exit."""
+    directory = Path(tmp_dir).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    _run(KAFKA_SH, "install", timeout=INSTALL_TIMEOUT)
+    _track(KAFKA_SH, str(directory))
+    try:
+        bootstrap = _run(KAFKA_SH, "start", str(directory), timeout=START_TIMEOUT)
+        yield BrokerHandle(directory, bootstrap)
+    finally:
+        try:
+            _run(KAFKA_SH, "stop", str(directory), timeout=STOP_TIMEOUT)
+        finally:
+            _untrack(KAFKA_SH, str(directory))
+
+
+@contextmanager
+def postgres_server(tmp_dir: str | os.PathLike[str]) -> Iterator[str]:
+    """Start a fresh PostgreSQL cluster for ``tmp_dir``; yields its SQLAlchemy URL.
+
+    The URL is ``postgresql+asyncpg://runledger@127.0.0.1:<port>/runledger``
+    (trust auth, superuser ``runledger``). Always stopped on exit.
+    """
+    directory = Path(tmp_dir).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    _run(POSTGRES_SH, "install", timeout=INSTALL_TIMEOUT)
+    _track(POSTGRES_SH, str(directory))
+    try:
+        yield _run(POSTGRES_SH, "start", str(directory), timeout=START_TIMEOUT)
+    finally:
+        try:
+            _run(POSTGRES_SH, "stop", str(directory), timeout=STOP_TIMEOUT)
+        finally:
+            _untrack(POSTGRES_SH, str(directory))
