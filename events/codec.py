@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from . import catalogue  # noqa: F401  (registers every event type before anything decodes)
 from .envelope import NAMESPACE, Event, payload_class
 from .upcast import upcast
 
@@ -40,6 +41,7 @@ def from_dict(data: dict[str, Any]) -> Event:
         raise UndecodableEvent(
             f"{cls.TYPE} schema_version {version} is newer than this code knows ({cls.VERSION})"
         )
+    data = {**data, "schema_version": version}
     if version < cls.VERSION and isinstance(data.get("payload"), dict):
         try:
             lifted = upcast(cls.TYPE, version, cls.VERSION, data["payload"])

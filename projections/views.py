@@ -119,9 +119,8 @@ async def run_documents_of(conn: AsyncConnection, run_id: str) -> list[DocumentS
 async def run_history(conn: AsyncConnection, run_id: str, page: PageRequest) -> Page:
     """A run's events live in one partition, so the offset orders them (and is the cursor)."""
     query = select(
-        event_index.c.offset.label("id_"), event_index.c.partition, event_index.c.offset, event_index.c.event_id, event_index.c.type,
-        event_index.c.occurred_at, event_index.c.producer, event_index.c.accepted, event_index.c.reason,
-        event_index.c.body,
+        event_index.c.offset.label("id_"), event_index.c.partition, event_index.c.offset,
+        event_index.c.accepted, event_index.c.reason, event_index.c.body,
     ).where(event_index.c.aggregate_id == run_id)
     return await paginate(conn, query, event_index.c.offset, event_index.c.offset, page)
 

@@ -88,10 +88,11 @@ def _offset_cursors(page: PageRequest) -> PageRequest:
 
 
 def _history_item(row) -> dict:
+    body = row.body
     return {
         "position": Position(row.partition, row.offset).token(), "partition": row.partition,
-        "offset": row.offset, "event_id": row.event_id, "type": row.type,
-        "occurred_at": row.occurred_at.isoformat() if row.occurred_at else None, "producer": row.producer,
-        "status": "accepted" if row.accepted else "rejected", "accepted": row.accepted,
-        "reason": row.reason, "payload": row.body.get("payload"),
+        "offset": row.offset, "event_id": body["event_id"], "type": body["type"],
+        "schema_version": body["schema_version"], "occurred_at": body["occurred_at"],
+        "producer": body["producer"], "status": "accepted" if row.accepted else "rejected",
+        "accepted": row.accepted, "reason": row.reason, "payload": body["payload"],
     }
