@@ -12,9 +12,10 @@ from typing import Any, Callable
 from events.envelope import Event
 
 from .outputs import output_problem
-from .scoring import score_document, target_scores
+from . import aggregate
+from .scoring import config_problem, score_document
 from .state import (
-    RUN_TERMINAL, SCORE_UNIT, Applied, BlockState, BlockVersion, DocumentState, ExperimentState, PassFact, RunState,
+    RUN_TERMINAL, Applied, BlockState, BlockVersion, DocumentState, ExperimentState, PassFact, RunState,
 )
 
 Handler = Callable[[Any, Event], Applied]
@@ -55,6 +56,9 @@ def _run_created(state: RunState | None, event: Event) -> Applied:
     ids = [d["document_id"] for d in spec["documents"]]
     if len(set(ids)) != len(ids):
         return reject(None, "duplicate document ids in run")
+    problem = config_problem(spec["block_config"])
+    if problem:
+        return reject(None, f"unusable block config: {problem}")
     documents = {
         d["document_id"]: DocumentState(d["document_id"], i, d["filename"], d["handle_inputs"])
         for i, d in enumerate(spec["documents"])
@@ -181,7 +185,8 @@ def _finish_document(run: RunState, doc: DocumentState, event: Event) -> tuple[R
     doc = replace(doc, status="completed", score=score, consensus=consensus)
     run = replace(run, completed_document_count=run.completed_document_count + 1)
     if score is not None:
-        run = replace(run, score_units=run.score_units + _units(score), target_sums=_add_targets(run, consensus))
+        run = replace(run, score_units=run.score_units + aggregate.units(score),
+                      metrics=aggregate.add_document(run.metrics, consensus))
     return run, doc
 
 
@@ -191,18 +196,6 @@ def _finish_run(run: RunState, event: Event) -> RunState:
         return replace(run, status="completed")
     error = {"message": f"all {run.total_document_count} documents failed", "code": "all_documents_failed"}
     return replace(run, status="error", error=error)
-
-
-def _add_targets(run: RunState, consensus) -> dict[str, tuple[int, int]]:
-    sums = dict(run.target_sums)
-    for path, score in target_scores(consensus):
-        total, count = sums.get(path, (0, 0))
-        sums[path] = (total + _units(score), count + 1)
-    return sums
-
-
-def _units(score: float) -> int:
-    return round(score * SCORE_UNIT)
 
 
 def _later(a, b):

@@ -3,13 +3,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .consensus import compute_consensus
+from .consensus import compute_consensus, config_problem
+
+__all__ = ["score_document", "config_problem"]
 
 
 def score_document(spec: Mapping[str, Any], votes: list[Any]) -> tuple[float | None, dict]:
     result = compute_consensus(spec["block_type"], dict(spec.get("block_config") or {}), votes)
     return result.score, result.to_json()
-
-
-def target_scores(consensus: Mapping[str, Any]) -> list[tuple[str, float]]:
-    return [(t["path"], float(t["score"])) for t in consensus.get("targets", ())]

@@ -7,7 +7,7 @@ from typing import Any
 
 from .state import BlockState, BlockVersion, DocumentState, ExperimentState, PassFact, RunState
 
-_RUN_SCALARS = [f.name for f in fields(RunState) if f.name not in ("documents", "target_sums")]
+_RUN_SCALARS = [f.name for f in fields(RunState) if f.name != "documents"]
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -55,7 +55,6 @@ def run_to_json(run: RunState) -> dict[str, Any]:
     data = {name: getattr(run, name) for name in _RUN_SCALARS}
     for name in ("created_at", "started_at", "completed_at", "latest_fact_at"):
         data[name] = _ts(data[name])
-    data["target_sums"] = {path: list(v) for path, v in sorted(run.target_sums.items())}
     return data
 
 
@@ -63,7 +62,6 @@ def run_from_json(data: dict[str, Any], documents: dict[str, DocumentState]) -> 
     values = dict(data)
     for name in ("created_at", "started_at", "completed_at", "latest_fact_at"):
         values[name] = _dt(values[name])
-    values["target_sums"] = {path: (int(v[0]), int(v[1])) for path, v in data["target_sums"].items()}
     return RunState(**values, documents=documents)
 
 

@@ -5,7 +5,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping
 
-SCORE_UNIT = 10**12  # scores are summed as integers of this unit: exact, so order-independent
+from . import aggregate
+
 RUN_TERMINAL = frozenset({"completed", "error", "cancelled"})
 DOC_TERMINAL = frozenset({"completed", "error"})
 
@@ -62,7 +63,7 @@ class RunState:
     error_count: int = 0
     document_count: int = 0
     score_units: int = 0
-    target_sums: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    metrics: Mapping[str, Any] = field(default_factory=lambda: aggregate.EMPTY)
     latest_fact_at: datetime | None = None
 
     @property
@@ -85,10 +86,7 @@ class RunState:
     def score(self) -> float | None:
         if not self.completed_document_count:
             return None
-        return self.score_units / SCORE_UNIT / self.completed_document_count
-
-    def target_likelihoods(self) -> dict[str, float]:
-        return {path: units / SCORE_UNIT / count for path, (units, count) in sorted(self.target_sums.items())}
+        return self.score_units / aggregate.SCORE_UNIT / self.completed_document_count
 
     @property
     def duration_ms(self) -> int | None:

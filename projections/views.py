@@ -164,3 +164,13 @@ async def get_run_any(conn: AsyncConnection, run_id: str) -> RunState | None:
     """A run by id, whatever its organisation (projector-side checks and tests)."""
     row = (await conn.execute(select(runs.c.state).where(runs.c.run_id == run_id))).first()
     return ser.run_from_json(row.state, {}) if row else None
+
+
+async def prior_completed_run(conn: AsyncConnection, org_id: str, run: RunState) -> RunState | None:
+    """The latest completed run of the same experiment created before `run`."""
+    query = select(runs.c.state).where(
+        runs.c.org_id == org_id, runs.c.experiment_id == run.spec["experiment_id"],
+        runs.c.status == "completed", runs.c.run_id != run.run_id, runs.c.created_at <= run.created_at,
+    ).order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(1)
+    row = (await conn.execute(query)).first()
+    return ser.run_from_json(row.state, {}) if row else None

@@ -10,7 +10,7 @@ from ..bootstrap import Runtime
 from ..ledger import Ledger, ProjectionLag
 from . import errors
 from .errors import ApiError
-from .routes import experiments, ledger, results, runs
+from .routes import experiments, ledger, metrics, results, runs
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -35,6 +35,6 @@ def create_app(runtime: Runtime) -> FastAPI:
         error = ApiError(503, "projection_lag", str(exc), {"position": exc.position.token()})
         return await app.exception_handlers[ApiError](request, error)
 
-    for router in (runs.router, results.router, ledger.router, experiments.router):
+    for router in (runs.router, results.router, metrics.router, ledger.router, experiments.router):
         app.include_router(router)
     return app

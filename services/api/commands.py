@@ -9,6 +9,7 @@ from events.codec import UndecodableEvent, build
 from events.envelope import Event, new_event
 from events.log import Position
 from projections import views
+from projections.scoring import config_problem
 from projections.state import RUN_TERMINAL, ExperimentState
 
 from .. import fingerprints as fp
@@ -24,6 +25,9 @@ def _event(ctx: Ctx, payload, aggregate_id: str) -> Event:
 
 
 async def define_block(ctx: Ctx, workflow_id: str, block_id: str, body: DefineBlockBody) -> tuple[dict, list[Position]]:
+    problem = config_problem(body.config)
+    if problem:
+        raise invalid(f"block config: {problem}", field="config")
     fingerprint = fp.block_fingerprint(body.type, body.config)
     async with ctx.connect() as conn:
         current = await views.get_block(conn, ctx.org_id, workflow_id, block_id)

@@ -168,3 +168,10 @@ def test_counters_track_documents_with_any_result():
     run, _ = fold_all(events)
     assert (run.document_count, run.completed_document_count, run.error_count) == (2, 0, 0)
     assert run.status == "running"
+
+
+def test_a_run_whose_block_config_the_engine_cannot_use_is_rejected_not_a_crash():
+    script = RunScript(config={"numeric_tolerance": "lots"})
+    run, outcomes = fold_all([script.created(), script.passed("doc_0", 0)])
+    assert run is None
+    assert outcomes[0].reason.startswith("unusable block config: numeric_tolerance")

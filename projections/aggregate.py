@@ -1,0 +1,51 @@
+"""A run's metrics, kept current one finished document at a time.
+
+Everything is summed as integers (scores in units of 1e-12, votes as counts), so the
+totals are exact and do not depend on the order documents finish in: a replay gives
+the same numbers to the last digit.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+SCORE_UNIT = 10**12
+EMPTY: Mapping[str, Any] = {"targets": {}, "labels": {}, "flows": {}}
+_SEP = "\u2192"  # source→target key of a flow
+
+
+def units(score: float) -> int:
+    return round(score * SCORE_UNIT)
+
+
+def add_document(agg: Mapping[str, Any], consensus: Mapping[str, Any]) -> dict[str, Any]:
+    targets = dict(agg["targets"])
+    for target in consensus.get("targets", ()):
+        total, count = targets.get(target["path"], (0, 0))
+        targets[target["path"]] = [total + units(target["score"]), count + 1]
+    labels, flows = dict(agg["labels"]), dict(agg["flows"])
+    confusion = consensus.get("confusion")
+    if confusion:
+        votes = confusion.get("vote_counts", {})
+        for label, share in confusion["diag"].items():
+            agree, total = labels.get(label, (0, 0))
+            labels[label] = [agree + round(share * votes.get(label, 1)), total + votes.get(label, 1)]
+        for flow in confusion["flows"]:
+            key = f"{flow['source']}{_SEP}{flow['target']}"
+            flows[key] = flows.get(key, 0) + round(flow["score"] * votes.get(flow["source"], 1))
+    return {"targets": targets, "labels": labels, "flows": flows}
+
+
+def likelihoods(agg: Mapping[str, Any]) -> dict[str, float]:
+    return {path: total / SCORE_UNIT / count for path, (total, count) in sorted(agg["targets"].items()) if count}
+
+
+def confusion(agg: Mapping[str, Any]) -> dict[str, Any]:
+    labels = agg["labels"]
+    diag = {label: agree / total for label, (agree, total) in sorted(labels.items()) if total}
+    flows = []
+    for key, votes in sorted(agg["flows"].items()):
+        source, target = key.split(_SEP, 1)
+        total = labels.get(source, (0, 0))[1]
+        if total:
+            flows.append({"source": source, "target": target, "score": votes / total})
+    return {"diag": diag, "flows": flows}

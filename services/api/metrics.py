@@ -1,0 +1,169 @@
+"""The four metrics views (summary, by_document, by_target, votes) and their two
+non-answers (stale_metrics, no_metrics), shaped as the retab SDK parses them."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from projections import aggregate
+from projections.state import BlockState, DocumentState, ExperimentState, RunState
+
+from .errors import invalid, not_found
+from .freshness import current_fingerprints, stale_reasons
+
+LABEL_BLOCKS = ("classifier", "split")
+
+
+@dataclass
+class MetricsInput:
+    run: RunState
+    documents: list[DocumentState]
+    experiment: ExperimentState
+    block: BlockState | None
+    prior: RunState | None = None
+    prior_documents: dict[str, DocumentState] = field(default_factory=dict)
+
+    @property
+    def block_type(self) -> str:
+        return self.run.spec["block_type"]
+
+    def prior_score(self, document_id: str) -> float | None:
+        doc = self.prior_documents.get(document_id)
+        return doc.score if doc else None
+
+    def prior_target(self, document_id: str, path: str) -> float | None:
+        return _target_score(self.prior_documents.get(document_id), path)
+
+
+def stale_or_missing(data: MetricsInput) -> dict[str, Any] | None:
+    run, exp = data.run, data.experiment
+    reasons = stale_reasons(exp, data.block, run)
+    if reasons:
+        execution, _ = current_fingerprints(exp, data.block)
+        return {
+            "kind": "stale_metrics", "error": "stale_metrics", "experiment_id": exp.experiment_id,
+            "stale_reasons": reasons, "current_block_execution_fingerprint": execution,
+            "last_run": {"run_id": run.run_id, "block_execution_fingerprint": run.spec["block_execution_fingerprint"],
+                         "score": run.score, "created_at": run.created_at.isoformat()},
+            "message": f"run {run.run_id} measured an earlier definition of the experiment "
+                       f"({', '.join(reasons)}); start a new run, or pass allow_stale=true to read it anyway",
+        }
+    if not run.completed_document_count:
+        return no_metrics(exp.experiment_id, f"no document of run {run.run_id} has been scored yet "
+                                             f"(status {run.status})")
+    return None
+
+
+def no_metrics(experiment_id: str, message: str) -> dict[str, Any]:
+    return {"kind": "no_metrics", "error": "no_metrics", "experiment_id": experiment_id, "message": message}
+
+
+def summary(data: MetricsInput) -> dict[str, Any]:
+    run = data.run
+    documents = [{"id": d.document_id, "filename": d.filename, "score": d.score,
+                  "prior_score": data.prior_score(d.document_id)}
+                 for d in data.documents if d.status == "completed"]
+    if data.block_type in LABEL_BLOCKS:
+        agg: dict[str, Any] = aggregate.confusion(run.metrics)
+    else:
+        agg = {"likelihoods": aggregate.likelihoods(run.metrics)}
+    return {
+        "experiment_id": run.spec["experiment_id"], "run_id": run.run_id, "kind": "summary", "view": "summary",
+        "block_execution_fingerprint": run.spec["block_execution_fingerprint"], "block_type": data.block_type,
+        "score": run.score, "prior_score": data.prior.score if data.prior else None,
+        "prior_run_id": data.prior.run_id if data.prior else None,
+        "documents": documents, "scored_document_count": run.completed_document_count,
+        "total_document_count": run.total_document_count, "aggregate": agg,
+    }
+
+
+def by_document(data: MetricsInput, document_id: str | None) -> dict[str, Any]:
+    doc = _document(data, document_id)
+    consensus = doc.consensus or {}
+    targets = [{"path": t["path"], "score": t["score"], "value": t["value"],
+                "prior_score": data.prior_target(doc.document_id, t["path"])}
+               for t in consensus.get("targets", ())]
+    return {
+        "run_id": data.run.run_id, "kind": "by_document", "view": "by_document",
+        "document": {"id": doc.document_id, "filename": doc.filename},
+        "score": doc.score, "prior_score": data.prior_score(doc.document_id),
+        "confusion": _plain_confusion(consensus.get("confusion")), "targets": targets,
+    }
+
+
+def by_target(data: MetricsInput, target_path: str | None) -> dict[str, Any]:
+    path = _require(target_path, "target_path")
+    documents = []
+    for doc in data.documents:
+        target = _target(doc, path)
+        if target is not None:
+            documents.append({"id": doc.document_id, "filename": doc.filename, "score": target["score"],
+                              "value": target["value"], "prior_score": data.prior_target(doc.document_id, path)})
+    likelihoods = aggregate.likelihoods(data.run.metrics)
+    if path not in likelihoods and not documents:
+        raise not_found("target", path)
+    prior = aggregate.likelihoods(data.prior.metrics).get(path) if data.prior else None
+    return {
+        "run_id": data.run.run_id, "kind": "by_target", "view": "by_target", "target": path,
+        "score": likelihoods.get(path), "prior_score": prior,
+        "confusion": _label_slice(data, path), "documents": documents,
+    }
+
+
+def votes(data: MetricsInput, document_id: str | None, target_path: str | None) -> dict[str, Any]:
+    doc = _document(data, document_id)
+    path = _require(target_path, "target_path")
+    target = _target(doc, path)
+    if target is None:
+        raise not_found("target", path)
+    return {
+        "run_id": data.run.run_id, "kind": "votes", "view": "votes",
+        "document": {"id": doc.document_id, "filename": doc.filename}, "target": path,
+        "score": target["score"], "prior_score": data.prior_target(doc.document_id, path),
+        "rows": target["rows"],
+    }
+
+
+def _label_slice(data: MetricsInput, path: str) -> dict[str, Any] | None:
+    """For classifier/split runs: how the run's consensus labels flow, seen from one label."""
+    if data.block_type not in LABEL_BLOCKS:
+        return None
+    confusion = aggregate.confusion(data.run.metrics)
+    label = path if path in confusion["diag"] else None
+    if label is None:
+        return None
+    return {
+        "self": confusion["diag"][label],
+        "flow_from": {f["source"]: f["score"] for f in confusion["flows"] if f["target"] == label},
+        "flow_to": {f["target"]: f["score"] for f in confusion["flows"] if f["source"] == label},
+    }
+
+
+def _document(data: MetricsInput, document_id: str | None) -> DocumentState:
+    document_id = _require(document_id, "document_id")
+    for doc in data.documents:
+        if doc.document_id == document_id:
+            return doc
+    raise not_found("document", document_id)
+
+
+def _target(doc: DocumentState | None, path: str) -> dict[str, Any] | None:
+    for target in ((doc.consensus or {}).get("targets", ()) if doc else ()):
+        if target["path"] == path:
+            return target
+    return None
+
+
+def _target_score(doc: DocumentState | None, path: str) -> float | None:
+    target = _target(doc, path)
+    return target["score"] if target else None
+
+
+def _plain_confusion(confusion: dict | None) -> dict | None:
+    return {"diag": confusion["diag"], "flows": confusion["flows"]} if confusion else None
+
+
+def _require(value: str | None, name: str) -> str:
+    if not value:
+        raise invalid(f"{name} is required for this view", field=name)
+    return value
