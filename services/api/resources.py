@@ -99,7 +99,8 @@ def result_resource(run: RunState, doc: DocumentState) -> dict[str, Any]:
 
 
 def experiment_resource(exp: ExperimentState, block: BlockState | None, last: RunState | None,
-                        freshness: dict[str, Any]) -> dict[str, Any]:
+                        scored: RunState | None, freshness: dict[str, Any]) -> dict[str, Any]:
+    """`last` is the latest run (status); `scored` the latest completed one (score)."""
     return {
         "id": exp.experiment_id,
         "object": "experiment",
@@ -113,7 +114,7 @@ def experiment_resource(exp: ExperimentState, block: BlockState | None, last: Ru
         "updated_at": _iso(exp.updated_at),
         "status": _EXPERIMENT_STATUS[last.status] if last else "draft",
         "block_type": block.current.block_type if block and block.current else "extract",
-        "score": last.score if last else None,
+        "score": scored.score if scored else None,
         "documents": list(exp.documents),
         "source_experiment_id": exp.source_experiment_id,
         **freshness,

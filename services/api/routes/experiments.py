@@ -20,7 +20,9 @@ async def render_experiment(ctx: Ctx, experiment_id: str) -> dict:
     async with ctx.connect() as conn:
         block = await views.get_block(conn, ctx.org_id, exp.workflow_id, exp.block_id)
         last = await views.latest_run(conn, ctx.org_id, exp.experiment_id)
-    return experiment_resource(exp, block, last, freshness(exp, block, last))
+        scored = last if last is None or last.status == "completed" else await views.latest_run(
+            conn, ctx.org_id, exp.experiment_id, status="completed")
+    return experiment_resource(exp, block, last, scored, freshness(exp, block, last))
 
 
 @router.post("", status_code=201)
