@@ -1,0 +1,158 @@
+"""Which list items across passes are the same row, by content (Hungarian assignment).
+
+Everything here depends only on the *contents* of the passes, never on their indexes,
+so permuting passes yields the same rows (that is what keeps scores permutation-invariant).
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from scipy.optimize import linear_sum_assignment
+
+from .normalize import canonical
+from .settings import MATCH_THRESHOLD
+from .similarity import item_similarity
+
+Row = dict[int, int]
+"""pass index -> index of that pass's item in the row."""
+Aligner = Callable[[Sequence["list | None"], float], list[Row]]
+
+_POSITION_EPSILON = 1e-9
+
+
+@dataclass(slots=True)
+class _Slot:
+    prototype: Any
+    anchor: float
+    """Position of the row, used only to break near-ties between equally similar rows."""
+    members: Row = field(default_factory=dict)
+    forms: set[str] = field(default_factory=set)
+    """Canonical JSON of the prototype and of every member so far."""
+
+
+def align_by_content(lists: Sequence[list | None], tolerance: float) -> list[Row]:
+    """Rows in output order; `lists[p]` is None where pass p has no list here.
+
+    Round 1 seeds rows from the reference pass (most items, then smallest canonical
+    JSON) and assigns every other pass to them; round 2 reassigns every pass to the
+    medoid item of each round-1 row, so an odd reference item cannot skew the rows.
+    """
+    order = _content_order(lists)
+    similarity = _Similarity(tolerance)
+    first = _assign(lists, order, [], similarity)
+    seeds = [_Slot(_medoid(lists, s.members, similarity), mean_position(s.members)) for s in first]
+    final = [s.members for s in _assign(lists, order, seeds, similarity) if s.members]
+    return ordered(final, list(range(len(final))))
+
+
+def ordered(rows: list[Row], tiebreaks: list) -> list[Row]:
+    """Rows by the median position of their items (one pass moving an item does not move
+    the row), then the mean position, then `tiebreaks` (content-derived)."""
+    keyed = sorted(zip(rows, tiebreaks), key=lambda pair: (*_positions(pair[0]), pair[1]))
+    return [row for row, _ in keyed]
+
+
+def mean_position(row: Row) -> float:
+    return math.fsum(row.values()) / len(row)
+
+
+def _positions(row: Row) -> tuple[float, float]:
+    return statistics.median(row.values()), mean_position(row)
+
+
+def _content_order(lists: Sequence[list | None]) -> list[int]:
+    present = [p for p, items in enumerate(lists) if items is not None]
+    return sorted(present, key=lambda p: (-len(lists[p]), canonical(lists[p])))
+
+
+class _Similarity:
+    """item_similarity and canonical JSON, remembered per item object for one alignment.
+
+    Identical items are similar 1.0 without looking further.
+    """
+
+    def __init__(self, tolerance: float) -> None:
+        self.tolerance = tolerance
+        self.known: dict[tuple[int, int], float] = {}
+        self.texts: dict[int, str] = {}
+
+    def __call__(self, a: Any, b: Any) -> float:
+        key = (id(a), id(b))
+        if key not in self.known:
+            same = self.canonical(a) == self.canonical(b)
+            self.known[key] = 1.0 if same else item_similarity(a, b, self.tolerance)
+        return self.known[key]
+
+    def canonical(self, item: Any) -> str:
+        if id(item) not in self.texts:
+            self.texts[id(item)] = canonical(item)
+        return self.texts[id(item)]
+
+
+def _assign(lists, order: list[int], seeds: list[_Slot], similarity: _Similarity) -> list[_Slot]:
+    slots = [_Slot(s.prototype, s.anchor, {}, {similarity.canonical(s.prototype)}) for s in seeds]
+    for p in order:
+        items = lists[p]
+        matched = _match(items, slots, similarity)
+        for i, item in enumerate(items):
+            if i in matched:
+                slot = slots[matched[i]]
+                slot.members[p] = i
+                slot.forms.add(similarity.canonical(item))
+            else:
+                slots.append(_Slot(item, float(i), {p: i}, {similarity.canonical(item)}))
+    return slots
+
+
+def _match(items: list, slots: list[_Slot], similarity: _Similarity) -> dict[int, int]:
+    """item -> slot: an item identical to one already in a row joins it; the rest get the
+    best one-to-one assignment on similarity (near-ties go to the nearer position)."""
+    matched = _match_identical(items, slots, similarity)
+    taken = set(matched.values())
+    rest_items = [i for i in range(len(items)) if i not in matched]
+    rest_slots = [j for j in range(len(slots)) if j not in taken]
+    if not rest_items or not rest_slots:
+        return matched
+    sims = [[similarity(items[i], slots[j].prototype) for j in rest_slots] for i in rest_items]
+    cost = [
+        [_POSITION_EPSILON * abs(i - slots[j].anchor) - sim for sim, j in zip(line, rest_slots)]
+        for i, line in zip(rest_items, sims)
+    ]
+    for r, c in zip(*linear_sum_assignment(cost)):
+        if sims[r][c] >= MATCH_THRESHOLD:
+            matched[rest_items[r]] = rest_slots[c]
+    return matched
+
+
+def _match_identical(items: list, slots: list[_Slot], similarity: _Similarity) -> dict[int, int]:
+    free: dict[str, list[int]] = {}
+    for j, slot in enumerate(slots):
+        for form in slot.forms:
+            free.setdefault(form, []).append(j)
+    matched: dict[int, int] = {}
+    taken: set[int] = set()
+    for i, item in enumerate(items):
+        for j in free.get(similarity.canonical(item), ()):
+            if j not in taken:
+                matched[i] = j
+                taken.add(j)
+                break
+    return matched
+
+
+def _medoid(lists, members: Row, similarity: _Similarity) -> Any:
+    """The member most similar to all members (each distinct form weighed by its count);
+    on a tie the smallest canonical JSON."""
+    forms: dict[str, list] = {}
+    for p, i in members.items():
+        forms.setdefault(similarity.canonical(lists[p][i]), []).append(lists[p][i])
+    distinct = [forms[form] for form in sorted(forms)]
+    best, best_total = distinct[0][0], -1.0
+    for candidate, *_ in distinct:
+        total = math.fsum(similarity(candidate, same[0]) * len(same) for same in distinct)
+        if total > best_total:
+            best, best_total = candidate, total
+    return best
