@@ -1,0 +1,95 @@
+"""Projector throughput: events/s from the log into the read model, metrics on vs off.
+
+    python bench/bench_projector.py [--runs 20] [--docs 25] [--n 5] [--batch-size 500]
+
+Appends every event first, then times one projector catching up from offset 0.
+"Metrics off" swaps the consensus call for a constant, to show what scoring costs.
+Not a test: figures go to docs/benchmarks.md by hand.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from events.catalogue import DocumentPassCompleted  # noqa: E402
+from events.codec import encode  # noqa: E402
+from events.log import Message  # noqa: E402
+from events.sqlite_log import SqliteEventLog  # noqa: E402
+from projections import fold  # noqa: E402
+from projections.database import create_schema, make_engine  # noqa: E402
+from projections.projector import Projector  # noqa: E402
+from tests.builders import RunScript  # noqa: E402
+
+
+def invoice(rng: random.Random, doc: int, pass_index: int) -> dict:
+    drift = rng.random() < 0.2
+    return {
+        "vendor": "ACME Corp" if not drift else "Acme Corporation",
+        "number": f"INV-{doc:05d}",
+        "total": round(100 + doc * 1.5 + (0.5 if drift else 0), 2),
+        "currency": "EUR",
+        "lines": [{"sku": f"S{i}", "qty": i + 1, "price": 9.99 + i} for i in range(5)],
+    }
+
+
+def build_events(runs: int, docs: int, n: int, seed: int = 7) -> list:
+    rng = random.Random(seed)
+    events = []
+    for r in range(runs):
+        script = RunScript(run_id=f"run_{r}", docs=docs, n=n, block_type="extract")
+        events += [script.created(), script.queued(), script.started()]
+        for d, doc in enumerate(script.doc_ids):
+            for i in range(n):
+                events.append(script.event(DocumentPassCompleted(
+                    document_id=doc, pass_index=i, output=invoice(rng, d, i), duration_ms=100)))
+    rng.shuffle(events[3:])  # keep each run's creation first; passes arrive in any order
+    return events
+
+
+async def measure(events: list, workdir: Path, batch_size: int) -> float:
+    log = SqliteEventLog(workdir / "log.db")
+    await log.start()
+    await log.append([Message(e.aggregate_id, encode(e)) for e in events])
+    ends = await log.end_offsets()
+    engine = make_engine(f"sqlite+aiosqlite:///{workdir / 'readmodel.db'}")
+    await create_schema(engine)
+    projector = Projector(log, engine, batch_size=batch_size)
+    started = time.perf_counter()
+    task = asyncio.create_task(projector.run())
+    while projector.applied_total < len(events):
+        await asyncio.sleep(0.01)
+    elapsed = time.perf_counter() - started
+    projector.stop()
+    await task
+    assert sum(ends.values()) == projector.applied_total
+    await engine.dispose()
+    await log.close()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--docs", type=int, default=25)
+    parser.add_argument("--n", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=500)
+    args = parser.parse_args()
+    events = build_events(args.runs, args.docs, args.n)
+    real = fold.score_document
+    for label, scorer in (("metrics on", real), ("metrics off", lambda spec, votes: (1.0, {"targets": []}))):
+        fold.score_document = scorer
+        with tempfile.TemporaryDirectory() as tmp:
+            elapsed = asyncio.run(measure(events, Path(tmp), args.batch_size))
+        print(f"{label:12s} {len(events):6d} events in {elapsed:6.2f} s = {len(events) / elapsed:8.0f} events/s")
+    fold.score_document = real
+
+
+if __name__ == "__main__":
+    main()
