@@ -9,6 +9,8 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
+import orjson
+
 
 class _Absent(enum.Enum):
     ABSENT = "absent"
@@ -75,7 +77,17 @@ def number_similarity(a: float, b: float, tolerance: float) -> float:
 
 def canonical(value: Any) -> str:
     """A stable text form of any JSON value (for ordering and exact comparison)."""
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=repr)
+    if isinstance(value, str):
+        return _canonical_str(value)
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:  # integers beyond 64 bits, non-string keys: the slow, total path
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=repr)
+
+
+@lru_cache(maxsize=1 << 16)
+def _canonical_str(value: str) -> str:
+    return orjson.dumps(value).decode()
 
 
 def label_key(value: Any) -> tuple[str, str]:
