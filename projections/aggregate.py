@@ -1,27 +1,32 @@
 """A run's metrics, kept current one finished document at a time.
 
-Everything is summed as integers (scores in units of 1e-12, votes as counts), so the
-totals are exact and do not depend on the order documents finish in: a replay gives
-the same numbers to the last digit.
+Scores are summed as exact fractions (every float is one) and votes as counts, so
+the totals do not depend on the order documents finish in, and a mean is the
+correctly rounded mean: a replay gives the same numbers to the last digit. Sums are
+stored as "numerator/denominator" strings.
 """
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any, Mapping
 
-SCORE_UNIT = 10**12
 EMPTY: Mapping[str, Any] = {"targets": {}, "labels": {}, "flows": {}}
 _SEP = "\u2192"  # source→target key of a flow
 
 
-def units(score: float) -> int:
-    return round(score * SCORE_UNIT)
+def add_score(total: str, score: float) -> str:
+    return str(Fraction(total) + Fraction(score))
+
+
+def mean(total: str, count: int) -> float | None:
+    return float(Fraction(total) / count) if count else None
 
 
 def add_document(agg: Mapping[str, Any], consensus: Mapping[str, Any]) -> dict[str, Any]:
     targets = dict(agg["targets"])
     for target in consensus.get("targets", ()):
-        total, count = targets.get(target["path"], (0, 0))
-        targets[target["path"]] = [total + units(target["score"]), count + 1]
+        total, count = targets.get(target["path"], ("0", 0))
+        targets[target["path"]] = [add_score(total, target["score"]), count + 1]
     labels, flows = dict(agg["labels"]), dict(agg["flows"])
     confusion = consensus.get("confusion")
     if confusion:
@@ -36,7 +41,7 @@ def add_document(agg: Mapping[str, Any], consensus: Mapping[str, Any]) -> dict[s
 
 
 def likelihoods(agg: Mapping[str, Any]) -> dict[str, float]:
-    return {path: total / SCORE_UNIT / count for path, (total, count) in sorted(agg["targets"].items()) if count}
+    return {path: mean(total, count) for path, (total, count) in sorted(agg["targets"].items()) if count}
 
 
 def confusion(agg: Mapping[str, Any]) -> dict[str, Any]:

@@ -185,7 +185,7 @@ def _finish_document(run: RunState, doc: DocumentState, event: Event) -> tuple[R
     doc = replace(doc, status="completed", score=score, consensus=consensus)
     run = replace(run, completed_document_count=run.completed_document_count + 1)
     if score is not None:
-        run = replace(run, score_units=run.score_units + aggregate.units(score),
+        run = replace(run, score_total=aggregate.add_score(run.score_total, score),
                       metrics=aggregate.add_document(run.metrics, consensus))
     return run, doc
 

@@ -62,7 +62,7 @@ class RunState:
     completed_document_count: int = 0
     error_count: int = 0
     document_count: int = 0
-    score_units: int = 0
+    score_total: str = "0"  # exact sum of document scores (see aggregate)
     metrics: Mapping[str, Any] = field(default_factory=lambda: aggregate.EMPTY)
     latest_fact_at: datetime | None = None
 
@@ -84,9 +84,7 @@ class RunState:
 
     @property
     def score(self) -> float | None:
-        if not self.completed_document_count:
-            return None
-        return self.score_units / aggregate.SCORE_UNIT / self.completed_document_count
+        return aggregate.mean(self.score_total, self.completed_document_count)
 
     @property
     def duration_ms(self) -> int | None:

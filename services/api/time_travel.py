@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from events.codec import from_dict
-from events.log import Position
+from events.log import Position, partition_for
 from projections import views
 from projections.fold import apply
 from projections.state import RunState
@@ -30,6 +30,11 @@ def parse_as_of(as_of: str) -> Position | datetime:
 async def run_as_of(ctx: Ctx, current: RunState, as_of: str) -> dict:
     point = parse_as_of(as_of)
     until = point.offset if isinstance(point, Position) else None
+    if isinstance(point, Position):
+        partition = partition_for(current.run_id, ctx.runtime.log.partitions)
+        if point.partition != partition:
+            raise invalid(f"run {current.run_id} lives in partition {partition}; {as_of} is in another one",
+                          partition=partition)
     async with ctx.connect() as conn:
         bodies = await views.run_events_until(conn, current.run_id, until)
     state, applied = None, 0

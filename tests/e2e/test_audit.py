@@ -33,6 +33,9 @@ def test_a_run_as_of_a_position_and_as_of_a_time(server):
     before = http(server).get(f"/v1/workflows/experiments/runs/{run.id}", params={"as_of": "2000-01-01T00:00:00Z"})
     assert before.status_code == 404
     assert http(server).get(f"/v1/workflows/experiments/runs/{run.id}", params={"as_of": "yesterday"}).status_code == 422
+    elsewhere = f"{(history[0]['partition'] + 1) % 6}:0"
+    wrong = http(server).get(f"/v1/workflows/experiments/runs/{run.id}", params={"as_of": elsewhere})
+    assert wrong.status_code == 422 and "partition" in wrong.json()["detail"]["message"]
 
 
 def test_projection_status_health_and_prometheus(server):
