@@ -4,6 +4,7 @@ Everything here runs inside the caller's transaction; the checkpoint commits wit
 """
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,6 @@ from .tables import blocks, dead_letters, document_targets, event_index, experim
 
 
 def result_id(run_id: str, document_id: str) -> str:
-    import uuid
     return "res_" + uuid.uuid5(uuid.NAMESPACE_URL, f"{run_id}/{document_id}").hex[:24]
 
 
@@ -161,25 +161,25 @@ async def _save_targets(conn: AsyncConnection, batch: Batch) -> None:
         await conn.execute(insert(document_targets), rows)
 
 
-def _simple_saver(table, id_col_name: str, to_json):
-    async def save(conn, batch, agg_id, state, exists) -> None:
-        values = {"state": to_json(state)}
-        if table is experiments:
-            values |= dict(deleted=state.deleted, workflow_id=state.workflow_id, block_id=state.block_id)
-        if exists:
-            await conn.execute(update(table).where(table.c[id_col_name] == agg_id).values(**values))
-        else:
-            extra = {"created_at": state.created_at} if table is experiments else {}
-            await conn.execute(insert(table).values(
-                **{id_col_name: agg_id}, org_id=state.org_id, **extra, **values))
-    return save
+async def _save_experiment(conn, batch: Batch, experiment_id: str, exp, exists: bool) -> None:
+    values = dict(state=ser.experiment_to_json(exp), deleted=exp.deleted)
+    if exists:
+        await conn.execute(update(experiments).where(experiments.c.experiment_id == experiment_id).values(**values))
+    else:
+        await conn.execute(insert(experiments).values(
+            experiment_id=experiment_id, org_id=exp.org_id, workflow_id=exp.workflow_id, block_id=exp.block_id,
+            created_at=exp.created_at, **values))
 
 
-_SAVERS = {
-    "run": _save_run,
-    "experiment": _simple_saver(experiments, "experiment_id", ser.experiment_to_json),
-    "block": _simple_saver(blocks, "block_key", ser.block_to_json),
-}
+async def _save_block(conn, batch: Batch, key: str, block, exists: bool) -> None:
+    state = ser.block_to_json(block)
+    if exists:
+        await conn.execute(update(blocks).where(blocks.c.block_key == key).values(state=state))
+    else:
+        await conn.execute(insert(blocks).values(block_key=key, org_id=block.org_id, state=state))
+
+
+_SAVERS = {"run": _save_run, "experiment": _save_experiment, "block": _save_block}
 
 
 def _index_row(record: Record, event: Event, accepted: bool, reason: str | None) -> dict:
