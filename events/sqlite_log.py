@@ -4,12 +4,21 @@ Appends run in one IMMEDIATE transaction (so several processes may share the
 file) with synchronous=FULL, so a returned position survives a crash. Consumers
 in this process wake on append; appends by other processes are noticed within
 `cross_process_poll` seconds.
+
+Consumer groups live in the same file (`group_members`): members heartbeat, a
+member is gone when its heartbeat is older than the session timeout (or, on this
+host, when its process no longer exists), and partitions are split by the sorted
+live member ids (range assignor). A member takes a partition only once no other
+live member claims it, so a partition changes hands revoke-first, as in Kafka.
 """
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import sqlite3
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -26,7 +35,17 @@ CREATE TABLE IF NOT EXISTS log (
     PRIMARY KEY (partition, "offset")
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS log_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS group_members (
+    "group" TEXT NOT NULL,
+    member_id TEXT NOT NULL,
+    heartbeat_ms INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    claimed TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY ("group", member_id)
+) WITHOUT ROWID;
 """
+HOST = socket.gethostname()
 
 
 class SqliteEventLog:
@@ -76,8 +95,14 @@ class SqliteEventLog:
     async def end_offsets(self) -> dict[int, int]:
         return await self._on(self._reader, self._end_offsets_sync)
 
-    def consumer(self) -> SqliteConsumer:
-        return SqliteConsumer(self)
+    def consumer(self, heartbeat: float = 1.0, session_timeout: float = 6.0) -> SqliteConsumer:
+        return SqliteConsumer(self, heartbeat, session_timeout)
+
+    async def group_claims(self, group: str) -> dict[str, set[int]]:
+        """The members of a consumer group and the partitions each consumes now."""
+        query = 'SELECT member_id, claimed FROM group_members WHERE "group" = ?'
+        rows = await self._on(self._reader, lambda: self._rconn.execute(query, (group,)).fetchall())
+        return {member: _parse(claimed) for member, claimed in rows}
 
     async def wait_for_append(self, seen: int, timeout: float) -> None:
         """Return once an in-process append happened after generation `seen`, or
@@ -152,6 +177,58 @@ class SqliteEventLog:
             ends[partition] = last + 1
         return ends
 
+    # -- consumer groups (on the writer thread: they write) ----------------------------
+
+    def _heartbeat_sync(self, group: str, member: str) -> None:
+        self._wconn.execute('UPDATE group_members SET heartbeat_ms = ? WHERE "group" = ? AND member_id = ?',
+                            (_now_ms(), group, member))
+
+    def _membership_sync(self, group: str, member: str, session_ms: int) -> tuple[set[int], set[int]]:
+        """Heartbeat (rejoining if evicted), drop dead members; return this member's
+        range and the partitions other live members claim."""
+        conn = self._wconn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            now = _now_ms()
+            conn.execute(
+                'INSERT INTO group_members ("group", member_id, heartbeat_ms, host, pid) VALUES (?, ?, ?, ?, ?)'
+                ' ON CONFLICT DO UPDATE SET heartbeat_ms = excluded.heartbeat_ms',
+                (group, member, now, HOST, os.getpid()),
+            )
+            rows = conn.execute('SELECT member_id, heartbeat_ms, host, pid, claimed FROM group_members'
+                                ' WHERE "group" = ?', (group,)).fetchall()
+            dead = [m for m, beat, host, pid, _ in rows if beat < now - session_ms or not _alive(host, pid)]
+            conn.executemany('DELETE FROM group_members WHERE "group" = ? AND member_id = ?',
+                             [(group, m) for m in dead])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        live = sorted(m for m, *_ in rows if m not in dead)
+        taken = {p for m, _, _, _, claimed in rows if m not in dead and m != member for p in _parse(claimed)}
+        return _range(live.index(member), len(live), self._partitions), taken
+
+    def _claim_sync(self, group: str, member: str, kept: set[int], wanted: set[int]) -> set[int]:
+        """Record what this member consumes: what it keeps plus what no one else claims."""
+        conn = self._wconn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            rows = conn.execute('SELECT claimed FROM group_members WHERE "group" = ? AND member_id != ?',
+                                (group, member)).fetchall()
+            taken = {p for (claimed,) in rows for p in _parse(claimed)}
+            gained = wanted - taken
+            claimed = ",".join(map(str, sorted(kept | gained)))
+            conn.execute('UPDATE group_members SET claimed = ? WHERE "group" = ? AND member_id = ?',
+                         (claimed, group, member))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return gained
+
+    def _leave_sync(self, group: str, member: str) -> None:
+        self._wconn.execute('DELETE FROM group_members WHERE "group" = ? AND member_id = ?', (group, member))
+
     def _check_partition(self, partition: int) -> None:
         if not 0 <= partition < self._partitions:
             raise ValueError(f"partition {partition} out of range 0..{self._partitions - 1}")
@@ -162,12 +239,20 @@ class SqliteEventLog:
 
 
 class SqliteConsumer:
-    """One member owns every partition: the embedded default runs one projector."""
+    """A consumer; with `subscribe`, a member of a consumer group shared by every
+    process using the file. A lone member owns every partition."""
 
-    def __init__(self, log: SqliteEventLog):
+    def __init__(self, log: SqliteEventLog, heartbeat: float = 1.0, session_timeout: float = 6.0):
         self._log = log
+        self._heartbeat = heartbeat
+        self._session_ms = int(session_timeout * 1000)
         self._positions: dict[int, int] = {}
+        self._group: str | None = None
+        self._member = uuid.uuid4().hex
+        self._on_assigned: OnPartitions | None = None
         self._on_revoked: OnPartitions | None = None
+        self._next_check = 0.0
+        self._beating: asyncio.Task | None = None
 
     def assign(self, partitions: Iterable[int]) -> None:
         for partition in partitions:
@@ -175,9 +260,10 @@ class SqliteConsumer:
         self._positions = {p: 0 for p in partitions}
 
     async def subscribe(self, group: str, on_assigned: OnPartitions, on_revoked: OnPartitions) -> None:
-        self.assign(range(self._log.partitions))
-        self._on_revoked = on_revoked
-        await on_assigned(set(self._positions))
+        self._group, self._on_assigned, self._on_revoked = group, on_assigned, on_revoked
+        self._positions = {}
+        await self._rebalance()
+        self._beating = asyncio.create_task(self._beat())
 
     def seek(self, partition: int, offset: int) -> None:
         if partition not in self._positions:
@@ -190,12 +276,40 @@ class SqliteConsumer:
     async def poll(self, timeout: float, max_records: int = 500) -> list[Record]:
         deadline = time.monotonic() + timeout
         while True:
+            if self._group is not None and time.monotonic() >= self._next_check:
+                await self._rebalance()
             seen = self._log.generation
             records = await self._fetch(max_records)
             remaining = deadline - time.monotonic()
             if records or remaining <= 0:
                 return records
             await self._log.wait_for_append(seen, remaining)
+
+    async def _rebalance(self) -> None:
+        """Revoke what this member should no longer consume, then take what is free of its range."""
+        log, group = self._log, self._group
+        self._next_check = time.monotonic() + self._heartbeat
+        mine, taken = await log._on(log._writer, log._membership_sync, group, self._member, self._session_ms)
+        current = set(self._positions)
+        lost = current - mine | current & taken
+        wanted = mine - taken - current
+        if lost:
+            await self._on_revoked(lost)
+            for partition in lost:
+                self._positions.pop(partition, None)
+        if not (lost or wanted):
+            return
+        kept = set(self._positions)
+        gained = await log._on(log._writer, log._claim_sync, group, self._member, kept, wanted)
+        if gained:
+            self._positions.update({p: 0 for p in gained})
+            await self._on_assigned(gained)
+
+    async def _beat(self) -> None:
+        log = self._log
+        while True:
+            await asyncio.sleep(self._heartbeat)
+            await log._on(log._writer, log._heartbeat_sync, self._group, self._member)
 
     async def _fetch(self, max_records: int) -> list[Record]:
         records: list[Record] = []
@@ -209,6 +323,40 @@ class SqliteConsumer:
         return records
 
     async def close(self) -> None:
+        if self._beating is not None:
+            self._beating.cancel()
+            await asyncio.gather(self._beating, return_exceptions=True)
         if self._on_revoked is not None and self._positions:
             await self._on_revoked(set(self._positions))
         self._positions = {}
+        if self._group is not None:
+            group, self._group = self._group, None
+            await self._log._on(self._log._writer, self._log._leave_sync, group, self._member)
+
+
+def _range(index: int, members: int, partitions: int) -> set[int]:
+    """Kafka's range assignor: member `index` of `members` gets one contiguous slice."""
+    size, extra = divmod(partitions, members)
+    start = index * size + min(index, extra)
+    return set(range(start, start + size + (1 if index < extra else 0)))
+
+
+def _parse(claimed: str) -> set[int]:
+    return {int(p) for p in claimed.split(",") if p}
+
+
+def _alive(host: str, pid: int) -> bool:
+    """A member on this host whose process is gone is dead now, not after its session timeout."""
+    if host != HOST:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .settings import Settings
+from .worker import commands as worker_commands
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--name")
     create.add_argument("--data-dir", type=Path)
 
+    worker_commands.add_parsers(commands)
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env().with_(data_dir=getattr(args, "data_dir", None))
@@ -34,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(settings, args)
     if args.command == "keys":
         return asyncio.run(_create_key(settings, args.org, args.name))
+    if args.command == "worker":
+        return worker_commands.worker(settings, args)
+    if args.command == "demo":
+        return worker_commands.demo(settings, args)
     return 2
 
 

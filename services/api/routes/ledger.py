@@ -46,6 +46,12 @@ async def _require_runs(ctx: Ctx, run_ids: set[str]) -> None:
         raise ApiError(404, "run_not_found", f"unknown run(s): {', '.join(missing)}", {"run_ids": missing})
 
 
+@router.get("/v1/ledger/whoami")
+async def whoami(ctx: Ctx = Depends(context)):
+    """The organisation of the presented key (workers emit for it and work only on its runs)."""
+    return {"org_id": ctx.org_id}
+
+
 @router.get("/v1/ledger/projections")
 async def projections(request: Request, ctx: Ctx = Depends(context)):
     return await projection_status(request.app.state.runtime)

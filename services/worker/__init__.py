@@ -1,0 +1,1 @@
+"""The worker side: a harness that runs a block function over runs, and the demo."""

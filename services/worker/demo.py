@@ -1,0 +1,109 @@
+"""`runledger demo`: a whole run against a running server, watched live.
+
+Defines an extract block, creates an experiment of sample invoices (n_consensus 5),
+starts a run and works it with an in-process worker running the demo block, which
+emits over HTTP like any remote worker would. Ends with the metrics summary.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+
+import httpx
+from rich.console import Console
+
+from ..settings import Settings
+from .demo_block import demo_block, seed
+from .harness import Worker
+from .commands import DEFAULT_API_URL
+from .launch import Emit, SetupError, make_producer, open_log
+from .progress import show_outcome, watch_run
+from .samples import sample_documents
+
+WORKFLOW, BLOCK = "wf_demo", "invoice-extract"
+
+
+async def paced(block_type: str, config: dict, handle_inputs: dict, pass_index: int, pace: float = 1.0) -> dict:
+    """The demo block behind a made-up, deterministic model latency, so progress is visible."""
+    await asyncio.sleep(pace * (0.2 + 0.7 * (seed(handle_inputs, pass_index) % 1000) / 999))
+    return demo_block(block_type, config, handle_inputs, pass_index)
+
+
+async def main(settings: Settings, args) -> int:
+    logging.getLogger().setLevel(logging.WARNING)  # the progress display is the output
+    console = Console()
+    api_url = args.api_url or os.environ.get("RUNLEDGER_API_URL") or DEFAULT_API_URL
+    api_key = args.api_key or os.environ.get("RUNLEDGER_API_KEY")
+    if not api_key:
+        console.print("[red]runledger demo needs an API key.[/] Start the server with `runledger serve` (it prints "
+                      "one on first start), then `export RUNLEDGER_API_KEY=<key>` or pass --api-key.")
+        return 2
+    try:
+        log_ = open_log(settings)
+        producer, org = await make_producer(settings, Emit(api_url, api_key))
+    except SetupError as exc:
+        console.print(f"[red]runledger demo:[/] {exc}")
+        return 2
+    await log_.start()
+    try:
+        async with httpx.AsyncClient(base_url=api_url, headers={"Api-Key": api_key}, timeout=30) as client:
+            return await _demo(client, console, log_, producer, org, args)
+    except SetupError as exc:
+        console.print(f"[red]runledger demo:[/] {exc}")
+        return 2
+    finally:
+        await producer.close()
+        await log_.close()
+
+
+async def _demo(client: httpx.AsyncClient, console: Console, log_, producer, org: str, args) -> int:
+    run_id = await _start_run(client, console, args.documents)
+    pace = args.pace
+
+    async def block(block_type: str, config: dict, handle_inputs: dict, pass_index: int) -> dict:
+        return await paced(block_type, config, handle_inputs, pass_index, pace)
+
+    worker = Worker(block, producer, log_, org_id=org, concurrency=args.concurrency,
+                    select=lambda run: run.run_id == run_id, name=f"demo:{os.getpid()}")
+    working = asyncio.create_task(worker.run())
+    n = 5 * args.documents
+    try:
+        run = await watch_run(client, run_id, console, passes=lambda: f"passes {worker.stats.completed}/{n}")
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        await client.post(f"/v1/workflows/experiments/runs/{run_id}/cancel", json={"reason": "demo interrupted"})
+        raise
+    finally:
+        worker.stop()
+        await asyncio.gather(working, return_exceptions=True)
+    await show_outcome(client, run, console)
+    console.print(f"\nThe run's full history: GET {client.base_url}/v1/workflows/experiments/runs/{run_id}/events")
+    return 0 if run["lifecycle"]["status"] == "completed" else 1
+
+
+async def _start_run(client: httpx.AsyncClient, console: Console, documents: int) -> str:
+    _check(await client.put(f"/v1/workflows/{WORKFLOW}/blocks/{BLOCK}", json={"type": "extract", "config": {}}))
+    experiment = _check(await client.post("/v1/workflows/experiments", json={
+        "workflow_id": WORKFLOW, "block_id": BLOCK, "name": "Demo: sample invoices", "n_consensus": 5,
+        "documents": sample_documents(documents),
+    }))
+    run = _check(await client.post("/v1/workflows/experiments/runs", json={"experiment_id": experiment["id"]}))
+    console.print(f"block [bold]{WORKFLOW}/{BLOCK}[/] (extract) · experiment [bold]{experiment['id']}[/] with "
+                  f"{documents} sample invoices, 5 passes each · run [bold]{run['id']}[/]")
+    return run["id"]
+
+
+def _check(response: httpx.Response) -> dict:
+    if response.status_code >= 400:
+        raise SetupError(f"{response.request.method} {response.request.url.path} answered "
+                         f"{response.status_code}: {response.text}")
+    return response.json()
+
+
+def run(settings: Settings, args) -> int:
+    try:
+        return asyncio.run(main(settings, args))
+    except KeyboardInterrupt:
+        print("\ninterrupted; the demo run was cancelled", file=sys.stderr)
+        return 130
