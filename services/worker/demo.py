@@ -10,19 +10,22 @@ import asyncio
 import logging
 import os
 import sys
+from contextlib import suppress
 
 import httpx
 from rich.console import Console
 
+from ..fingerprints import document_id
 from ..settings import Settings
+from .commands import DEFAULT_API_URL
 from .demo_block import demo_block, seed
 from .harness import Worker
-from .commands import DEFAULT_API_URL
 from .launch import Emit, SetupError, make_producer, open_log
 from .progress import show_outcome, watch_run
 from .samples import sample_documents
 
 WORKFLOW, BLOCK = "wf_demo", "invoice-extract"
+UNSEEN_AFTER = 15
 
 
 async def paced(block_type: str, config: dict, handle_inputs: dict, pass_index: int, pace: float = 1.0) -> dict:
@@ -49,7 +52,7 @@ async def main(settings: Settings, args) -> int:
     await log_.start()
     try:
         async with httpx.AsyncClient(base_url=api_url, headers={"Api-Key": api_key}, timeout=30) as client:
-            return await _demo(client, console, log_, producer, org, args)
+            return await _demo(client, console, log_, producer, org, args, _where(settings))
     except SetupError as exc:
         console.print(f"[red]runledger demo:[/] {exc}")
         return 2
@@ -58,8 +61,9 @@ async def main(settings: Settings, args) -> int:
         await log_.close()
 
 
-async def _demo(client: httpx.AsyncClient, console: Console, log_, producer, org: str, args) -> int:
-    run_id = await _start_run(client, console, args.documents)
+async def _demo(client: httpx.AsyncClient, console: Console, log_, producer, org: str, args, where: str) -> int:
+    documents = sample_documents(args.documents)
+    run_id = await _start_run(client, console, documents)
     pace = args.pace
 
     async def block(block_type: str, config: dict, handle_inputs: dict, pass_index: int) -> dict:
@@ -70,28 +74,50 @@ async def _demo(client: httpx.AsyncClient, console: Console, log_, producer, org
     working = asyncio.create_task(worker.run())
     n = 5 * args.documents
     try:
-        run = await watch_run(client, run_id, console, passes=lambda: f"passes {worker.stats.completed}/{n}")
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        await client.post(f"/v1/workflows/experiments/runs/{run_id}/cancel", json={"reason": "demo interrupted"})
+        run = await watch_run(client, run_id, console, passes=lambda: f"passes {worker.stats.completed}/{n}",
+                              check=lambda run, seconds: _check_seen(run, seconds, worker, where))
+    except (KeyboardInterrupt, asyncio.CancelledError, SetupError):
+        with suppress(httpx.HTTPError):
+            await client.post(f"/v1/workflows/experiments/runs/{run_id}/cancel", json={"reason": "demo interrupted"})
         raise
     finally:
         worker.stop()
         await asyncio.gather(working, return_exceptions=True)
-    await show_outcome(client, run, console)
+    await show_outcome(client, run, console, names=_names(documents))
     console.print(f"\nThe run's full history: GET {client.base_url}/v1/workflows/experiments/runs/{run_id}/events")
     return 0 if run["lifecycle"]["status"] == "completed" else 1
 
 
-async def _start_run(client: httpx.AsyncClient, console: Console, documents: int) -> str:
+async def _start_run(client: httpx.AsyncClient, console: Console, documents: list[dict]) -> str:
     _check(await client.put(f"/v1/workflows/{WORKFLOW}/blocks/{BLOCK}", json={"type": "extract", "config": {}}))
     experiment = _check(await client.post("/v1/workflows/experiments", json={
         "workflow_id": WORKFLOW, "block_id": BLOCK, "name": "Demo: sample invoices", "n_consensus": 5,
-        "documents": sample_documents(documents),
+        "documents": documents,
     }))
     run = _check(await client.post("/v1/workflows/experiments/runs", json={"experiment_id": experiment["id"]}))
     console.print(f"block [bold]{WORKFLOW}/{BLOCK}[/] (extract) · experiment [bold]{experiment['id']}[/] with "
-                  f"{documents} sample invoices, 5 passes each · run [bold]{run['id']}[/]")
+                  f"{len(documents)} sample invoices, 5 passes each · run [bold]{run['id']}[/]")
     return run["id"]
+
+
+def _where(settings: Settings) -> str:
+    return f"topic {settings.topic} at {settings.kafka_bootstrap}" if settings.kafka_bootstrap else str(settings.log_path)
+
+
+def _check_seen(run: dict, seconds: float, worker: Worker, where: str) -> None:
+    """A run still queued that the worker never read means it reads another log."""
+    if run["lifecycle"]["status"] == "queued" and seconds > UNSEEN_AFTER and run["id"] not in worker.runs:
+        raise SetupError(f"after {UNSEEN_AFTER} s the worker has not seen run {run['id']} in {where}: is --data-dir "
+                         f"(or RUNLEDGER_DATA_DIR, or the Kafka settings) the same as the server's?")
+
+
+def _names(documents: list[dict]) -> dict[str, str]:
+    """Documents by what they are (invoice number, vendor), keyed by the id the server gives them."""
+    names = {}
+    for document in documents:
+        invoice = document["handle_inputs"]["invoice"]["data"]
+        names[document_id(document["handle_inputs"])] = f"{invoice['invoice_number']} · {invoice['vendor']['name']}"
+    return names
 
 
 def _check(response: httpx.Response) -> dict:

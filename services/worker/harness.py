@@ -149,7 +149,10 @@ class Worker:
                 continue
             if work.state.status in RUN_TERMINAL:
                 del self.runs[work.run_id]
+                if work.worked:
+                    log.info("worker %s: run %s is %s", self.name, work.run_id, work.state.status)
             elif work.live and work.partition not in self._catching_up and now >= work.not_before and work.missing():
+                work.worked = True
                 work.task = asyncio.create_task(self._work_on(work))
 
     async def _work_on(self, work: RunWork) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, Callable
 
 import httpx
@@ -13,8 +14,11 @@ TERMINAL = ("completed", "error", "cancelled")
 
 
 async def watch_run(client: httpx.AsyncClient, run_id: str, console: Console,
-                    passes: Callable[[], str] | None = None, interval: float = 0.25) -> dict[str, Any]:
-    """Show documents done, errors and the score so far until the run ends; return the run."""
+                    passes: Callable[[], str] | None = None, check: Callable[[dict, float], None] | None = None,
+                    interval: float = 0.25) -> dict[str, Any]:
+    """Show documents done, errors and the score so far until the run ends; return the run.
+    `check(run, seconds)` may raise to give up (a run nobody works on)."""
+    began = time.monotonic()
     columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
@@ -31,11 +35,15 @@ async def watch_run(client: httpx.AsyncClient, run_id: str, console: Console,
             progress.update(task, total=run["total_document_count"], completed=done, detail=detail)
             if status in TERMINAL:
                 return run
+            if check is not None:
+                check(run, time.monotonic() - began)
             await asyncio.sleep(interval)
 
 
-async def show_outcome(client: httpx.AsyncClient, run: dict[str, Any], console: Console) -> None:
-    """The metrics summary if the server has it, else the run's own score."""
+async def show_outcome(client: httpx.AsyncClient, run: dict[str, Any], console: Console,
+                       names: dict[str, str] | None = None) -> None:
+    """The metrics summary if the server has it, else the run's own score. `names`: how
+    to call documents (by document id) instead of their filenames."""
     status = run["lifecycle"]["status"]
     console.print(f"\nrun [bold]{run['id']}[/] {_status(status)}: {run['completed_document_count']} of "
                   f"{run['total_document_count']} documents scored, {run['error_count']} errors")
@@ -46,7 +54,7 @@ async def show_outcome(client: httpx.AsyncClient, run: dict[str, Any], console: 
     if summary.get("kind") != "summary":
         console.print(f"score (consensus agreement, 0..1): [bold]{_score(run['score'])}[/]")
         return
-    console.print(_documents_table(summary))
+    console.print(_documents_table(summary, names or {}))
     likelihoods = (summary.get("aggregate") or {}).get("likelihoods") or {}
     if likelihoods:
         console.print(_targets_table(likelihoods))
@@ -54,12 +62,12 @@ async def show_outcome(client: httpx.AsyncClient, run: dict[str, Any], console: 
                   + (f"  (prior run {_score(summary['prior_score'])})" if summary.get("prior_score") is not None else ""))
 
 
-def _documents_table(summary: dict[str, Any]) -> Table:
+def _documents_table(summary: dict[str, Any], names: dict[str, str]) -> Table:
     table = Table(title="Metrics summary: documents", title_justify="left")
     table.add_column("document")
     table.add_column("score", justify="right")
     for doc in summary.get("documents", []):
-        table.add_row(doc.get("filename") or doc["id"], _score(doc.get("score")))
+        table.add_row(names.get(doc["id"]) or doc.get("filename") or doc["id"], _score(doc.get("score")))
     return table
 
 

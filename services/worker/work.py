@@ -22,6 +22,7 @@ class RunWork:
     jobs: set[asyncio.Task] = field(default_factory=set)
     task: asyncio.Task | None = None
     not_before: float = 0.0
+    worked: bool = False
 
     @property
     def run_id(self) -> str:
