@@ -4,6 +4,7 @@ from __future__ import annotations
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from . import migrate
 from .tables import metadata
 
 
@@ -27,3 +28,12 @@ async def create_schema(engine: AsyncEngine) -> None:
     """Embedded default and tests; production schemas come from migrations."""
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
+
+
+async def prepare_schema(url: str, engine: AsyncEngine) -> None:
+    """The embedded SQLite read model is created in place; PostgreSQL is migrated to head
+    (safe when many replicas start at once)."""
+    if url.startswith("sqlite"):
+        await create_schema(engine)
+    else:
+        await migrate.upgrade(url)

@@ -1,22 +1,65 @@
-"""The read model: SQLAlchemy Core tables, dialect-neutral (SQLite and PostgreSQL)."""
+"""The read model: SQLAlchemy Core tables, dialect-neutral (SQLite and PostgreSQL).
+
+Strings that come from outside (ids, names, paths) are unbounded `Text`: SQLite never
+enforced VARCHAR lengths, and a limit only PostgreSQL enforces would stop a partition
+there on input the embedded default accepts. Limits belong to the event contract.
+"""
 from __future__ import annotations
+
+from datetime import datetime, timezone
 
 from sqlalchemy import (
     JSON, BigInteger, Boolean, Column, DateTime, Float, Index, Integer, LargeBinary, MetaData, String,
-    Table, Text, UniqueConstraint,
+    Table, Text, TypeDecorator,
 )
 
+
+class UtcDateTime(TypeDecorator):
+    """Aware UTC datetimes in and out, on every backend.
+
+    PostgreSQL's timestamptz answers aware values, SQLite's text answers naive ones;
+    naive input (a query filter like `?from_date=2026-01-01`) means UTC. SQLite stores
+    the UTC wall time, so its text order is time order.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        return as_utc(value)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        return as_utc(value)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class NulFreeText(TypeDecorator):
+    """Free text derived from input (reasons, dead-letter keys, target paths). PostgreSQL
+    text cannot hold NUL, so it is stored as U+FFFD, on every backend alike."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect) -> str | None:
+        return value.replace("\x00", "\ufffd") if value else value
+
+
 metadata = MetaData()
-TS = DateTime(timezone=True)
+TS = UtcDateTime()
 
 runs = Table(
     "runs", metadata,
-    Column("run_id", String(64), primary_key=True),
-    Column("org_id", String(128), nullable=False),
-    Column("experiment_id", String(64), nullable=False),
-    Column("workflow_id", String(256), nullable=False),
-    Column("block_id", String(256), nullable=False),
-    Column("trigger_type", String(64), nullable=False),
+    Column("run_id", Text, primary_key=True),
+    Column("org_id", Text, nullable=False),
+    Column("experiment_id", Text, nullable=False),
+    Column("workflow_id", Text, nullable=False),
+    Column("block_id", Text, nullable=False),
+    Column("trigger_type", Text, nullable=False),
     Column("status", String(16), nullable=False),
     Column("created_at", TS, nullable=False),
     Column("started_at", TS),
@@ -29,10 +72,10 @@ runs = Table(
 
 run_documents = Table(
     "run_documents", metadata,
-    Column("run_id", String(64), primary_key=True),
-    Column("document_id", String(128), primary_key=True),
+    Column("run_id", Text, primary_key=True),
+    Column("document_id", Text, primary_key=True),
     Column("result_id", String(64), nullable=False, unique=True),
-    Column("org_id", String(128), nullable=False),
+    Column("org_id", Text, nullable=False),
     Column("idx", Integer, nullable=False),
     Column("status", String(16), nullable=False),
     Column("score", Float),
@@ -42,9 +85,9 @@ run_documents = Table(
 
 document_targets = Table(
     "document_targets", metadata,
-    Column("run_id", String(64), primary_key=True),
-    Column("document_id", String(128), primary_key=True),
-    Column("path", String(512), primary_key=True),
+    Column("run_id", Text, primary_key=True),
+    Column("document_id", Text, primary_key=True),
+    Column("path", NulFreeText, primary_key=True),
     Column("score", Float, nullable=False),
     Column("value", JSON),
     Column("rows", JSON, nullable=False),
@@ -52,10 +95,10 @@ document_targets = Table(
 
 experiments = Table(
     "experiments", metadata,
-    Column("experiment_id", String(64), primary_key=True),
-    Column("org_id", String(128), nullable=False),
-    Column("workflow_id", String(256), nullable=False),
-    Column("block_id", String(256), nullable=False),
+    Column("experiment_id", Text, primary_key=True),
+    Column("org_id", Text, nullable=False),
+    Column("workflow_id", Text, nullable=False),
+    Column("block_id", Text, nullable=False),
     Column("deleted", Boolean, nullable=False),
     Column("created_at", TS, nullable=False),
     Column("state", JSON, nullable=False),
@@ -64,8 +107,8 @@ experiments = Table(
 
 blocks = Table(
     "blocks", metadata,
-    Column("block_key", String(640), primary_key=True),
-    Column("org_id", String(128), nullable=False),
+    Column("block_key", Text, primary_key=True),
+    Column("org_id", Text, nullable=False),
     Column("state", JSON, nullable=False),
 )
 
@@ -74,13 +117,13 @@ event_index = Table(
     Column("partition", Integer, primary_key=True, autoincrement=False),
     Column("offset", BigInteger, primary_key=True, autoincrement=False),
     Column("event_id", String(36), nullable=False),
-    Column("aggregate_id", String(640), nullable=False),
-    Column("org_id", String(128), nullable=False),
+    Column("aggregate_id", Text, nullable=False),
+    Column("org_id", Text, nullable=False),
     Column("type", String(64), nullable=False),
     Column("occurred_at", TS, nullable=False),
-    Column("producer", String(256), nullable=False),
+    Column("producer", Text, nullable=False),
     Column("accepted", Boolean, nullable=False),
-    Column("reason", Text),
+    Column("reason", NulFreeText),
     Column("body", JSON, nullable=False),
     Index("ix_event_index_aggregate", "aggregate_id", "partition", "offset"),
     Index("ix_event_index_event_id", "event_id"),
@@ -98,16 +141,15 @@ dead_letters = Table(
     Column("projection", String(64), primary_key=True),
     Column("partition", Integer, primary_key=True, autoincrement=False),
     Column("offset", BigInteger, primary_key=True, autoincrement=False),
-    Column("key", String(640)),
-    Column("reason", Text, nullable=False),
+    Column("key", NulFreeText),
+    Column("reason", NulFreeText, nullable=False),
     Column("value", LargeBinary, nullable=False),
 )
 
 api_keys = Table(
     "api_keys", metadata,
     Column("key_hash", String(64), primary_key=True),
-    Column("org_id", String(128), nullable=False),
-    Column("name", String(128)),
+    Column("org_id", Text, nullable=False),
+    Column("name", Text),
     Column("created_at", TS, nullable=False),
-    UniqueConstraint("key_hash"),
 )

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from events.log import EventLog
-from projections.database import create_schema, make_engine
+from projections.database import make_engine, prepare_schema
 from projections.projector import Projector
 
 from .settings import Settings
@@ -40,8 +40,7 @@ async def start_runtime(settings: Settings, log: EventLog | None = None, with_pr
     log = log or build_log(settings)
     await log.start()
     engine = make_engine(settings.read_model_url)
-    if settings.database_url is None or settings.database_url.startswith("sqlite"):
-        await create_schema(engine)
+    await prepare_schema(settings.read_model_url, engine)
     run_projector = settings.projector if with_projector is None else with_projector
     projector = Projector(log, engine) if run_projector else None
     return Runtime(settings, log, engine, projector)

@@ -1,4 +1,4 @@
-"""runledger: serve | project | keys create | worker | demo."""
+"""runledger: serve | project | migrate | keys create | worker | demo."""
 from __future__ import annotations
 
 import argparse
@@ -22,6 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--with-projector", action="store_true",
                        help="with Kafka configured, also run a projector in this process")
 
+    migrate = commands.add_parser("migrate", help="bring the read model's schema to the latest version")
+    migrate.add_argument("--sql", action="store_true", help="print the DDL (PostgreSQL) instead of running it")
+    migrate.add_argument("--data-dir", type=Path)
+
     keys = commands.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
     create = keys.add_parser("create", help="create an API key for an organisation and print it")
     create.add_argument("--org", required=True)
@@ -32,9 +36,12 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # runledger.migrate says what changed
     settings = Settings.from_env().with_(data_dir=getattr(args, "data_dir", None))
     if args.command == "serve":
         return _serve(settings, args)
+    if args.command == "migrate":
+        return asyncio.run(_migrate(settings, args.sql))
     if args.command == "keys":
         return asyncio.run(_create_key(settings, args.org, args.name))
     if args.command == "worker":
@@ -51,15 +58,39 @@ def _serve(settings: Settings, args) -> int:
     return 0
 
 
+async def _migrate(settings: Settings, sql_only: bool) -> int:
+    from projections import migrate
+    from projections.database import make_engine, prepare_schema
+
+    url = settings.read_model_url
+    if sql_only:
+        if url.startswith("sqlite"):
+            print("runledger migrate --sql: the embedded SQLite read model has no migrations", file=sys.stderr)
+            return 2
+        migrate.upgrade_sql(url)
+        return 0
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(url)
+    try:
+        await prepare_schema(url, engine)
+    finally:
+        await engine.dispose()
+    where = url.split("@")[-1]
+    if url.startswith("sqlite"):
+        print(f"read model {where}: schema created (embedded SQLite)")
+    else:
+        print(f"read model {where}: at revision {await migrate.current_revision(url)}")
+    return 0
+
+
 async def _create_key(settings: Settings, org: str, name: str | None) -> int:
-    from projections.database import create_schema, make_engine
+    from projections.database import make_engine, prepare_schema
     from .api.auth import create_key
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.read_model_url)
     try:
-        if settings.database_url is None:
-            await create_schema(engine)
+        await prepare_schema(settings.read_model_url, engine)
         print(await create_key(engine, org, name))
     finally:
         await engine.dispose()

@@ -4,11 +4,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from ..bootstrap import Runtime
 from ..ledger import Ledger, ProjectionLag
 from . import errors
+from .consistency import read_your_writes
 from .errors import ApiError
 from .routes import experiments, ledger, metrics, results, runs
 
@@ -25,7 +26,9 @@ def create_app(runtime: Runtime) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait_for(task, 10)
 
-    app = FastAPI(title="runledger", version="0.1.0", lifespan=lifespan)
+    # Any request may carry a write's position token and is served once the projection passed it.
+    app = FastAPI(title="runledger", version="0.1.0", lifespan=lifespan,
+                  dependencies=[Depends(read_your_writes)])
     app.state.runtime = runtime
     app.state.ledger = Ledger(runtime)
     errors.install(app)

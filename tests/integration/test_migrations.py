@@ -1,0 +1,63 @@
+"""PostgreSQL's read model comes from migrations; they must build exactly `tables.metadata`."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from projections import migrate
+from projections.tables import checkpoints, metadata
+from tests.conftest import BACKENDS, fresh_database_url
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.skipif("postgres" not in BACKENDS, reason="PostgreSQL only: set RUNLEDGER_TEST_BACKENDS=embedded,postgres"),
+]
+
+
+@pytest.fixture
+async def empty_database(request, tmp_path):
+    return await fresh_database_url("postgres", request, tmp_path)
+
+
+async def schema_differences(url: str) -> list:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            def compare(sync_conn):
+                context = MigrationContext.configure(sync_conn, opts={"compare_type": True,
+                                                                      "compare_server_default": True})
+                return compare_metadata(context, metadata)
+            return await conn.run_sync(compare)
+    finally:
+        await engine.dispose()
+
+
+async def test_the_migrated_schema_is_exactly_the_tables_of_the_read_model(empty_database):
+    assert await migrate.upgrade(empty_database) == (None, migrate.head_revision())
+    assert await schema_differences(empty_database) == []
+
+
+async def test_a_second_upgrade_changes_nothing(empty_database):
+    await migrate.upgrade(empty_database)
+    engine = create_async_engine(empty_database)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(insert(checkpoints).values(projection="main", partition=0, next_offset=7))
+        head = migrate.head_revision()
+        assert await migrate.upgrade(empty_database) == (head, head)
+        async with engine.connect() as conn:
+            assert (await conn.execute(select(checkpoints.c.next_offset))).scalars().all() == [7]
+    finally:
+        await engine.dispose()
+
+
+async def test_replicas_starting_together_migrate_once(empty_database):
+    results = await asyncio.gather(*(migrate.upgrade(empty_database) for _ in range(4)))
+    head = migrate.head_revision()
+    assert results.count((None, head)) == 1 and results.count((head, head)) == 3  # one migrated, three waited
+    assert await migrate.current_revision(empty_database) == head
