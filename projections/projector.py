@@ -2,10 +2,15 @@
 
 A partition whose fold raises on a valid event stops (a bug must not be skipped);
 the others go on. `status()` and `wait()` serve health, lag and read-your-writes.
+
+In a consumer group, rebalance callbacks run concurrently with the loop, so a batch
+and a revoke/assign never interleave (`_batch_lock`): a revoke waits for the batch in
+hand to commit, and records fetched for a partition we no longer hold are dropped.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -43,6 +48,7 @@ class Projector:
         self._progress = asyncio.Condition()
         self._consumer: LogConsumer | None = None
         self._stopping = asyncio.Event()
+        self._batch_lock = asyncio.Lock()
 
     async def run(self, group: str = "runledger-projector") -> None:
         self._consumer = consumer = self.log.consumer()
@@ -63,17 +69,22 @@ class Projector:
         by_partition: dict[int, list[Record]] = defaultdict(list)
         for record in records:
             by_partition[record.partition].append(record)
-        for partition, batch in sorted(by_partition.items()):
-            await self._process_partition(partition, batch)
+        async with self._batch_lock:
+            for partition, batch in sorted(by_partition.items()):
+                await self._process_partition(partition, batch)
 
     async def _process_partition(self, partition: int, records: list[Record]) -> None:
-        status = self.partitions.setdefault(partition, PartitionStatus())
-        if status.stopped:
+        status = self.partitions.get(partition)
+        if status is None or status.stopped:
+            return  # revoked since the fetch, or stopped on a bug
+        records = [r for r in records if r.offset >= status.next_offset]  # re-fetched after a seek
+        if not records:
             return
-        expected, new = records[0].offset, records[-1].offset + 1
-        if expected != status.next_offset:
-            log.warning("partition %s: records start at %s, checkpoint is %s; skipping batch",
-                        partition, expected, status.next_offset)
+        expected, new = status.next_offset, records[-1].offset + 1
+        if records[0].offset != expected:
+            log.warning("partition %s: records start at %s, checkpoint is %s; seeking back",
+                        partition, records[0].offset, expected)
+            self._seek(partition, expected)
             return
         batch = Batch(self.name, records)
         try:
@@ -83,8 +94,8 @@ class Projector:
                 await checkpoints.advance(conn, self.name, partition, expected, new)
                 await project(conn, batch)
         except LostPartition as exc:
-            log.warning("%s", exc)
-            self.partitions.pop(partition, None)
+            log.warning("%s; resuming from the stored checkpoint", exc)
+            await self._resync(partition)
             return
         except Exception as exc:  # a bug in the fold or the store: stop this partition, loudly
             log.exception("partition %s stopped at offset %s", partition, expected)
@@ -99,31 +110,69 @@ class Projector:
             self._progress.notify_all()
 
     async def _on_assigned(self, partitions: set[int]) -> None:
-        async with self.engine.connect() as conn:
-            stored = await checkpoints.load(conn, self.name)
-        for partition in partitions:
-            offset = stored.get(partition, 0)
-            self.partitions[partition] = PartitionStatus(next_offset=offset)
-            self._consumer.seek(partition, offset)
+        async with self._batch_lock:
+            async with self.engine.connect() as conn:
+                stored = await checkpoints.load(conn, self.name)
+            for partition in partitions:
+                offset = stored.get(partition, 0)
+                self.partitions[partition] = PartitionStatus(next_offset=offset)
+                self._consumer.seek(partition, offset)
+        log.info("projector %s: assigned partitions %s at %s", self.name, sorted(partitions),
+                 {p: stored.get(p, 0) for p in sorted(partitions)})
 
     async def _on_revoked(self, partitions: set[int]) -> None:
-        for partition in partitions:
+        async with self._batch_lock:  # the batch in hand commits first
+            for partition in partitions:
+                self.partitions.pop(partition, None)
+        async with self._progress:
+            self._progress.notify_all()  # waiters on those partitions go to the stored checkpoint
+        log.info("projector %s: released partitions %s", self.name, sorted(partitions))
+
+    async def _resync(self, partition: int) -> None:
+        """The checkpoint moved under us. If the consumer still holds the partition (our own
+        stale view, e.g. across a rebalance) go on from the stored checkpoint; a true zombie
+        does the same until the group takes the partition away, and its compare-and-set
+        keeps it from ever committing over the owner."""
+        async with self.engine.connect() as conn:
+            stored = (await checkpoints.load(conn, self.name)).get(partition, 0)
+        if self._consumer is None or partition not in self._consumer.assignment():
             self.partitions.pop(partition, None)
+            return
+        self.partitions.setdefault(partition, PartitionStatus()).next_offset = stored
+        self._seek(partition, stored)
+
+    def _seek(self, partition: int, offset: int) -> None:
+        if self._consumer is not None and partition in self._consumer.assignment():
+            self._consumer.seek(partition, offset)
 
     def passed(self, position: Position) -> bool:
         status = self.partitions.get(position.partition)
         return status is not None and status.next_offset > position.offset
 
     async def wait(self, position: Position, timeout: float) -> bool:
-        """True once this projector has applied `position`; False on timeout."""
+        """True once `position` is applied: seen here while this projector holds the
+        partition, else read from the stored checkpoint (another member of the group holds
+        it, or it was revoked while we waited). False on timeout."""
         deadline = time.monotonic() + timeout
         async with self._progress:
-            while not self.passed(position):
+            while position.partition in self.partitions and not self.passed(position):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
-                try:
+                with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._progress.wait(), remaining)
-                except asyncio.TimeoutError:
-                    return self.passed(position)
-        return True
+            if self.passed(position):
+                return True
+        return await self._stored_passed(position, deadline)
+
+    async def _stored_passed(self, position: Position, deadline: float) -> bool:
+        delay = 0.01
+        while True:
+            async with self.engine.connect() as conn:
+                stored = await checkpoints.load(conn, self.name)
+            if stored.get(position.partition, 0) > position.offset:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 0.1)

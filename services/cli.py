@@ -22,6 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--with-projector", action="store_true",
                        help="with Kafka configured, also run a projector in this process")
 
+    project = commands.add_parser("project", help="run a projector: one member of the projector consumer group")
+    project.add_argument("--group", default="runledger-projector", help="consumer group (default: %(default)s)")
+    project.add_argument("--data-dir", type=Path)
+
     migrate = commands.add_parser("migrate", help="bring the read model's schema to the latest version")
     migrate.add_argument("--sql", action="store_true", help="print the DDL (PostgreSQL) instead of running it")
     migrate.add_argument("--data-dir", type=Path)
@@ -40,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env().with_(data_dir=getattr(args, "data_dir", None))
     if args.command == "serve":
         return _serve(settings, args)
+    if args.command == "project":
+        from .projector_process import run_projector
+        asyncio.run(run_projector(settings, args.group))
+        return 0
     if args.command == "migrate":
         return asyncio.run(_migrate(settings, args.sql))
     if args.command == "keys":

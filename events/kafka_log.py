@@ -1,0 +1,293 @@
+"""Kafka EventLog (aiokafka): one topic, keyed records, idempotent acks=all producer.
+
+The partition is chosen here with `partition_for`, so a key lands where the
+embedded adapter puts it whatever client wrote it. `start()` creates the topic
+(infinite retention, no compaction) or adopts the partition count it already has.
+Offsets of consumers live in the read model, never in Kafka: auto-commit is off.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Iterable, Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+
+from .log import Message, OnPartitions, Position, Record, partition_for
+
+log = logging.getLogger("runledger.kafka")
+
+TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
+READ_TIMEOUT = 30.0
+
+
+class KafkaEventLog:
+    def __init__(self, bootstrap: str, topic: str = "runledger.events", partitions: int = 6,
+                 replication_factor: int = 1, *, client_id: str = "runledger",
+                 session_timeout_ms: int = 10_000):
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self._partitions = partitions
+        self._replication_factor = replication_factor
+        self._client_id = client_id
+        self._session_timeout_ms = session_timeout_ms
+        self._producer: AIOKafkaProducer | None = None
+        self._reader: AIOKafkaConsumer | None = None
+        self._reader_lock = asyncio.Lock()
+
+    @property
+    def partitions(self) -> int:
+        return self._partitions
+
+    async def start(self) -> None:
+        self._partitions = await self._ensure_topic()
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, client_id=self._client_id,
+            enable_idempotence=True, acks="all",
+        )
+        await self._producer.start()
+
+    async def close(self) -> None:
+        for client in (self._producer, self._reader):
+            if client is not None:
+                await client.stop()
+        self._producer = self._reader = None
+
+    async def append(self, messages: Sequence[Message]) -> list[Position]:
+        """All sends are queued first (the producer batches them), then every ack is awaited.
+        Not atomic across partitions: on error some messages may be on the log. Resending
+        is safe, because events carry their identity and the fold ignores duplicates."""
+        acks = []
+        for message in messages:
+            partition = partition_for(message.key, self._partitions)
+            acks.append(await self._producer.send(
+                self.topic, value=message.value, key=message.key.encode(), partition=partition))
+        results = await asyncio.gather(*acks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return [Position(meta.partition, meta.offset) for meta in results]
+
+    async def read(self, partition: int, from_offset: int, max_records: int = 500) -> list[Record]:
+        self._check_partition(partition)
+        tp = TopicPartition(self.topic, partition)
+        async with self._reader_lock:
+            reader = await self._ensure_reader()
+            end = (await reader.end_offsets([tp]))[tp]
+            if from_offset >= end:
+                return []
+            reader.assign([tp])
+            reader.seek(tp, from_offset)
+            try:
+                return await _read_until(reader, tp, min(end, from_offset + max_records))
+            finally:
+                reader.assign([])  # stop fetching in the background
+
+    async def end_offsets(self) -> dict[int, int]:
+        reader = await self._ensure_reader()
+        tps = [TopicPartition(self.topic, p) for p in range(self._partitions)]
+        ends = await reader.end_offsets(tps)
+        return {tp.partition: ends[tp] for tp in tps}
+
+    def consumer(self) -> KafkaConsumer:
+        return KafkaConsumer(self)
+
+    def _client_options(self) -> dict:
+        return dict(bootstrap_servers=self.bootstrap, client_id=self._client_id,
+                    enable_auto_commit=False, auto_offset_reset="earliest")
+
+    async def _ensure_reader(self) -> AIOKafkaConsumer:
+        if self._reader is None:
+            reader = AIOKafkaConsumer(**self._client_options(), fetch_max_wait_ms=100)
+            await reader.start()
+            self._reader = reader
+        return self._reader
+
+    async def _ensure_topic(self) -> int:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=self._client_id)
+        await admin.start()
+        try:
+            existing = await _partition_count(admin, self.topic)
+            if existing is None:
+                existing = await self._create_topic(admin)
+        finally:
+            await admin.close()
+        if existing != self._partitions:
+            log.info("topic %s has %s partitions (asked for %s): adopting it", self.topic, existing,
+                     self._partitions)
+        return existing
+
+    async def _create_topic(self, admin: AIOKafkaAdminClient) -> int:
+        topic = NewTopic(self.topic, self._partitions, self._replication_factor, topic_configs=TOPIC_CONFIG)
+        response = await admin.create_topics([topic])
+        for _name, code, *message in response.topic_errors:
+            error = for_code(code)
+            if code and error is not TopicAlreadyExistsError:  # losing a creation race is fine
+                raise error(f"creating topic {self.topic}: {message[0] if message else ''}")
+        log.info("created topic %s (%s partitions, infinite retention)", self.topic, self._partitions)
+        for _ in range(100):  # wait until the metadata shows every partition
+            count = await _partition_count(admin, self.topic)
+            if count:
+                return count
+            await asyncio.sleep(0.1)
+        raise KafkaError(f"topic {self.topic} was created but does not show in the metadata")
+
+    def _check_partition(self, partition: int) -> None:
+        if not 0 <= partition < self._partitions:
+            raise ValueError(f"partition {partition} out of range 0..{self._partitions - 1}")
+
+
+async def _partition_count(admin: AIOKafkaAdminClient, topic: str) -> int | None:
+    """The topic's partition count; None if absent. Asks for every topic, so a broker with
+    auto-creation on does not create ours with its defaults."""
+    for described in await admin.describe_topics():
+        if described["topic"] == topic and described["error_code"] == 0:
+            partitions = described["partitions"]
+            if partitions and all(p["leader"] >= 0 for p in partitions):
+                return len(partitions)
+            return 0
+    return None
+
+
+async def _read_until(reader: AIOKafkaConsumer, tp: TopicPartition, stop: int) -> list[Record]:
+    records: list[Record] = []
+    deadline = time.monotonic() + READ_TIMEOUT
+    next_offset = -1
+    while next_offset < stop and time.monotonic() < deadline:
+        batch = await reader.getmany(tp, timeout_ms=500, max_records=max(1, stop - max(next_offset, 0)))
+        for message in batch.get(tp, ()):
+            if message.offset >= stop:
+                break
+            records.append(_record(message))
+            next_offset = message.offset + 1
+    if next_offset < stop and not records:
+        raise KafkaError(f"reading {tp.topic}[{tp.partition}]: no records within {READ_TIMEOUT:g}s")
+    return records
+
+
+def _record(message) -> Record:
+    key = message.key.decode(errors="replace") if message.key is not None else ""
+    return Record(message.partition, message.offset, key, message.value or b"", message.timestamp)
+
+
+class KafkaConsumer:
+    """A LogConsumer over AIOKafkaConsumer, started on first use (assign and seek are sync)."""
+
+    def __init__(self, log_: KafkaEventLog):
+        self._log = log_
+        self._consumer: AIOKafkaConsumer | None = None
+        self._assigned: set[int] = set()
+        self._pending_seeks: dict[int, int] = {}
+        self._group: str | None = None
+        self._listener: _Listener | None = None
+
+    def _tp(self, partition: int) -> TopicPartition:
+        return TopicPartition(self._log.topic, partition)
+
+    def assign(self, partitions: Iterable[int]) -> None:
+        partitions = set(partitions)
+        for partition in partitions:
+            self._log._check_partition(partition)
+        self._assigned = partitions
+        self._pending_seeks = dict.fromkeys(partitions, 0)
+        if self._consumer is not None:
+            self._consumer.assign([self._tp(p) for p in partitions])
+            self._apply_seeks()
+
+    async def subscribe(self, group: str, on_assigned: OnPartitions, on_revoked: OnPartitions) -> None:
+        self._group = group
+        self._listener = _Listener(self._log.topic, on_assigned, on_revoked)
+        self._consumer = AIOKafkaConsumer(
+            **self._log._client_options(), group_id=group,
+            session_timeout_ms=self._log._session_timeout_ms,
+            heartbeat_interval_ms=max(1000, self._log._session_timeout_ms // 4),
+        )
+        await self._consumer.start()
+        self._consumer.subscribe([self._log.topic], listener=self._listener)
+
+    def seek(self, partition: int, offset: int) -> None:
+        if partition not in self.assignment():
+            raise ValueError(f"partition {partition} is not assigned")
+        if self._consumer is None:
+            self._pending_seeks[partition] = offset
+        else:
+            self._consumer.seek(self._tp(partition), offset)
+
+    def assignment(self) -> set[int]:
+        if self._group is None:
+            return set(self._assigned)
+        if self._consumer is None:
+            return set()
+        return {tp.partition for tp in self._consumer.assignment() if tp.topic == self._log.topic}
+
+    async def poll(self, timeout: float, max_records: int = 500) -> list[Record]:
+        if self._consumer is None:
+            if self._group is not None:
+                raise RuntimeError("the consumer is closed")
+            await self._start_assigned()
+        if self._listener is not None:
+            self._listener.raise_failure()
+        batches = await self._consumer.getmany(timeout_ms=int(timeout * 1000), max_records=max_records)
+        return [_record(m) for tp in sorted(batches, key=lambda tp: tp.partition) for m in batches[tp]]
+
+    async def close(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is None:
+            return
+        if self._listener is not None:
+            await self._listener.release(consumer.assignment())
+        await consumer.stop()  # leaves the group, so the others rebalance at once
+
+    async def _start_assigned(self) -> None:
+        self._consumer = AIOKafkaConsumer(**self._log._client_options())
+        await self._consumer.start()
+        self._consumer.assign([self._tp(p) for p in self._assigned])
+        self._apply_seeks()
+
+    def _apply_seeks(self) -> None:
+        for partition, offset in self._pending_seeks.items():
+            self._consumer.seek(self._tp(partition), offset)
+        self._pending_seeks = {}
+
+
+class _Listener(ConsumerRebalanceListener):
+    """Calls our callbacks with partition numbers. aiokafka only logs a failing callback
+    and goes on fetching; we keep the error and raise it from the next poll instead."""
+
+    def __init__(self, topic: str, on_assigned: OnPartitions, on_revoked: OnPartitions):
+        self._topic = topic
+        self._on_assigned = on_assigned
+        self._on_revoked = on_revoked
+        self._failure: BaseException | None = None
+        self._held: set[int] = set()
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        await self.release(revoked)
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        partitions = {tp.partition for tp in assigned if tp.topic == self._topic}
+        try:
+            await self._on_assigned(partitions)
+            self._held = partitions
+        except Exception as exc:
+            log.exception("on_assigned failed for partitions %s", sorted(partitions))
+            self._failure = exc
+
+    async def release(self, tps) -> None:
+        partitions = {tp.partition for tp in tps if tp.topic == self._topic} & self._held
+        if not partitions:
+            return
+        self._held -= partitions
+        try:
+            await self._on_revoked(partitions)
+        except Exception as exc:
+            log.exception("on_revoked failed for partitions %s", sorted(partitions))
+            self._failure = exc
+
+    def raise_failure(self) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure

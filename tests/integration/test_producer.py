@@ -1,0 +1,250 @@
+"""The producer SDK: a worker emits a run's passes over HTTP or straight onto the log,
+retries what failed, and the run still completes with exact counts."""
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+from retab import Retab
+
+from events.codec import decode
+from events.log import Position
+from events.producer import InvalidEvent, Producer, ProducerError, Rejected
+from projections import views
+from projections.projector import Projector
+from tests.builders import RunScript
+from tests.conftest import BACKENDS
+from tests.e2e.conftest import KEY, http, server_env  # noqa: F401  (server_env is a fixture)
+from tests.e2e.test_sdk_scenario import setup_experiment
+from tests.projector_process import ProjectorProcess
+from tests.server import ServerProcess, free_port
+
+DOCS = [{"handle_inputs": {"doc": {"type": "json", "data": {"n": i}}}} for i in range(4)]
+needs_kafka = pytest.mark.skipif("kafka" not in BACKENDS, reason="RUNLEDGER_TEST_BACKENDS has no kafka")
+
+
+def passes(run_id: str, doc_ids: list[str], n: int = 3) -> list[tuple[str, str, dict]]:
+    return [("DocumentPassCompleted", run_id, {"document_id": d, "pass_index": i, "output": {"category": "invoice"}})
+            for d in doc_ids for i in range(n)]
+
+
+async def wait_for_run(fetch, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while True:
+        run = await fetch()
+        if run is not None and run.status in ("completed", "error") or time.monotonic() > deadline:
+            return run
+        await asyncio.sleep(0.1)
+
+
+# -- over HTTP, against a live server -------------------------------------------------
+
+@pytest.fixture
+def server(server_env, tmp_path):  # noqa: F811
+    """On Kafka, the production shape: an API-only server and a separate projector process."""
+    projector = None
+    try:
+        with ServerProcess(tmp_path / "server", server_env) as process:
+            if "RUNLEDGER_KAFKA_BOOTSTRAP" in server_env:
+                projector = ProjectorProcess("projector", server_env, f"g-{uuid.uuid4().hex[:8]}", tmp_path)
+            yield process
+        if projector:
+            assert projector.stop() == 0, projector.text()[-2000:]
+    finally:
+        if projector:
+            projector.close()
+
+
+async def test_a_worker_emits_a_run_over_http_and_retried_batches_count_once(server):
+    sdk = Retab(api_key=KEY, base_url=server.url, max_retries=0)
+    experiment = setup_experiment(server, sdk, documents=DOCS, n=3)
+    run = sdk.workflows.experiments.runs.create(experiment_id=experiment.id)
+    doc_ids = [r.document_id for r in sdk.workflows.experiments.results.list(run_id=run.id).data]
+
+    async with Producer.over_http(server.url, KEY, producer="worker-1", max_batch=5) as producer:
+        started = await producer.run_started(run.id, worker="worker-1")
+        positions = await producer.emit_many(passes(run.id, doc_ids))  # 12 events, 3 requests
+        assert len(positions) == 12 and all(isinstance(p, Position) for p in positions)
+        assert {p.partition for p in positions} == {started.partition}  # one run, one partition
+        assert [p.offset for p in positions] == sorted(p.offset for p in positions)
+        await producer.emit_many(passes(run.id, doc_ids)[4:9])  # the worker retried a batch
+
+        with pytest.raises(Rejected) as rejected:
+            await producer.run_started("run_that_does_not_exist")
+        assert rejected.value.status == 404 and rejected.value.detail["code"] == "run_not_found"
+
+    done = await asyncio.to_thread(
+        lambda: _poll(lambda: sdk.workflows.experiments.runs.get(run.id), lambda r: r.lifecycle.status == "completed"))
+    assert (done.total_document_count, done.completed_document_count, done.document_count, done.error_count) == (4, 4, 4, 0)
+    history = http(server).get(f"/v1/workflows/experiments/runs/{run.id}/events",
+                               params={"order": "asc", "limit": 1000}).json()["data"]
+    accepted = [h for h in history if h["type"] == "DocumentPassCompleted" and h["status"] == "accepted"]
+    assert len(accepted) == 12 and sum(h["status"] == "rejected" for h in history) == 5
+    assert {h["producer"] for h in accepted} == {"http:default"}  # the server stamps who sent it
+
+
+async def test_invalid_input_raises_before_anything_is_sent():
+    nowhere = f"http://127.0.0.1:{free_port()}"  # a send would fail with a connection error
+    async with Producer.over_http(nowhere, KEY, retries=0) as producer:
+        with pytest.raises(InvalidEvent, match="pass_index"):
+            await producer.pass_completed("run_1", "doc_0", -1, {"category": "x"})
+        with pytest.raises(InvalidEvent, match="unknown event type"):
+            await producer.emit("DocumentPassExploded", "run_1", {})
+        with pytest.raises(InvalidEvent, match="not a run event"):
+            await producer.emit("ExperimentDeleted", "exp_1", {})
+        with pytest.raises(InvalidEvent, match=r"events\[1\].*error"):
+            await producer.emit_many([*passes("run_1", ["doc_0"], 1),
+                                      ("DocumentPassFailed", "run_1", {"document_id": "doc_0", "pass_index": 1})])
+        with pytest.raises(ProducerError, match="giving up"):  # valid input does reach the wire
+            await producer.run_started("run_1")
+
+
+def _poll(fetch, done, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fetch()
+        if done(value):
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not done within {timeout}s: {value}")
+
+
+# -- straight onto the log ------------------------------------------------------------
+
+class LostAcks:
+    """Wraps a log: the first `failures` appends reach the log but the ack is lost."""
+
+    def __init__(self, log, failures: int):
+        self.log, self.failures, self.calls = log, failures, 0
+
+    def __getattr__(self, name):
+        return getattr(self.log, name)
+
+    async def append(self, messages):
+        self.calls += 1
+        positions = await self.log.append(messages)
+        if self.calls <= self.failures:
+            raise ConnectionError("simulated: connection dropped before the ack")
+        return positions
+
+
+async def test_lost_acks_are_retried_and_the_duplicates_count_once(event_log, engine):
+    script = RunScript(run_id=f"run_{uuid.uuid4().hex[:8]}", docs=5, n=3)
+    flaky = LostAcks(event_log, failures=2)
+    producer = Producer.over_log(flaky, org_id="org_a", producer="worker-7", max_batch=4)
+    producer.backoff_base = 0.01
+    async with producer:
+        await producer.emit("RunCreated", script.run_id, script.created().payload.model_dump(mode="json"))
+        await producer.run_started(script.run_id, worker="worker-7")
+        positions = await producer.emit_many(passes(script.run_id, script.doc_ids))
+    assert flaky.calls == 2 + 1 + 1 + 4  # two lost acks retried, then one call per batch of 4
+
+    projector = Projector(event_log, engine)
+    task = asyncio.create_task(projector.run())
+    try:
+        assert await projector.wait(positions[-1], 30)
+    finally:
+        projector.stop()
+        await asyncio.wait_for(task, 15)
+    async with engine.connect() as conn:
+        run = await views.get_run_any(conn, script.run_id)
+    assert (run.status, run.total_document_count, run.completed_document_count, run.document_count,
+            run.error_count) == ("completed", 5, 5, 5, 0)
+    on_log = await event_log.read(positions[0].partition, 0, 1000)
+    ids = [decode(r.value).event_id for r in on_log if r.key == script.run_id]
+    assert len(ids) == 2 + 15 + 2 and len(set(ids)) == 17  # the resent events are the same events
+
+
+# -- straight to Kafka -----------------------------------------------------------------
+
+@needs_kafka
+@pytest.mark.kafka
+async def test_over_kafka_creates_the_topic_and_event_ids_are_deterministic(kafka_bootstrap):
+    from events.kafka_log import KafkaEventLog
+
+    topic = f"producer-{uuid.uuid4().hex[:10]}"
+    async with Producer.over_kafka(kafka_bootstrap.bootstrap, org_id="org_k", topic=topic, partitions=3) as producer:
+        position = await producer.pass_completed("run_k", "doc_0", 1, {"category": "receipt"}, duration_ms=12)
+        again = await producer.pass_completed("run_k", "doc_0", 1, {"category": "receipt"}, duration_ms=12)
+        failed = await producer.pass_failed("run_k", "doc_1", 0, attempt=2, message="timeout", final=False)
+    log = KafkaEventLog(kafka_bootstrap.bootstrap, topic=topic, partitions=6)
+    await log.start()
+    try:
+        assert log.partitions == 3  # adopted, not recreated
+        records = await log.read(position.partition, 0, 10)
+    finally:
+        await log.close()
+    assert [r.offset for r in records] == [position.offset, again.offset, failed.offset]
+    first, second, third = (decode(r.value) for r in records)
+    assert first.event_id == second.event_id and first.org_id == "org_k" and first.producer == "sdk"
+    assert third.payload.attempt == 2 and third.payload.final is False
+
+
+@needs_kafka
+@pytest.mark.kafka
+async def test_a_broker_restart_mid_stream_loses_nothing(kafka_bootstrap, tmp_path):
+    """Producers keep emitting while the broker restarts; every event ends up on the log
+    once by identity, and the projected runs have exact counts."""
+    from events.kafka_log import KafkaEventLog
+    from projections.database import create_schema, make_engine
+
+    topic = f"restart-{uuid.uuid4().hex[:10]}"
+    scripts = [RunScript(run_id=f"run_{i}_{uuid.uuid4().hex[:6]}", docs=5, n=3) for i in range(6)]
+    producer = Producer.over_kafka(kafka_bootstrap.bootstrap, org_id="org_a", topic=topic, retries=8)
+    emitted: dict[str, Position] = {}
+    slowest = 0.0
+
+    async def worker(script: RunScript) -> None:
+        nonlocal slowest
+        created = script.created()
+        await producer.emit("RunCreated", script.run_id, created.payload.model_dump(mode="json"))
+        for doc in script.doc_ids:
+            batch, started = passes(script.run_id, [doc]), time.monotonic()
+            for event, position in zip(batch, await producer.emit_many(batch)):
+                emitted[str(producer.build(*event).event_id)] = position
+            slowest = max(slowest, time.monotonic() - started)
+            await asyncio.sleep(0.5)
+
+    async with producer:
+        workers = asyncio.gather(*(worker(s) for s in scripts))
+        await asyncio.sleep(0.3)
+        restarted_at = time.monotonic()
+        await asyncio.to_thread(kafka_bootstrap.restart)
+        restart_seconds = time.monotonic() - restarted_at
+        await workers
+    assert len(emitted) == 6 * 5 * 3
+    assert slowest > 2, "some emits waited for the broker to come back"
+
+    log = KafkaEventLog(kafka_bootstrap.bootstrap, topic=topic)
+    await log.start()
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'readmodel.db'}")
+    await create_schema(engine)
+    try:
+        ends = await log.end_offsets()
+        on_log = {}
+        for partition, end in ends.items():
+            for record in await log.read(partition, 0, end):
+                on_log.setdefault(str(decode(record.value).event_id), record.position)
+        assert set(emitted) <= set(on_log), "events acknowledged before or during the restart are on the log"
+        assert all(on_log[event_id] <= position for event_id, position in emitted.items())
+
+        projector = Projector(log, engine)
+        task = asyncio.create_task(projector.run(group=f"g-{topic}"))
+        try:
+            for partition, end in ends.items():
+                if end:
+                    assert await projector.wait(Position(partition, end - 1), 60)
+        finally:
+            projector.stop()
+            await asyncio.wait_for(task, 15)
+        async with engine.connect() as conn:
+            for script in scripts:
+                run = await views.get_run_any(conn, script.run_id)
+                assert (run.status, run.completed_document_count, run.document_count) == ("completed", 5, 5)
+    finally:
+        await log.close()
+        await engine.dispose()
+    print(f"\nbroker restart took {restart_seconds:.1f}s, the slowest emit {slowest:.1f}s; "
+          f"{sum(ends.values())} records for {len(emitted)} passes and {len(scripts)} runs")
