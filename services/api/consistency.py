@@ -24,9 +24,9 @@ async def read_your_writes(
 ) -> None:
     positions: list[Position] = []
     partitions = request.app.state.runtime.log.partitions
-    for where, token in (("header", header), ("query", position)):
+    for loc, token in ((("header", POSITION_HEADER), header), (("query", "position"), position)):
         if token and token.strip():  # an empty token (a write that appended nothing) asks for nothing
-            positions += parse_token(token, partitions, (where, POSITION_HEADER if where == "header" else "position"))
+            positions += parse_token(token, partitions, loc)
     if positions:
         await request.app.state.ledger.settle(positions)
 

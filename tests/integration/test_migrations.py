@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -61,3 +64,18 @@ async def test_replicas_starting_together_migrate_once(empty_database):
     head = migrate.head_revision()
     assert results.count((None, head)) == 1 and results.count((head, head)) == 3  # one migrated, three waited
     assert await migrate.current_revision(empty_database) == head
+
+
+def test_runledger_migrate_upgrades_then_finds_nothing_to_do(empty_database, tmp_path):
+    env = {**os.environ, "RUNLEDGER_DATABASE_URL": empty_database, "RUNLEDGER_DATA_DIR": str(tmp_path)}
+
+    def migrate_cli(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "services.cli", "migrate", *args], env=env,
+                              capture_output=True, text=True, timeout=120, check=True)
+        return done.stdout + done.stderr
+
+    first = migrate_cli()
+    assert "migrated from nothing to 0001" in first and "at revision 0001" in first
+    second = migrate_cli()
+    assert "migrated" not in second and "at revision 0001" in second
+    assert "CREATE TABLE runs" in migrate_cli("--sql")
