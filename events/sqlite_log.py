@@ -45,7 +45,19 @@ CREATE TABLE IF NOT EXISTS group_members (
     PRIMARY KEY ("group", member_id)
 ) WITHOUT ROWID;
 """
-HOST = socket.gethostname()
+
+
+def _host() -> str:
+    """This host and pid namespace: where a member's pid means something (containers
+    sharing a hostname have pids of their own)."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = ""
+    return f"{socket.gethostname()}/{namespace}"
+
+
+HOST = _host()
 
 
 class SqliteEventLog:

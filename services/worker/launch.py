@@ -112,9 +112,10 @@ async def main(settings: Settings, args) -> int:
     await log_.start()
     worker = Worker(block, producer, log_, org_id=org, concurrency=args.concurrency, max_attempts=args.max_attempts,
                     backoff=args.backoff, select=_select(args.workflow_id, args.block_id))
-    where = settings.kafka_bootstrap or settings.log_path
+    source = f"Kafka {settings.kafka_bootstrap}" if settings.kafka_bootstrap else settings.log_path
+    sink = f"HTTP {emit.api_url}" if emit.api_url else "straight to Kafka"
     print(f"runledger worker {worker.name}: block {args.block}, org {org!r}, concurrency {args.concurrency}, "
-          f"max attempts {args.max_attempts}, runs from {where}", flush=True)
+          f"max attempts {args.max_attempts}; runs from {source}, results to {sink}", flush=True)
     try:
         await run_until_signalled(worker)
     finally:

@@ -125,13 +125,17 @@ class InProcess:
         await self.log.close()
 
 
-def spawn_worker(server, calls_path: Path, concurrency: int) -> subprocess.Popen:
+def spawn_worker(server, calls_path: Path, concurrency: int, straight_to_kafka: bool = False) -> subprocess.Popen:
+    """`runledger worker`, emitting over HTTP, or (with Kafka) straight to the topic."""
     env = {**server.env, CALLS_ENV: str(calls_path), "RUNLEDGER_API_KEY": KEY}
+    emit = ["--api-url", server.url]
+    if straight_to_kafka:
+        emit = ["--kafka-bootstrap", server.env["RUNLEDGER_KAFKA_BOOTSTRAP"], "--org", "default"]
     log_path = server.data_dir / f"worker-{time.monotonic_ns()}.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "worker", "--block", "tests.e2e.test_worker:steady_block",
-             "--api-url", server.url, "--data-dir", str(server.data_dir), "--concurrency", str(concurrency)],
+            [sys.executable, "-m", "services.cli", "worker", "--block", "tests.e2e.test_worker:steady_block", *emit,
+             "--data-dir", str(server.data_dir), "--concurrency", str(concurrency)],
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )
     proc.log_path = log_path
@@ -151,6 +155,10 @@ def wait_until_sharing(server, workers: list[subprocess.Popen]) -> None:
     wait_for(shares, lambda claims: len(claims) == len(workers) and all(claims))
 
 
+def worker_logs(workers: list[subprocess.Popen]) -> str:
+    return "\n".join(f"--- worker {w.pid}:\n" + w.log_path.read_text()[-3000:] for w in workers)
+
+
 def stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -166,7 +174,8 @@ def stop(proc: subprocess.Popen) -> None:
 def test_two_workers_share_runs_and_one_killed_mid_run_loses_and_doubles_nothing(server, tmp_path):
     define_block(server)
     calls_path = tmp_path / "calls.jsonl"
-    workers = [spawn_worker(server, calls_path, concurrency=3) for _ in range(2)]
+    kafka = "RUNLEDGER_KAFKA_BOOTSTRAP" in server.env
+    workers = [spawn_worker(server, calls_path, 3), spawn_worker(server, calls_path, 3, straight_to_kafka=kafka)]
     try:
         wait_until_sharing(server, workers)
         partitions = Settings.from_env(server.env).partitions
@@ -186,7 +195,7 @@ def test_two_workers_share_runs_and_one_killed_mid_run_loses_and_doubles_nothing
 
         for run_id, docs in runs.items():
             done = wait_until_finished(server, run_id)
-            assert done["lifecycle"]["status"] == "completed", done
+            assert done["lifecycle"]["status"] == "completed", (done, worker_logs(workers))
             counts = (done["total_document_count"], done["completed_document_count"], done["document_count"],
                       done["error_count"])
             assert counts == (3, 3, 3, 0), done
@@ -197,7 +206,8 @@ def test_two_workers_share_runs_and_one_killed_mid_run_loses_and_doubles_nothing
 
         survivor = workers[1].pid
         taken_over = {c["batch"] for c in before_kill} & {c["batch"] for c in calls(calls_path) if c["pid"] == survivor}
-        assert taken_over, "the survivor should have finished some of the killed worker's runs"
+        assert taken_over, ("the survivor should have finished some of the killed worker's runs",
+                            worker_logs(workers))
         assert workers[1].poll() is None
     finally:
         for proc in workers:
