@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .envelope import Payload, register
+from .envelope import Identifier, Payload, register
 
 BlockType = Literal["extract", "classifier", "split", "for_each"]
 NConsensus = Literal[3, 5, 7]
@@ -18,7 +18,7 @@ class _Part(BaseModel):
 class DocumentSpec(_Part):
     """A document as frozen into an experiment or a run."""
 
-    document_id: str = Field(min_length=1)
+    document_id: Identifier
     filename: str
     handle_inputs: dict[str, Any]
     provenance: dict[str, Any] | None = None
@@ -32,8 +32,8 @@ class ErrorInfo(_Part):
 @register
 class BlockDefined(Payload):
     TYPE = "BlockDefined"
-    workflow_id: str = Field(min_length=1)
-    block_id: str = Field(min_length=1)
+    workflow_id: Identifier
+    block_id: Identifier
     block_type: BlockType
     config: dict[str, Any]
     fingerprint: str
@@ -43,8 +43,8 @@ class BlockDefined(Payload):
 @register
 class ExperimentCreated(Payload):
     TYPE = "ExperimentCreated"
-    workflow_id: str = Field(min_length=1)
-    block_id: str = Field(min_length=1)
+    workflow_id: Identifier
+    block_id: Identifier
     name: str
     n_consensus: NConsensus
     documents: tuple[DocumentSpec, ...]
@@ -71,10 +71,10 @@ class RunCreated(Payload):
     """Everything the run resource needs at birth; the document set is frozen here."""
 
     TYPE = "RunCreated"
-    experiment_id: str
-    workflow_id: str
-    workflow_version_id: str
-    block_id: str
+    experiment_id: Identifier
+    workflow_id: Identifier
+    workflow_version_id: Identifier
+    block_id: Identifier
     block_type: BlockType
     block_version_id: str
     block_config: dict[str, Any]
@@ -82,8 +82,8 @@ class RunCreated(Payload):
     documents: tuple[DocumentSpec, ...] = Field(min_length=1)
     block_execution_fingerprint: str
     documents_fingerprint: str
-    trigger_type: str = "manual"
-    parent_run_id: str | None = None
+    trigger_type: Identifier = "manual"
+    parent_run_id: Identifier | None = None
 
     def natural_key(self, aggregate_id: str) -> str:
         return f"{aggregate_id}/{self.TYPE}"
@@ -106,7 +106,7 @@ class RunStarted(Payload):
 @register
 class DocumentPassCompleted(Payload):
     TYPE = "DocumentPassCompleted"
-    document_id: str = Field(min_length=1)
+    document_id: Identifier
     pass_index: int = Field(ge=0)
     output: Any
     duration_ms: int | None = Field(default=None, ge=0)
@@ -123,7 +123,7 @@ class DocumentPassFailed(Payload):
 
     TYPE = "DocumentPassFailed"
     VERSION = 2
-    document_id: str = Field(min_length=1)
+    document_id: Identifier
     pass_index: int = Field(ge=0)
     attempt: int = Field(default=1, ge=1)
     error: ErrorInfo

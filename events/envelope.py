@@ -3,11 +3,27 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timezone
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, SerializeAsAny, field_validator, model_validator
+from pydantic import (
+    AfterValidator, BaseModel, ConfigDict, SerializeAsAny, StringConstraints, field_validator, model_validator,
+)
 
 NAMESPACE = uuid.UUID("6f1c2a3e-9b4d-5e8f-a1b2-c3d4e5f60718")
+
+
+def _identifier(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+Identifier = Annotated[str, StringConstraints(max_length=256), AfterValidator(_identifier)]
+"""An id or name from outside: printable, not blank, at most 256 characters (every
+read-model backend can store and index it)."""
+AggregateId = Annotated[str, StringConstraints(max_length=1024), AfterValidator(_identifier)]
 
 
 class Payload(BaseModel):
@@ -51,10 +67,10 @@ class Event(BaseModel):
     event_id: uuid.UUID
     type: str
     schema_version: int
-    aggregate_id: str
+    aggregate_id: AggregateId
     occurred_at: datetime
-    producer: str
-    org_id: str
+    producer: Identifier
+    org_id: Identifier
     payload: SerializeAsAny[Payload]
 
     @model_validator(mode="before")
@@ -77,13 +93,6 @@ class Event(BaseModel):
         if value.tzinfo is None:
             raise ValueError("occurred_at must carry a timezone")
         return value.astimezone(timezone.utc)
-
-    @field_validator("aggregate_id", "producer", "org_id")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value
 
     @property
     def key(self) -> str:

@@ -62,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(settings: Settings, args) -> int:
     from .server import serve
     projector = settings.embedded or args.with_projector
-    asyncio.run(serve(settings.with_(host=args.host, port=args.port, projector=projector)))
+    try:
+        asyncio.run(serve(settings.with_(host=args.host, port=args.port, projector=projector)))
+    except KeyboardInterrupt:
+        pass  # uvicorn already shut down gracefully on the first Ctrl-C
     return 0
 
 

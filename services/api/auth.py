@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 
 from fastapi import Request
 from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.tables import api_keys
@@ -25,11 +26,15 @@ def new_key() -> str:
 
 
 async def store_key(engine: AsyncEngine, key: str, org_id: str, name: str | None = None) -> None:
-    async with engine.begin() as conn:
-        exists = await conn.scalar(select(func.count()).where(api_keys.c.key_hash == hash_key(key)))
-        if not exists:
-            await conn.execute(insert(api_keys).values(
-                key_hash=hash_key(key), org_id=org_id, name=name, created_at=datetime.now(timezone.utc)))
+    """Idempotent: replicas starting with the same bootstrap key may race here."""
+    row = dict(key_hash=hash_key(key), org_id=org_id, name=name, created_at=datetime.now(timezone.utc))
+    try:
+        async with engine.begin() as conn:
+            exists = await conn.scalar(select(func.count()).where(api_keys.c.key_hash == row["key_hash"]))
+            if not exists:
+                await conn.execute(insert(api_keys).values(**row))
+    except IntegrityError:
+        pass  # another process stored the same key first
 
 
 async def create_key(engine: AsyncEngine, org_id: str, name: str | None = None) -> str:

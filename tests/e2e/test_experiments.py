@@ -81,3 +81,11 @@ def test_a_run_freezes_its_documents_and_definition(server):
     assert err.value.status_code == 404
     status = wait_for(lambda: experiments.get(exp.id), lambda e: e.status == "processing")
     assert status.last_run_id == second.id
+
+
+def test_ids_from_outside_are_bounded_and_printable(server):
+    with http(server) as client:
+        long_id = client.put(f"/v1/workflows/{'w' * 300}/blocks/b", json={"type": "extract", "config": {}})
+        control = client.put("/v1/workflows/wf/blocks/b%01x", json={"type": "extract", "config": {}})
+    assert long_id.status_code == 422 and "at most 256" in long_id.json()["detail"]["message"]
+    assert control.status_code == 422 and "control characters" in control.json()["detail"]["message"]

@@ -73,3 +73,11 @@ def test_build_derives_the_natural_id_and_validates():
     with pytest.raises(UndecodableEvent, match="document_id"):
         build("DocumentPassCompleted", "run_1", {"pass_index": 0, "output": {}}, org_id="o", producer="p")
     assert build("RunStarted", "run_1", {}, org_id="o", producer="p", event_id=uuid.UUID(int=1)).event_id.int == 1
+
+
+def test_ids_must_be_printable_and_bounded():
+    payload = {"document_id": "d\x00", "pass_index": 0, "output": {}}
+    with pytest.raises(UndecodableEvent, match="control characters"):
+        build("DocumentPassCompleted", "run_1", payload, org_id="o", producer="p")
+    with pytest.raises(UndecodableEvent, match="at most 256"):
+        build("RunStarted", "run_1", {}, org_id="o" * 300, producer="p")
