@@ -16,7 +16,7 @@ from .. import fingerprints as fp
 from .bodies import (
     CreateExperimentBody, CreateRunBody, DefineBlockBody, DocumentBody, IngestEvent, UpdateExperimentBody,
 )
-from .context import Ctx
+from .context import Ctx, require
 from .errors import ApiError, invalid, not_found
 
 
@@ -114,11 +114,7 @@ async def _duplicate_experiment(ctx: Ctx, body: CreateExperimentBody) -> tuple[s
 
 
 async def load_experiment(ctx: Ctx, experiment_id: str) -> ExperimentState:
-    async with ctx.connect() as conn:
-        exp = await views.get_experiment(conn, ctx.org_id, experiment_id)
-    if exp is None:
-        raise not_found("experiment", experiment_id)
-    return exp
+    return await require(ctx, views.get_experiment, "experiment", experiment_id)
 
 
 async def update_experiment(ctx: Ctx, experiment_id: str, body: UpdateExperimentBody) -> list[Position]:

@@ -8,6 +8,7 @@ from fastapi import Request
 from ..bootstrap import Runtime
 from ..ledger import Ledger
 from .auth import org_for
+from .errors import not_found
 
 
 @dataclass(frozen=True)
@@ -28,3 +29,12 @@ async def context(request: Request) -> Ctx:
     runtime: Runtime = request.app.state.runtime
     org_id = await org_for(runtime.engine, request)
     return Ctx(org_id, runtime, request.app.state.ledger)
+
+
+async def require(ctx: Ctx, lookup, what: str, ident: str):
+    """`lookup(conn, org_id, ident)` in the caller's organisation, or a 404."""
+    async with ctx.connect() as conn:
+        found = await lookup(conn, ctx.org_id, ident)
+    if found is None:
+        raise not_found(what, ident)
+    return found

@@ -7,7 +7,8 @@ import re
 from retab import Retab
 
 from tests.e2e.conftest import KEY, http
-from tests.e2e.test_sdk_scenario import DOCS, setup_experiment, wait_for
+from tests.e2e.test_sdk_scenario import DOCS, setup_experiment
+from tests.waiting import wait_for
 from tests.server import ServerProcess
 
 

@@ -6,7 +6,8 @@ from retab import Retab
 from retab.exceptions import APIError
 
 from tests.e2e.conftest import KEY, http
-from tests.e2e.test_sdk_scenario import DOCS, setup_experiment, wait_for
+from tests.e2e.test_sdk_scenario import DOCS, setup_experiment
+from tests.waiting import wait_for
 
 
 def test_blocks_are_versioned_by_definition(server):

@@ -11,7 +11,7 @@ from retab.types.workflows.experiments import (
 )
 
 from tests.e2e.conftest import KEY, http
-from tests.e2e.test_sdk_scenario import wait_for
+from tests.waiting import wait_for
 
 INVOICES = [{"handle_inputs": {"invoice": {"type": "json", "data": {"n": i}}}} for i in range(2)]
 

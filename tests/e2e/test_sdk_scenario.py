@@ -1,7 +1,6 @@
 """The retab SDK, pointed at a live runledger, drives a whole run."""
 from __future__ import annotations
 
-import time
 from datetime import datetime
 
 import pytest
@@ -9,18 +8,9 @@ from retab import Retab
 from retab.exceptions import APIError
 
 from tests.e2e.conftest import KEY, create_key, http
+from tests.waiting import wait_for
 
 DOCS = [{"handle_inputs": {"invoice": {"type": "json", "data": {"number": f"INV-{i}"}}}} for i in range(3)]
-
-
-def wait_for(fetch, done, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fetch()
-        if done(value):
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"condition not met within {timeout}s; last value: {value}")
 
 
 def setup_experiment(server, sdk: Retab, documents=DOCS, n: int = 3):

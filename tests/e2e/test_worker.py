@@ -17,8 +17,6 @@ from collections import Counter
 from contextlib import closing
 from pathlib import Path
 
-import pytest
-
 from events.log import partition_for
 from events.producer import Producer
 from services.bootstrap import build_log
@@ -26,7 +24,7 @@ from services.settings import Settings
 from services.worker.blocks import Retryable
 from services.worker.harness import GROUP, Worker
 from tests.e2e.conftest import KEY, http
-from tests.e2e.test_sdk_scenario import wait_for
+from tests.waiting import wait_for
 
 CALLS_ENV = "RUNLEDGER_TEST_BLOCK_CALLS"
 WORKFLOW, BLOCK = "wf_workers", "extract"

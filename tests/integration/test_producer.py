@@ -18,6 +18,7 @@ from tests.builders import RunScript
 from tests.conftest import BACKENDS
 from tests.e2e.conftest import KEY, http, server_env  # noqa: F401  (server_env is a fixture)
 from tests.e2e.test_sdk_scenario import setup_experiment
+from tests.waiting import wait_for
 from tests.projector_process import ProjectorProcess
 from tests.server import ServerProcess, free_port
 
@@ -76,7 +77,7 @@ async def test_a_worker_emits_a_run_over_http_and_retried_batches_count_once(ser
         assert rejected.value.status == 404 and rejected.value.detail["code"] == "run_not_found"
 
     done = await asyncio.to_thread(
-        lambda: _poll(lambda: sdk.workflows.experiments.runs.get(run.id), lambda r: r.lifecycle.status == "completed"))
+        lambda: wait_for(lambda: sdk.workflows.experiments.runs.get(run.id), lambda r: r.lifecycle.status == "completed"))
     assert (done.total_document_count, done.completed_document_count, done.document_count, done.error_count) == (4, 4, 4, 0)
     history = http(server).get(f"/v1/workflows/experiments/runs/{run.id}/events",
                                params={"order": "asc", "limit": 1000}).json()["data"]
@@ -99,16 +100,6 @@ async def test_invalid_input_raises_before_anything_is_sent():
                                       ("DocumentPassFailed", "run_1", {"document_id": "doc_0", "pass_index": 1})])
         with pytest.raises(ProducerError, match="giving up"):  # valid input does reach the wire
             await producer.run_started("run_1")
-
-
-def _poll(fetch, done, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fetch()
-        if done(value):
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not done within {timeout}s: {value}")
 
 
 # -- straight onto the log ------------------------------------------------------------

@@ -26,7 +26,7 @@ async def get_metrics(
     if run_id is None and experiment_id is None:
         raise invalid("run_id (or experiment_id, for its latest run) is required")
     if run_id is None:
-        experiment = await load_experiment(ctx, experiment_id)
+        await load_experiment(ctx, experiment_id)  # 404 unless it is the caller's
         async with ctx.connect() as conn:
             latest = await views.latest_run(conn, ctx.org_id, experiment_id)
         if latest is None:

@@ -12,8 +12,8 @@ from projections.state import RunState
 
 from .. import commands
 from ..bodies import CreateRunBody
-from ..context import Ctx, context
-from ..errors import invalid, not_found
+from ..context import Ctx, context, require
+from ..errors import invalid
 from ..resources import lifecycle, run_resource
 from ..time_travel import run_as_of
 from .common import envelope, mark_positions, page_request
@@ -23,11 +23,7 @@ Status = Literal["pending", "queued", "running", "completed", "error", "cancelle
 
 
 async def load_run(ctx: Ctx, run_id: str) -> RunState:
-    async with ctx.connect() as conn:
-        run = await views.get_run(conn, ctx.org_id, run_id)
-    if run is None:
-        raise not_found("run", run_id)
-    return run
+    return await require(ctx, views.get_run, "run", run_id)
 
 
 @router.post("", status_code=201)
