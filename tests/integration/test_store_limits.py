@@ -17,9 +17,11 @@ from tests.builders import RunScript
 from tests.integration.test_projector import append, project_until, read_run
 
 
-async def test_long_ids_and_long_target_paths_are_stored(event_log, engine):
-    script = RunScript(run_id="run_" + "r" * 300, docs=1, n=3, block_type="extract")
-    script.doc_ids = ["doc_" + "d" * 300]
+async def test_the_longest_ids_and_long_target_paths_are_stored(event_log, engine):
+    """The event contract allows ids up to 256 characters (aggregate ids up to 1024);
+    output keys, which become target paths, are not bounded."""
+    script = RunScript(run_id="run_" + "r" * 1020, docs=1, n=3, block_type="extract")
+    script.doc_ids = ["doc_" + "d" * 252]
     output = {"k" * 600: "v"}
     positions = await append(event_log, [script.created(), *script.all_passes(output)])
     await project_until_done(event_log, engine, positions)
