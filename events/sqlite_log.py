@@ -5,17 +5,11 @@ file) with synchronous=FULL, so a returned position survives a crash. Consumers
 in this process wake on append; appends by other processes are noticed within
 `cross_process_poll` seconds.
 
-Consumer groups live in the same file (`group_members`): members heartbeat, a
-member is gone when its heartbeat is older than the session timeout (or, on this
-host, when its process no longer exists), and partitions are split by the sorted
-live member ids (range assignor). A member takes a partition only once no other
-live member claims it, so a partition changes hands revoke-first, as in Kafka.
+Consumer groups live in the same file (see `events.sqlite_groups`).
 """
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import sqlite3
 import time
 import uuid
@@ -23,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from . import sqlite_groups as groups
 from .log import Message, OnPartitions, Position, Record, partition_for
 
 _SCHEMA = """
@@ -35,29 +30,7 @@ CREATE TABLE IF NOT EXISTS log (
     PRIMARY KEY (partition, "offset")
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS log_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS group_members (
-    "group" TEXT NOT NULL,
-    member_id TEXT NOT NULL,
-    heartbeat_ms INTEGER NOT NULL,
-    host TEXT NOT NULL,
-    pid INTEGER NOT NULL,
-    claimed TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY ("group", member_id)
-) WITHOUT ROWID;
 """
-
-
-def _host() -> str:
-    """This host and pid namespace: where a member's pid means something (containers
-    sharing a hostname have pids of their own)."""
-    try:
-        namespace = os.readlink("/proc/self/ns/pid")
-    except OSError:
-        namespace = ""
-    return f"{socket.gethostname()}/{namespace}"
-
-
-HOST = _host()
 
 
 class SqliteEventLog:
@@ -114,7 +87,7 @@ class SqliteEventLog:
         """The members of a consumer group and the partitions each consumes now."""
         query = 'SELECT member_id, claimed FROM group_members WHERE "group" = ?'
         rows = await self._on(self._reader, lambda: self._rconn.execute(query, (group,)).fetchall())
-        return {member: _parse(claimed) for member, claimed in rows}
+        return {member: groups.parse_claims(claimed) for member, claimed in rows}
 
     async def wait_for_append(self, seen: int, timeout: float) -> None:
         """Return once an in-process append happened after generation `seen`, or
@@ -136,7 +109,7 @@ class SqliteEventLog:
 
     def _open_writer(self) -> sqlite3.Connection:
         conn = self._connect()
-        conn.executescript(_SCHEMA)
+        conn.executescript(_SCHEMA + groups.SCHEMA)
         conn.execute("BEGIN IMMEDIATE")
         conn.execute(
             "INSERT OR IGNORE INTO log_meta VALUES ('partitions', ?)", (str(self._requested),)
@@ -189,57 +162,9 @@ class SqliteEventLog:
             ends[partition] = last + 1
         return ends
 
-    # -- consumer groups (on the writer thread: they write) ----------------------------
-
-    def _heartbeat_sync(self, group: str, member: str) -> None:
-        self._wconn.execute('UPDATE group_members SET heartbeat_ms = ? WHERE "group" = ? AND member_id = ?',
-                            (_now_ms(), group, member))
-
-    def _membership_sync(self, group: str, member: str, session_ms: int) -> tuple[set[int], set[int]]:
-        """Heartbeat (rejoining if evicted), drop dead members; return this member's
-        range and the partitions other live members claim."""
-        conn = self._wconn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            now = _now_ms()
-            conn.execute(
-                'INSERT INTO group_members ("group", member_id, heartbeat_ms, host, pid) VALUES (?, ?, ?, ?, ?)'
-                ' ON CONFLICT DO UPDATE SET heartbeat_ms = excluded.heartbeat_ms',
-                (group, member, now, HOST, os.getpid()),
-            )
-            rows = conn.execute('SELECT member_id, heartbeat_ms, host, pid, claimed FROM group_members'
-                                ' WHERE "group" = ?', (group,)).fetchall()
-            dead = [m for m, beat, host, pid, _ in rows if beat < now - session_ms or not _alive(host, pid)]
-            conn.executemany('DELETE FROM group_members WHERE "group" = ? AND member_id = ?',
-                             [(group, m) for m in dead])
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        live = sorted(m for m, *_ in rows if m not in dead)
-        taken = {p for m, _, _, _, claimed in rows if m not in dead and m != member for p in _parse(claimed)}
-        return _range(live.index(member), len(live), self._partitions), taken
-
-    def _claim_sync(self, group: str, member: str, kept: set[int], wanted: set[int]) -> set[int]:
-        """Record what this member consumes: what it keeps plus what no one else claims."""
-        conn = self._wconn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            rows = conn.execute('SELECT claimed FROM group_members WHERE "group" = ? AND member_id != ?',
-                                (group, member)).fetchall()
-            taken = {p for (claimed,) in rows for p in _parse(claimed)}
-            gained = wanted - taken
-            claimed = ",".join(map(str, sorted(kept | gained)))
-            conn.execute('UPDATE group_members SET claimed = ? WHERE "group" = ? AND member_id = ?',
-                         (claimed, group, member))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return gained
-
-    def _leave_sync(self, group: str, member: str) -> None:
-        self._wconn.execute('DELETE FROM group_members WHERE "group" = ? AND member_id = ?', (group, member))
+    async def on_writer(self, fn, *args):
+        """Run `fn(writer_connection, *args)` on the writer thread (consumer groups write)."""
+        return await self._on(self._writer, fn, self._wconn, *args)
 
     def _check_partition(self, partition: int) -> None:
         if not 0 <= partition < self._partitions:
@@ -301,7 +226,7 @@ class SqliteConsumer:
         """Revoke what this member should no longer consume, then take what is free of its range."""
         log, group = self._log, self._group
         self._next_check = time.monotonic() + self._heartbeat
-        mine, taken = await log._on(log._writer, log._membership_sync, group, self._member, self._session_ms)
+        mine, taken = await log.on_writer(groups.membership, group, self._member, self._session_ms, log.partitions)
         current = set(self._positions)
         lost = current - mine | current & taken
         wanted = mine - taken - current
@@ -312,7 +237,7 @@ class SqliteConsumer:
         if not (lost or wanted):
             return
         kept = set(self._positions)
-        gained = await log._on(log._writer, log._claim_sync, group, self._member, kept, wanted)
+        gained = await log.on_writer(groups.claim, group, self._member, kept, wanted)
         if gained:
             self._positions.update({p: 0 for p in gained})
             await self._on_assigned(gained)
@@ -321,7 +246,7 @@ class SqliteConsumer:
         log = self._log
         while True:
             await asyncio.sleep(self._heartbeat)
-            await log._on(log._writer, log._heartbeat_sync, self._group, self._member)
+            await log.on_writer(groups.heartbeat, self._group, self._member)
 
     async def _fetch(self, max_records: int) -> list[Record]:
         records: list[Record] = []
@@ -343,32 +268,4 @@ class SqliteConsumer:
         self._positions = {}
         if self._group is not None:
             group, self._group = self._group, None
-            await self._log._on(self._log._writer, self._log._leave_sync, group, self._member)
-
-
-def _range(index: int, members: int, partitions: int) -> set[int]:
-    """Kafka's range assignor: member `index` of `members` gets one contiguous slice."""
-    size, extra = divmod(partitions, members)
-    start = index * size + min(index, extra)
-    return set(range(start, start + size + (1 if index < extra else 0)))
-
-
-def _parse(claimed: str) -> set[int]:
-    return {int(p) for p in claimed.split(",") if p}
-
-
-def _alive(host: str, pid: int) -> bool:
-    """A member on this host whose process is gone is dead now, not after its session timeout."""
-    if host != HOST:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+            await self._log.on_writer(groups.leave, group, self._member)
