@@ -97,3 +97,10 @@ async def test_a_token_beyond_the_end_of_the_log_times_out_with_503(runtime, api
     detail = response.json()["detail"]
     assert detail["code"] == "projection_lag" and detail["details"] == {"position": "0:1000"}
     assert "within 1s" in detail["message"]
+
+
+async def test_nobody_waits_without_a_valid_key(runtime, api):
+    async with projecting(runtime):
+        response = await api.get("/v1/workflows/experiments/exp_x",
+                                 headers={"x-runledger-position": "0:1000", "Api-Key": "wrong"})
+    assert response.status_code == 401  # answered at once, not after the wait timeout
