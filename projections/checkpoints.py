@@ -6,9 +6,12 @@ cannot commit over the new owner.
 """
 from __future__ import annotations
 
+import asyncio
+import time
+
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .tables import checkpoints
 
@@ -22,6 +25,25 @@ async def load(conn: AsyncConnection, projection: str) -> dict[int, int]:
         checkpoints.c.projection == projection
     )
     return {p: o for p, o in (await conn.execute(query)).all()}
+
+
+async def wait_until_stored(engine: AsyncEngine, projection: str, partition: int, offset: int,
+                            deadline: float) -> bool:
+    """Poll the stored checkpoint (backing off to 0.1 s) until it has passed `offset`,
+    or `deadline` (time.monotonic()) comes: for waiters with no projector of their own."""
+    query = select(checkpoints.c.next_offset).where(
+        checkpoints.c.projection == projection, checkpoints.c.partition == partition
+    )
+    delay = 0.005
+    while True:
+        async with engine.connect() as conn:
+            reached = await conn.scalar(query)
+        if reached is not None and reached > offset:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 2, 0.1)
 
 
 async def advance(conn: AsyncConnection, projection: str, partition: int, expected: int, new: int) -> None:

@@ -163,16 +163,5 @@ class Projector:
                     await asyncio.wait_for(self._progress.wait(), remaining)
             if self.passed(position):
                 return True
-        return await self._stored_passed(position, deadline)
-
-    async def _stored_passed(self, position: Position, deadline: float) -> bool:
-        delay = 0.01
-        while True:
-            async with self.engine.connect() as conn:
-                stored = await checkpoints.load(conn, self.name)
-            if stored.get(position.partition, 0) > position.offset:
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 2, 0.1)
+        return await checkpoints.wait_until_stored(self.engine, self.name, position.partition,
+                                                   position.offset, deadline)

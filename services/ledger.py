@@ -1,15 +1,12 @@
 """The command side: append events, then wait until the projection has applied them."""
 from __future__ import annotations
 
-import asyncio
 import time
-
-from sqlalchemy import select
 
 from events.codec import encode
 from events.envelope import Event
 from events.log import Message, Position
-from projections.tables import checkpoints
+from projections import checkpoints
 
 from .bootstrap import Runtime
 
@@ -43,25 +40,11 @@ class Ledger:
                 raise ProjectionLag(position, timeout)
 
     async def _wait(self, position: Position, timeout: float) -> bool:
-        projector = self.runtime.projector
-        if projector is not None and position.partition in projector.partitions:
-            return await projector.wait(position, timeout)
-        return await self._poll_checkpoint(position, timeout)
-
-    async def _poll_checkpoint(self, position: Position, timeout: float) -> bool:
-        deadline, delay = time.monotonic() + timeout, 0.005
-        query = select(checkpoints.c.next_offset).where(
-            checkpoints.c.projection == self.projection, checkpoints.c.partition == position.partition
-        )
-        while True:
-            async with self.runtime.engine.connect() as conn:
-                reached = await conn.scalar(query)
-            if reached is not None and reached > position.offset:
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.1)
+        deadline = time.monotonic() + timeout
+        if self.runtime.projector is not None:  # falls back to the stored checkpoint itself
+            return await self.runtime.projector.wait(position, timeout)
+        return await checkpoints.wait_until_stored(self.runtime.engine, self.projection, position.partition,
+                                                   position.offset, deadline)
 
 
 def _latest_per_partition(positions: list[Position]) -> list[Position]:
