@@ -18,7 +18,8 @@ from .state import (
     RUN_TERMINAL, Applied, BlockState, BlockVersion, DocumentState, ExperimentState, PassFact, RunState,
 )
 
-Handler = Callable[[Any, Event], Applied]
+Scorer = Callable[[Any, list], tuple[float | None, Any]]
+Handler = Callable[[Any, Event, Scorer], Applied]
 _HANDLERS: dict[str, Handler] = {}
 AGGREGATE_KIND: dict[str, str] = {}
 
@@ -32,10 +33,18 @@ def handles(event_type: str, kind: str) -> Callable[[Handler], Handler]:
     return register
 
 
-def apply(state: Any, event: Event) -> Applied:
+def apply(state: Any, event: Event, score: Scorer | None = None) -> Applied:
+    """`score(spec, votes) -> (score, consensus)` runs when a document finishes; the
+    default is the consensus engine. Readers that need lifecycle only (workers) pass
+    `no_scores` and skip its cost."""
     if state is not None and state.org_id != event.org_id:
         return reject(state, f"organisation {event.org_id!r} does not own {event.aggregate_id!r}")
-    return _HANDLERS[event.type](state, event)
+    return _HANDLERS[event.type](state, event, score or score_document)
+
+
+def no_scores(spec: Any, votes: list) -> tuple[None, None]:
+    """A scorer for lifecycle-only folds: documents finish unscored."""
+    return None, None
 
 
 def reject(state: Any, reason: str) -> Applied:
@@ -49,7 +58,7 @@ def accept(state: Any, finished: tuple[str, ...] = ()) -> Applied:
 # -- runs ------------------------------------------------------------------------
 
 @handles("RunCreated", "run")
-def _run_created(state: RunState | None, event: Event) -> Applied:
+def _run_created(state: RunState | None, event: Event, score: Scorer) -> Applied:
     if state is not None:
         return reject(state, "run already created")
     spec = event.payload.model_dump(mode="json")
@@ -71,7 +80,7 @@ def _run_created(state: RunState | None, event: Event) -> Applied:
 
 
 @handles("RunQueued", "run")
-def _run_queued(state: RunState | None, event: Event) -> Applied:
+def _run_queued(state: RunState | None, event: Event, score: Scorer) -> Applied:
     if state is None:
         return reject(None, "unknown run")
     if state.status != "pending":
@@ -80,7 +89,7 @@ def _run_queued(state: RunState | None, event: Event) -> Applied:
 
 
 @handles("RunStarted", "run")
-def _run_started(state: RunState | None, event: Event) -> Applied:
+def _run_started(state: RunState | None, event: Event, score: Scorer) -> Applied:
     if state is None:
         return reject(None, "unknown run")
     if state.status not in ("pending", "queued"):
@@ -89,7 +98,7 @@ def _run_started(state: RunState | None, event: Event) -> Applied:
 
 
 @handles("RunCancelRequested", "run")
-def _run_cancel_requested(state: RunState | None, event: Event) -> Applied:
+def _run_cancel_requested(state: RunState | None, event: Event, score: Scorer) -> Applied:
     if state is None:
         return reject(None, "unknown run")
     if state.status in RUN_TERMINAL:
@@ -101,7 +110,7 @@ def _run_cancel_requested(state: RunState | None, event: Event) -> Applied:
 
 
 @handles("RunFailed", "run")
-def _run_failed(state: RunState | None, event: Event) -> Applied:
+def _run_failed(state: RunState | None, event: Event, score: Scorer) -> Applied:
     if state is None:
         return reject(None, "unknown run")
     if state.status in RUN_TERMINAL:
@@ -111,7 +120,7 @@ def _run_failed(state: RunState | None, event: Event) -> Applied:
 
 
 @handles("DocumentPassCompleted", "run")
-def _pass_completed(state: RunState | None, event: Event) -> Applied:
+def _pass_completed(state: RunState | None, event: Event, score: Scorer) -> Applied:
     p = event.payload
     problem = _pass_problem(state, p.document_id, p.pass_index) or output_problem(
         state.spec["block_type"], p.output
@@ -119,11 +128,11 @@ def _pass_completed(state: RunState | None, event: Event) -> Applied:
     if problem:
         return reject(state, problem)
     fact = PassFact("completed", p.attempt, event.occurred_at, output=p.output, duration_ms=p.duration_ms)
-    return _record_pass(state, event, p.document_id, p.pass_index, fact)
+    return _record_pass(state, event, p.document_id, p.pass_index, fact, score)
 
 
 @handles("DocumentPassFailed", "run")
-def _pass_failed(state: RunState | None, event: Event) -> Applied:
+def _pass_failed(state: RunState | None, event: Event, score: Scorer) -> Applied:
     p = event.payload
     problem = _pass_problem(state, p.document_id, p.pass_index)
     if problem:
@@ -132,7 +141,7 @@ def _pass_failed(state: RunState | None, event: Event) -> Applied:
     if not p.final:
         return _record_retry(state, event, p.document_id, p.pass_index, p.attempt, error)
     fact = PassFact("failed", p.attempt, event.occurred_at, error=error)
-    return _record_pass(state, event, p.document_id, p.pass_index, fact)
+    return _record_pass(state, event, p.document_id, p.pass_index, fact, score)
 
 
 def _pass_problem(state: RunState | None, document_id: str, pass_index: int) -> str | None:
@@ -157,7 +166,8 @@ def _record_retry(state: RunState, event: Event, doc_id: str, pass_index: int, a
     return accept(_with_document(_running(state, event), doc))
 
 
-def _record_pass(state: RunState, event: Event, doc_id: str, pass_index: int, fact: PassFact) -> Applied:
+def _record_pass(state: RunState, event: Event, doc_id: str, pass_index: int, fact: PassFact,
+                 score: Scorer) -> Applied:
     doc = _touch(state.documents[doc_id], event)
     first_result = not doc.passes
     doc = replace(doc, passes={**doc.passes, pass_index: fact}, attempt=max(doc.attempt, fact.attempt))
@@ -169,19 +179,20 @@ def _record_pass(state: RunState, event: Event, doc_id: str, pass_index: int, fa
         run = replace(run, document_count=run.document_count + 1)
     if len(doc.passes) < run.n_consensus:
         return accept(_with_document(run, doc))
-    run, doc = _finish_document(run, doc, event)
+    run, doc = _finish_document(run, doc, event, score)
     run = _with_document(run, doc)
     if run.terminal_document_count == run.total_document_count:
         run = _finish_run(run, event)
     return accept(run, finished=(doc_id,))
 
 
-def _finish_document(run: RunState, doc: DocumentState, event: Event) -> tuple[RunState, DocumentState]:
+def _finish_document(run: RunState, doc: DocumentState, event: Event,
+                     scorer: Scorer) -> tuple[RunState, DocumentState]:
     votes = [_vote(doc.passes[i]) for i in range(run.n_consensus)]
     doc = replace(doc, completed_at=max(p.occurred_at for p in doc.passes.values()))
     if all(v is None for v in votes):
         return replace(run, error_count=run.error_count + 1), replace(doc, status="error")
-    score, consensus = score_document(run.spec, votes)
+    score, consensus = scorer(run.spec, votes)
     doc = replace(doc, status="completed", score=score, consensus=consensus)
     run = replace(run, completed_document_count=run.completed_document_count + 1)
     if score is not None:
@@ -236,7 +247,7 @@ def _with_document(state: RunState, doc: DocumentState) -> RunState:
 # -- experiments -------------------------------------------------------------------
 
 @handles("ExperimentCreated", "experiment")
-def _experiment_created(state: ExperimentState | None, event: Event) -> Applied:
+def _experiment_created(state: ExperimentState | None, event: Event, score: Scorer) -> Applied:
     if state is not None:
         return reject(state, "experiment already created")
     p = event.payload
@@ -251,7 +262,7 @@ def _experiment_created(state: ExperimentState | None, event: Event) -> Applied:
 
 
 @handles("ExperimentUpdated", "experiment")
-def _experiment_updated(state: ExperimentState | None, event: Event) -> Applied:
+def _experiment_updated(state: ExperimentState | None, event: Event, score: Scorer) -> Applied:
     if state is None or state.deleted:
         return reject(state, "unknown experiment")
     p = event.payload
@@ -266,7 +277,7 @@ def _experiment_updated(state: ExperimentState | None, event: Event) -> Applied:
 
 
 @handles("ExperimentDeleted", "experiment")
-def _experiment_deleted(state: ExperimentState | None, event: Event) -> Applied:
+def _experiment_deleted(state: ExperimentState | None, event: Event, score: Scorer) -> Applied:
     if state is None or state.deleted:
         return reject(state, "unknown experiment")
     return accept(replace(state, deleted=True, updated_at=event.occurred_at))
@@ -275,7 +286,7 @@ def _experiment_deleted(state: ExperimentState | None, event: Event) -> Applied:
 # -- blocks ------------------------------------------------------------------------
 
 @handles("BlockDefined", "block")
-def _block_defined(state: BlockState | None, event: Event) -> Applied:
+def _block_defined(state: BlockState | None, event: Event, score: Scorer) -> Applied:
     p = event.payload
     state = state or BlockState(event.org_id, p.workflow_id, p.block_id)
     current = state.current

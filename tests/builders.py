@@ -65,12 +65,12 @@ class RunScript:
         return [self.passed(d, i, output) for d in self.doc_ids for i in range(self.n)]
 
 
-def fold_all(events: list[Event], state: Any = None) -> tuple[Any, list]:
+def fold_all(events: list[Event], state: Any = None, score=None) -> tuple[Any, list]:
     from projections.fold import apply
 
     outcomes = []
     for event in events:
-        applied = apply(state, event)
+        applied = apply(state, event, score)
         state = applied.state
         outcomes.append(applied)
     return state, outcomes

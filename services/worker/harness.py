@@ -26,7 +26,7 @@ from events.catalogue import RUN_EVENT_TYPES
 from events.codec import UndecodableEvent, decode
 from events.envelope import Event
 from events.log import EventLog, LogConsumer, Record
-from projections.fold import apply
+from projections.fold import apply, no_scores
 from projections.outputs import output_problem
 from projections.state import RUN_TERMINAL, RunState
 
@@ -126,7 +126,7 @@ class Worker:
         work = self.runs.get(event.aggregate_id)
         if work is None and event.type != "RunCreated":
             return  # a run that finished before this worker looked, or one it never knew
-        applied = apply(work.state if work else None, event)
+        applied = apply(work.state if work else None, event, no_scores)  # lifecycle only: no consensus cost
         if not applied.accepted:
             return
         if work is None:

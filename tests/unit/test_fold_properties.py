@@ -53,3 +53,20 @@ def test_counters_agree_with_the_documents(run):
     assert state.document_count == sum(bool(d.passes) for d in docs)
     finished = state.terminal_document_count == state.total_document_count
     assert (state.status in ("completed", "error")) == finished
+
+
+@settings(max_examples=50, deadline=None)
+@given(pass_facts())
+def test_a_lifecycle_only_fold_agrees_on_everything_but_the_scores(run):
+    from dataclasses import replace
+
+    from projections.fold import no_scores
+
+    created, facts = run
+    full, _ = fold_all([created, *facts])
+    light, _ = fold_all([created, *facts], score=no_scores)
+    unscored = {d: replace(doc, score=None, consensus=None) for d, doc in full.documents.items()}
+    assert light.documents == unscored
+    assert (light.status, light.completed_document_count, light.error_count, light.document_count,
+            light.completed_at) == (full.status, full.completed_document_count, full.error_count,
+                                    full.document_count, full.completed_at)
