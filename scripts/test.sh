@@ -3,6 +3,9 @@
 # the embedded default, a real Kafka broker (jars from Maven Central) and a real
 # PostgreSQL (from apt when absent). The tests start and stop the servers themselves.
 # Extra arguments go to pytest. RUNLEDGER_TEST_BACKENDS narrows the backends.
+# Tests run in parallel (pytest-xdist, RUNLEDGER_TEST_WORKERS processes, default 3: most
+# of a test's time is spent waiting on servers, so 3 keep 2 cores busy); each worker
+# starts its own Kafka broker and PostgreSQL when it first needs them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
@@ -13,7 +16,7 @@ export RUNLEDGER_TEST_BACKENDS="${RUNLEDGER_TEST_BACKENDS:-embedded,kafka,postgr
 case ",$RUNLEDGER_TEST_BACKENDS," in *,kafka,*) bash scripts/kafka.sh install ;; esac
 case ",$RUNLEDGER_TEST_BACKENDS," in *,postgres,*) bash scripts/postgres.sh install ;; esac
 set +e
-.venv/bin/python -m pytest tests -q -p no:cacheprovider "$@"
+.venv/bin/python -m pytest tests -q -p no:cacheprovider -n "${RUNLEDGER_TEST_WORKERS:-3}" "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then
