@@ -1,0 +1,100 @@
+"""One run's rows, read from the read model or derived afresh from its own events.
+
+`refold(bodies)` replays a run's events (as the event index stores them) through the
+fold, and `derived_rows` lays the result out exactly as the projector's batch writes
+it, so the two can be compared row by row (`projections.verify`). Cost: one fold of
+the run's events, consensus included for every finished document, so it runs in a
+CLI process or a worker thread, never on an API event loop.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from events.codec import from_dict
+
+from . import serialize as ser
+from .batch import result_id
+from .fold import apply
+from .state import RunState
+from .tables import document_targets, event_index, run_documents, runs
+
+# Per table: the run's rows are keyed (and ordered) by these columns.
+RUN_TABLES = {
+    "runs": (runs, ("run_id",)),
+    "run_documents": (run_documents, ("document_id",)),
+    "document_targets": (document_targets, ("document_id", "path")),
+    "event_index": (event_index, ("partition", "offset")),
+}
+
+
+@dataclass
+class Refolded:
+    state: RunState | None
+    index: list[dict[str, Any]] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)
+
+
+async def live_rows(conn: AsyncConnection, run_id: str) -> dict[str, list[dict[str, Any]]]:
+    rows = {}
+    for name, (table, key) in RUN_TABLES.items():
+        id_column = table.c.aggregate_id if name == "event_index" else table.c.run_id
+        query = select(table).where(id_column == run_id).order_by(*(table.c[k] for k in key))
+        rows[name] = [dict(r._mapping) for r in (await conn.execute(query)).all()]
+    return rows
+
+
+async def stored_events(conn: AsyncConnection, run_id: str) -> list[Any]:
+    """The run's event-index rows (position and body), in log order."""
+    query = (select(event_index.c.partition, event_index.c.offset, event_index.c.body)
+             .where(event_index.c.aggregate_id == run_id).order_by(event_index.c.offset))
+    return list((await conn.execute(query)).all())
+
+
+def refold(indexed: list[Any]) -> Refolded:
+    """Replay the run's events; index rows get their accepted/reason anew."""
+    result = Refolded(None)
+    for row in indexed:
+        event = from_dict(row.body)
+        applied = apply(result.state, event)
+        result.state = applied.state
+        result.finished.extend(applied.finished_documents)
+        result.index.append(dict(
+            partition=row.partition, offset=row.offset, event_id=str(event.event_id),
+            aggregate_id=event.aggregate_id, org_id=event.org_id, type=event.type,
+            occurred_at=event.occurred_at, producer=event.producer, accepted=applied.accepted,
+            reason=applied.reason, body=event.model_dump(mode="json"),
+        ))
+    return result
+
+
+def derived_rows(refolded: Refolded) -> dict[str, list[dict[str, Any]]]:
+    run = refolded.state
+    rows: dict[str, list[dict[str, Any]]] = {"runs": [], "run_documents": [], "document_targets": [],
+                                             "event_index": refolded.index}
+    if run is None:
+        return rows
+    spec = run.spec
+    rows["runs"].append(dict(
+        run_id=run.run_id, org_id=run.org_id, experiment_id=spec["experiment_id"],
+        workflow_id=spec["workflow_id"], block_id=spec["block_id"], trigger_type=spec["trigger_type"],
+        status=run.status, created_at=run.created_at, started_at=run.started_at,
+        completed_at=run.completed_at, score=run.score, state=ser.run_to_json(run),
+    ))
+    for doc_id, doc in sorted(run.documents.items()):
+        rows["run_documents"].append(dict(
+            run_id=run.run_id, document_id=doc_id, result_id=result_id(run.run_id, doc_id),
+            org_id=run.org_id, idx=doc.index, status=doc.status, score=doc.score,
+            state=ser.document_to_json(doc),
+        ))
+    for doc_id in sorted(set(refolded.finished)):
+        for target in (run.documents[doc_id].consensus or {}).get("targets", ()):
+            rows["document_targets"].append(dict(
+                run_id=run.run_id, document_id=doc_id, path=target["path"], score=target["score"],
+                value=target.get("value"), rows=target.get("rows", []),
+            ))
+    rows["document_targets"].sort(key=lambda r: (r["document_id"], r["path"]))
+    return rows
