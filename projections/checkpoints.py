@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Callable
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -27,16 +28,18 @@ async def load(conn: AsyncConnection, projection: str) -> dict[int, int]:
     return {p: o for p, o in (await conn.execute(query)).all()}
 
 
-async def wait_until_stored(engine: AsyncEngine, projection: str, partition: int, offset: int,
-                            deadline: float) -> bool:
+async def wait_until_stored(engine: AsyncEngine | Callable[[], AsyncEngine], projection: str, partition: int,
+                            offset: int, deadline: float) -> bool:
     """Poll the stored checkpoint (backing off to 0.1 s) until it has passed `offset`,
-    or `deadline` (time.monotonic()) comes: for waiters with no projector of their own."""
+    or `deadline` (time.monotonic()) comes: for waiters with no projector of their own.
+    `engine` may be a function giving the engine to ask at each poll (the active
+    read-model version, which a rebuild can switch while we wait)."""
     query = select(checkpoints.c.next_offset).where(
         checkpoints.c.projection == projection, checkpoints.c.partition == partition
     )
     delay = 0.005
     while True:
-        async with engine.connect() as conn:
+        async with (engine() if callable(engine) else engine).connect() as conn:
             reached = await conn.scalar(query)
         if reached is not None and reached > offset:
             return True

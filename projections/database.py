@@ -8,12 +8,15 @@ from . import migrate
 from .tables import metadata
 
 
-def make_engine(url: str) -> AsyncEngine:
+def make_engine(url: str, schema: str | None = None) -> AsyncEngine:
+    """`schema` (PostgreSQL): a read-model version's own schema, set as the connections'
+    `search_path` (projections/versions.py)."""
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    connect_args = {"server_settings": {"search_path": schema}} if schema else {}
+    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, connect_args=connect_args)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

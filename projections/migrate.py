@@ -37,10 +37,14 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-async def upgrade(url: str, revision: str = "head") -> tuple[str | None, str | None]:
+async def upgrade(url: str, revision: str = "head", schema: str | None = None) -> tuple[str | None, str | None]:
     """Migrate the database at `url` to `revision`, holding the migration lock.
-    Returns the revisions before and after (equal when there was nothing to do)."""
+    Returns the revisions before and after (equal when there was nothing to do).
+    `schema`: a read-model version's own schema (created if missing), migrated with its
+    own `alembic_version` (projections/versions.py)."""
     def work(conn):
+        if schema:
+            _use_schema(conn, schema)
         before = _revision_of(conn)
         command.upgrade(_bound(url, conn), revision)
         return before, _revision_of(conn)
@@ -67,6 +71,12 @@ def upgrade_sql(url: str, revision: str = "head") -> None:
 async def revision(url: str, message: str) -> None:
     """Autogenerate a new revision from the difference between `tables.metadata` and the database."""
     await _with_lock(url, lambda conn: command.revision(_bound(url, conn), message, autogenerate=True))
+
+
+def _use_schema(connection, schema: str) -> None:
+    connection.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    connection.exec_driver_sql(f'SET search_path TO "{schema}"')
+    connection.commit()
 
 
 def _bound(url: str, connection) -> Config:

@@ -50,9 +50,15 @@ class Projector:
         self._stopping = asyncio.Event()
         self._batch_lock = asyncio.Lock()
 
-    async def run(self, group: str = "runledger-projector") -> None:
+    async def run(self, group: str = "runledger-projector", partitions: list[int] | None = None) -> None:
+        """As a member of `group`; or, given `partitions`, on those alone with no group
+        (a rebuild replaying into a new read-model version)."""
         self._consumer = consumer = self.log.consumer()
-        await consumer.subscribe(group, self._on_assigned, self._on_revoked)
+        if partitions is None:
+            await consumer.subscribe(group, self._on_assigned, self._on_revoked)
+        else:
+            consumer.assign(partitions)
+            await self._on_assigned(set(partitions))
         try:
             while not self._stopping.is_set():
                 records = await consumer.poll(timeout=0.5, max_records=self.batch_size)
@@ -106,6 +112,22 @@ class Projector:
         self.batches += 1
         self.applied_total += len(records)
         self.poison_total += batch.poison
+        async with self._progress:
+            self._progress.notify_all()
+
+    async def switch_engine(self, engine: AsyncEngine, ready=None) -> None:
+        """Project into `engine` (another read-model version, projections/follow.py) from
+        now on. The batch in hand commits first; `await ready()` runs while no batch does;
+        then each held partition resumes from the new engine's stored checkpoint."""
+        async with self._batch_lock:
+            if ready is not None:
+                await ready()
+            self.engine = engine
+            async with engine.connect() as conn:
+                stored = await checkpoints.load(conn, self.name)
+            for partition, status in self.partitions.items():
+                status.next_offset = stored.get(partition, 0)
+                self._seek(partition, status.next_offset)
         async with self._progress:
             self._progress.notify_all()
 
