@@ -5,6 +5,6 @@ test:   ## install test needs (Kafka, PostgreSQL) and run every test on every ba
 	bash scripts/test.sh
 unit:   ## fast: pure tests only
 	.venv/bin/python -m pytest tests/unit -q
-bench:  ## benchmarks (results go to docs/benchmarks.md by hand)
-	.venv/bin/python bench/bench_consensus.py
-	.venv/bin/python bench/bench_projector.py
+bench:  ## runledger beside its yardsticks in one run, one table (BENCH_ARGS="--quick" for a smoke run)
+	bash bench/setup.sh
+	.venv/bin/python -m bench.run $(BENCH_ARGS)

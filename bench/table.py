@@ -24,8 +24,11 @@ class Figure:
     def text(self) -> str:
         if not self.values:
             return self.note or NOT_YET
-        text = f"{_num(self.median)} {self.unit}"
-        if self.p50:
+        if self.unit == "ms":  # a latency: values are p99s
+            text = f"p50 {_ms(statistics.median(self.p50))}, p99 {_ms(self.median)}"
+        else:
+            text = f"{_num(self.median)} {self.unit}"
+        if self.p50 and self.unit != "ms":
             text += f", p50 {_ms(statistics.median(self.p50))}, p99 {_ms(statistics.median(self.p99))}"
         return text + (f" ({self.note})" if self.note else "")
 
@@ -42,7 +45,8 @@ class Row:
         if self.yardstick is None or self.ours.median is None or not self.yardstick.median:
             return ""
         ratio = self.ours.median / self.yardstick.median
-        return f"{ratio:.2f}x" if ratio >= 0.1 else f"{ratio:.3f}x"
+        text = f"{ratio:.2f}x" if ratio >= 0.1 else f"{ratio:.3f}x"
+        return text if self.higher_is_better else f"{text} (p99; lower is better)"
 
     def cells(self) -> list[str]:
         yardstick = ""

@@ -1,0 +1,152 @@
+"""Table rows over HTTP and the producer SDK, against `runledger serve --with-projector` on
+Kafka + PostgreSQL (the workload projected, consensus on) and the bare app beside it.
+
+- reads: wrk on GET run, list runs, metrics summary vs the bare app returning the same bytes;
+- ingestion: POST /v1/ledger/events in batches of 100 vs the bare app appending the same
+  bodies to Kafka; the producer SDK over Kafka vs bare aiokafka sending the same events;
+- append -> visible: at half the measured HTTP ingestion rate, one pass appended and read
+  back with its position token, vs the same two calls on the bare app (no projection).
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from events.codec import encode
+from events.kafka_log import KafkaEventLog
+from events.log import Message
+from events.producer import Producer
+
+from . import bare_kafka, servers, wrk
+from .infra import Infra
+from .ingest import CONCURRENCY, PassPool, append_to_visible, bodies, flat_out
+from .table import Figure, Row
+from .workload import ORG, Workload, created_only
+
+TOPIC = "bench.api"
+PARTITIONS = 6
+BATCH = 100
+INGEST = "/v1/ledger/events"
+RUNS = "/v1/workflows/experiments/runs"
+
+
+def endpoints(run_id: str) -> dict[str, str]:
+    return {"GET run": f"{RUNS}/{run_id}", "list runs": RUNS,
+            "metrics summary": f"/v1/workflows/experiments/metrics?run_id={run_id}"}
+
+
+async def rows(args, infra: Infra, workload: Workload, say) -> list[Row]:
+    per_rep = workload.runs * workload.docs * workload.n
+    latency_budget = 3 * per_rep + 2000
+    pool = Workload(math.ceil(args.repeat * (2 * per_rep + latency_budget) / (workload.docs * workload.n)),
+                    workload.docs, workload.n, prefix="pool")
+    log = KafkaEventLog(infra.kafka, topic=TOPIC, partitions=PARTITIONS)
+    await log.start()
+    try:
+        await log.append(workload.messages + [Message(e.aggregate_id, encode(e)) for e in created_only(pool)])
+    finally:
+        await log.close()
+    with tempfile.TemporaryDirectory(prefix="rl-bench-http-") as tmp:
+        workdir = Path(tmp)
+        async with servers.runledger(infra, TOPIC, workdir) as (server, key):
+            async with httpx.AsyncClient(base_url=server.url, headers={"Api-Key": key}, timeout=120,
+                                         limits=httpx.Limits(max_connections=32)) as client:
+                say(f"runledger serve on {server.url}: projecting {len(workload) + 3 * pool.runs:,} events")
+                await servers.caught_up(client)
+                paths = endpoints(workload.run_ids[0])
+                saved = workdir / "bodies"
+                saved.mkdir()
+                for name, path in paths.items():
+                    response = await client.get(path)
+                    response.raise_for_status()
+                    (saved / f"{_slug(name)}.json").write_bytes(response.content)
+                async with servers.bare(infra, saved, workdir) as bare_url:
+                    async with httpx.AsyncClient(base_url=bare_url, timeout=120,
+                                                 limits=httpx.Limits(max_connections=32)) as bare:
+                        return await _measure(args, infra, client, key, bare, paths, PassPool(pool), per_rep, say)
+
+
+async def _measure(args, infra, client, key, bare, paths, pool: PassPool, per_rep: int, say) -> list[Row]:
+    out: list[Row] = []
+    if "api" not in args.skip:
+        out += _reads(args, str(client.base_url), key, str(bare.base_url), paths, say)
+    if "ingest" not in args.skip:
+        out += await _ingestion(args, infra, client, bare, paths, pool, per_rep, say)
+    return out
+
+
+def _reads(args, base: str, key: str, bare_base: str, paths: dict[str, str], say) -> list[Row]:
+    if not wrk.available():
+        return [Row(f"`{name}`", Figure("req/s", note="wrk not installed (apt-get install wrk)")) for name in paths]
+    figures = {name: (Figure("req/s"), Figure("req/s")) for name in paths}
+    for i in range(args.repeat):
+        for name, path in paths.items():
+            ours, yard = figures[name]
+            for figure, url, headers in ((ours, base + path, {"Api-Key": key}),
+                                         (yard, f"{bare_base}/body/{_slug(name)}", None)):
+                load = wrk.run(url, args.duration, headers)
+                figure.values.append(load.rps)
+                figure.p50.append(load.p50_ms)
+                figure.p99.append(load.p99_ms)
+            say(f"reads rep {i + 1} {name}: {ours.values[-1]:,.0f} req/s vs bare {yard.values[-1]:,.0f}")
+    note = f"wrk -t{wrk.THREADS} -c{wrk.CONNECTIONS}"
+    return [Row(f"`{name}` ({note})", ours, "bare FastAPI, same bytes, same uvicorn", yard)
+            for name, (ours, yard) in figures.items()]
+
+
+async def _ingestion(args, infra, client, bare, paths, pool: PassPool, per_rep: int, say) -> list[Row]:
+    http, http_bare, sdk, sdk_bare = (Figure("passes/s") for _ in range(4))
+    for i in range(args.repeat):
+        batches = bodies(pool.events(per_rep), BATCH)
+        http.values.append(await flat_out(client, INGEST, batches, BATCH))
+        http_bare.values.append(await flat_out(bare, "/ingest", batches, BATCH))
+        await servers.caught_up(client)
+        wire = pool.events(per_rep)
+        sdk.values.append(per_rep / await _sdk(infra, wire))
+        built = Producer(None, org_id=ORG, producer="bench")
+        messages = [Message(e.aggregate_id, encode(e)) for e in
+                    (built.build(w["type"], w["run_id"], w["payload"]) for w in wire)]
+        sdk_bare.values.append(per_rep / await bare_kafka.produce(infra.kafka, servers.BARE_TOPIC, PARTITIONS,
+                                                                  messages))
+        await servers.caught_up(client)
+        say(f"ingest rep {i + 1}: HTTP {http.values[-1]:,.0f} vs bare {http_bare.values[-1]:,.0f}; "
+            f"SDK {sdk.values[-1]:,.0f} vs bare aiokafka {sdk_bare.values[-1]:,.0f} passes/s")
+    rate = statistics.median(http.values) / 2
+    latency, latency_bare = Figure("ms"), Figure("ms")
+    for i in range(args.repeat):
+        background = bodies(pool.events(min(int(rate * args.duration), 3 * per_rep)), BATCH)
+        probes = bodies(pool.events(int(args.duration / 0.01) + 50), 1)
+        for figure, target, ingest, read in ((latency, client, INGEST, paths["GET run"]),
+                                             (latency_bare, bare, "/ingest", f"/body/{_slug('GET run')}")):
+            found = await append_to_visible(target, ingest, read, probes, background, rate, BATCH, args.duration)
+            figure.values.append(found.p99_ms)
+            figure.p50.append(found.p50_ms)
+            figure.p99.append(found.p99_ms)
+            await servers.caught_up(client)
+        say(f"latency rep {i + 1} at {rate:,.0f} passes/s: p99 {latency.values[-1]:.0f} ms "
+            f"vs bare {latency_bare.values[-1]:.0f} ms")
+    return [
+        Row(f"ingestion over HTTP, batches of {BATCH} ({CONCURRENCY} clients)", http,
+            "bare FastAPI parsing the same bodies, appending to Kafka", http_bare),
+        Row("ingestion through the producer SDK (Producer.over_kafka.emit_many)", sdk,
+            "bare aiokafka, same events, acks=all", sdk_bare),
+        Row(f"append -> visible over HTTP at half max rate ({rate:,.0f} passes/s)", latency,
+            "bare app: append to Kafka + GET same bytes", latency_bare, higher_is_better=False),
+    ]
+
+
+async def _sdk(infra: Infra, wire: list[dict]) -> float:
+    async with Producer.over_kafka(infra.kafka, org_id=ORG, topic=TOPIC, partitions=PARTITIONS,
+                                   producer="bench") as producer:
+        started = time.perf_counter()
+        await producer.emit_many([(w["type"], w["run_id"], w["payload"]) for w in wire])
+        return time.perf_counter() - started
+
+
+def _slug(name: str) -> str:
+    return name.replace(" ", "_")

@@ -1,0 +1,99 @@
+"""The two HTTP servers under load: `runledger serve` on Kafka + PostgreSQL, and the bare app."""
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import AsyncIterator
+
+import httpx
+
+from events.kafka_log import KafkaEventLog
+from tests.server import ServerProcess, free_port
+
+from .infra import Infra
+from .workload import ORG
+
+BARE_TOPIC = "bench.bare"
+
+
+@asynccontextmanager
+async def runledger(infra: Infra, topic: str, workdir: Path) -> AsyncIterator[tuple[ServerProcess, str]]:
+    """`runledger serve --with-projector` on a fresh database; yields it and an API key of ORG."""
+    url = await infra.new_database("api")
+    env = {"RUNLEDGER_KAFKA_BOOTSTRAP": infra.kafka, "RUNLEDGER_DATABASE_URL": url, "RUNLEDGER_TOPIC": topic,
+           "RUNLEDGER_WAIT_TIMEOUT": "60"}
+    key = await asyncio.to_thread(_create_key, env, workdir)
+    server = ServerProcess(workdir / "serve", env=env, extra_args=["--with-projector"])
+    await asyncio.to_thread(server.start, 180)
+    try:
+        yield server, key
+    finally:
+        server.stop()
+
+
+def _create_key(env: dict[str, str], workdir: Path) -> str:
+    """Through the CLI (`runledger keys create`), which also migrates the fresh database."""
+    done = subprocess.run([sys.executable, "-m", "services.cli", "keys", "create", "--org", ORG, "--name", "bench",
+                           "--data-dir", str(workdir / "keys")], env={**os.environ, **env}, capture_output=True,
+                          text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+    if done.returncode != 0:
+        raise RuntimeError(f"runledger keys create failed: {done.stderr[-2000:]}")
+    return done.stdout.strip().splitlines()[-1].strip()
+
+
+async def caught_up(client: httpx.AsyncClient, timeout: float = 900) -> None:
+    """Wait until the server's projection has applied everything on the log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = (await client.get("/v1/ledger/projections")).json()
+        main = next(p for p in status["projections"] if p["name"] == "main")
+        if main["lag"] == 0:
+            return
+        if any(p["stopped"] for p in main["partitions"]):
+            raise RuntimeError(f"runledger projector stopped: {main}")
+        await asyncio.sleep(0.2)
+    raise TimeoutError("runledger did not catch up")
+
+
+@asynccontextmanager
+async def bare(infra: Infra, bodies: Path, workdir: Path) -> AsyncIterator[str]:
+    """The bare FastAPI app in its own process; yields its base URL."""
+    topic_log = KafkaEventLog(infra.kafka, topic=BARE_TOPIC)
+    await topic_log.start()  # creates the topic as runledger would
+    await topic_log.close()
+    port = free_port()
+    log = open(workdir / "bare.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "bench.bare_app", "--port", str(port), "--bodies", str(bodies),
+                             "--kafka", infra.kafka, "--topic", BARE_TOPIC],
+                            cwd=Path(__file__).resolve().parents[1], stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await _answering(proc, f"{base}/docs")
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+async def _answering(proc: subprocess.Popen, url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"bare app exited with {proc.returncode}")
+            try:
+                await client.get(url, timeout=1)
+                return
+            except httpx.HTTPError:
+                await asyncio.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer")
