@@ -50,9 +50,9 @@ def _eventsourcing(url: str, workload: Workload) -> float:
     return eventsourcing_fold.project(env, last_id, len(workload))
 
 
-async def embedded_rows(workload: Workload, repeat: int, say, es: Figure | None) -> list[Row]:
+async def embedded_rows(workload: Workload, repeat: int, say) -> list[Row]:
     n = len(workload)
-    off, on = Figure("events/s"), Figure("events/s")
+    off, on, es = Figure("events/s"), Figure("events/s"), Figure("events/s")
     for i in range(repeat):
         for figure, consensus_on in ((off, False), (on, True)):
             with tempfile.TemporaryDirectory(prefix="rl-bench-") as tmp:
@@ -65,7 +65,12 @@ async def embedded_rows(workload: Workload, repeat: int, say, es: Figure | None)
                                                             group=f"bench-{i}"))
                 finally:
                     await log.close()
-        say(f"embedded rep {i + 1}: off {off.values[-1]:,.0f}, on {on.values[-1]:,.0f} events/s")
-    yard = "eventsourcing on PostgreSQL (above)" if es else ""
+        with tempfile.TemporaryDirectory(prefix="rl-bench-es-") as tmp:
+            env = eventsourcing_fold.sqlite_environment(str(Path(tmp) / "es.db"))
+            last_id = eventsourcing_fold.store(workload.events, env)
+            es.values.append(n / eventsourcing_fold.project(env, last_id, n))
+        say(f"embedded rep {i + 1}: off {off.values[-1]:,.0f}, on {on.values[-1]:,.0f}, "
+            f"eventsourcing on SQLite {es.values[-1]:,.0f} events/s")
+    yard = "eventsourcing 9.5 Projection on SQLite, counters"
     return [Row("projector embedded (SQLite log -> SQLite), consensus off", off, yard, es),
             Row("projector embedded (SQLite log -> SQLite), consensus on", on, yard, es)]

@@ -21,7 +21,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import doc
+from . import doc, external
 from .table import Row, markdown
 from .workload import Workload
 
@@ -38,7 +38,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke run: 8 runs x 10 docs, 1 repetition, 2 s loads")
     parser.add_argument("--embedded-only", action="store_true", help="skip everything needing Kafka/PostgreSQL")
     parser.add_argument("--skip", action="append", default=[], choices=["projector", "embedded", "api", "ingest",
-                                                                         "rebuild"])
+                                                                         "consensus", "rebuild"])
     parser.add_argument("--write-doc", action="store_true", help="replace the results section of docs/benchmarks.md")
     parser.add_argument("--workdir", type=Path, help="where servers keep their files (default: a temp dir)")
     args = parser.parse_args(argv)
@@ -57,20 +57,18 @@ async def measure(args: argparse.Namespace, workdir: Path) -> list[Row]:
     workload = Workload(args.runs, args.docs, args.n)
     say(f"workload: {args.runs} runs x {args.docs} documents x {args.n} passes = {len(workload):,} events")
     rows: list[Row] = []
-    es = None
     if not args.embedded_only:
         from .infra import servers
 
         say("starting Kafka and PostgreSQL (scripts/kafka.sh, scripts/postgres.sh)")
         with servers(workdir) as infra:
             rows += await _with_servers(args, infra, workload)
-        es = next((r.yardstick for r in rows if r.yardstick_name.startswith("eventsourcing")), None)
     if "embedded" not in args.skip:
-        rows += await projector_rows.embedded_rows(workload, args.repeat, say, es)
+        rows += await projector_rows.embedded_rows(workload, args.repeat, say)
+    if "consensus" not in args.skip:
+        rows += external.consensus(args, say)
     if "rebuild" not in args.skip:
-        from . import rebuild_row
-
-        rows += rebuild_row.rows(args, say)
+        rows += external.rebuild(args, say)
     return rows
 
 

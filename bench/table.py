@@ -39,14 +39,14 @@ class Row:
     ours: Figure
     yardstick_name: str = ""
     yardstick: Figure | None = None
-    higher_is_better: bool = True
+    ratio_note: str = ""  # e.g. "lower is better"
 
     def ratio(self) -> str:
         if self.yardstick is None or self.ours.median is None or not self.yardstick.median:
             return ""
         ratio = self.ours.median / self.yardstick.median
         text = f"{ratio:.2f}x" if ratio >= 0.1 else f"{ratio:.3f}x"
-        return text if self.higher_is_better else f"{text} (p99; lower is better)"
+        return f"{text} ({self.ratio_note})" if self.ratio_note else text
 
     def cells(self) -> list[str]:
         yardstick = ""
