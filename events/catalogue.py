@@ -1,14 +1,34 @@
 """The event catalogue (v1). Published types never change: add a version and an upcaster."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+import orjson
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from . import keys
+from .bounds import (
+    MAX_ATTEMPT, MAX_DOCUMENTS, MAX_DOCUMENTS_BYTES, MAX_INT, MAX_PASS_INDEX, MAX_TEXT_CHARS, checked_json,
+    checked_text,
+)
 from .envelope import Identifier, Payload, register
 
 BlockType = Literal["extract", "classifier", "split", "for_each"]
 NConsensus = Literal[3, 5, 7]
+Json = Annotated[Any, AfterValidator(checked_json)]
+"""Free-form JSON within the contract's bounds (events/bounds.py)."""
+JsonObject = Annotated[dict[str, Any], AfterValidator(checked_json)]
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS), AfterValidator(checked_text)]
+PassIndex = Annotated[int, Field(ge=0, le=MAX_PASS_INDEX)]
+Attempt = Annotated[int, Field(ge=1, le=MAX_ATTEMPT)]
+
+
+def _bounded_documents(documents: tuple | None) -> tuple | None:
+    if documents is not None:
+        size = len(orjson.dumps([d.model_dump(mode="json") for d in documents]))
+        if size > MAX_DOCUMENTS_BYTES:
+            raise ValueError(f"the document list is {size} bytes as JSON, more than {MAX_DOCUMENTS_BYTES}")
+    return documents
 
 
 class _Part(BaseModel):
@@ -19,14 +39,17 @@ class DocumentSpec(_Part):
     """A document as frozen into an experiment or a run."""
 
     document_id: Identifier
-    filename: str
-    handle_inputs: dict[str, Any]
-    provenance: dict[str, Any] | None = None
+    filename: Text
+    handle_inputs: JsonObject
+    provenance: JsonObject | None = None
+
+
+Documents = Annotated[tuple[DocumentSpec, ...], Field(max_length=MAX_DOCUMENTS), AfterValidator(_bounded_documents)]
 
 
 class ErrorInfo(_Part):
-    message: str
-    code: str | None = None
+    message: Text
+    code: Text | None = None
 
 
 @register
@@ -35,9 +58,9 @@ class BlockDefined(Payload):
     workflow_id: Identifier
     block_id: Identifier
     block_type: BlockType
-    config: dict[str, Any]
-    fingerprint: str
-    version_id: str
+    config: JsonObject
+    fingerprint: Identifier
+    version_id: Identifier
 
 
 @register
@@ -45,10 +68,10 @@ class ExperimentCreated(Payload):
     TYPE = "ExperimentCreated"
     workflow_id: Identifier
     block_id: Identifier
-    name: str
+    name: Text
     n_consensus: NConsensus
-    documents: tuple[DocumentSpec, ...]
-    source_experiment_id: str | None = None
+    documents: Documents
+    source_experiment_id: Identifier | None = None
 
 
 @register
@@ -56,9 +79,9 @@ class ExperimentUpdated(Payload):
     """Only the fields that changed are set."""
 
     TYPE = "ExperimentUpdated"
-    name: str | None = None
+    name: Text | None = None
     n_consensus: NConsensus | None = None
-    documents: tuple[DocumentSpec, ...] | None = None
+    documents: Documents | None = None
 
 
 @register
@@ -76,17 +99,17 @@ class RunCreated(Payload):
     workflow_version_id: Identifier
     block_id: Identifier
     block_type: BlockType
-    block_version_id: str
-    block_config: dict[str, Any]
+    block_version_id: Identifier
+    block_config: JsonObject
     n_consensus: NConsensus
-    documents: tuple[DocumentSpec, ...] = Field(min_length=1)
-    block_execution_fingerprint: str
-    documents_fingerprint: str
+    documents: Annotated[Documents, Field(min_length=1)]
+    block_execution_fingerprint: Identifier
+    documents_fingerprint: Identifier
     trigger_type: Identifier = "manual"
     parent_run_id: Identifier | None = None
 
     def natural_key(self, aggregate_id: str) -> str:
-        return f"{aggregate_id}/{self.TYPE}"
+        return keys.fact_key(aggregate_id, self.TYPE, free=0)
 
 
 @register
@@ -94,27 +117,27 @@ class RunQueued(Payload):
     TYPE = "RunQueued"
 
     def natural_key(self, aggregate_id: str) -> str:
-        return f"{aggregate_id}/{self.TYPE}"
+        return keys.fact_key(aggregate_id, self.TYPE, free=0)
 
 
 @register
 class RunStarted(Payload):
     TYPE = "RunStarted"
-    worker: str | None = None
+    worker: Text | None = None
 
 
 @register
 class DocumentPassCompleted(Payload):
     TYPE = "DocumentPassCompleted"
     document_id: Identifier
-    pass_index: int = Field(ge=0)
-    output: Any
-    duration_ms: int | None = Field(default=None, ge=0)
-    usage: dict[str, Any] | None = None
-    attempt: int = Field(default=1, ge=1)
+    pass_index: PassIndex
+    output: Json
+    duration_ms: int | None = Field(default=None, ge=0, le=MAX_INT)
+    usage: JsonObject | None = None
+    attempt: Attempt = 1
 
     def natural_key(self, aggregate_id: str) -> str:
-        return f"{aggregate_id}/{self.document_id}/{self.pass_index}/{self.TYPE}"
+        return keys.fact_key(aggregate_id, self.document_id, self.pass_index, self.TYPE)
 
 
 @register
@@ -124,20 +147,20 @@ class DocumentPassFailed(Payload):
     TYPE = "DocumentPassFailed"
     VERSION = 2
     document_id: Identifier
-    pass_index: int = Field(ge=0)
-    attempt: int = Field(default=1, ge=1)
+    pass_index: PassIndex
+    attempt: Attempt = 1
     error: ErrorInfo
     final: bool = True
 
     def natural_key(self, aggregate_id: str) -> str:
-        return f"{aggregate_id}/{self.document_id}/{self.pass_index}/{self.TYPE}/{self.attempt}"
+        return keys.fact_key(aggregate_id, self.document_id, self.pass_index, self.TYPE, self.attempt)
 
 
 @register
 class RunCancelRequested(Payload):
     TYPE = "RunCancelRequested"
-    reason: str | None = None
-    requested_by: str | None = None
+    reason: Text | None = None
+    requested_by: Text | None = None
 
 
 @register

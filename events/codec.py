@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from . import catalogue  # noqa: F401  (registers every event type before anything decodes)
 from .envelope import NAMESPACE, Event, payload_class
+from .keys import block_key
 from .upcast import upcast
 
 
@@ -49,9 +50,19 @@ def from_dict(data: dict[str, Any]) -> Event:
             raise UndecodableEvent(f"upcast failed: {exc}") from None
         data = {**data, "payload": lifted, "schema_version": cls.VERSION}
     try:
-        return Event.model_validate(data)
+        return _keyed_by_payload(Event.model_validate(data))
     except ValidationError as exc:
         raise UndecodableEvent(_short(exc)) from None
+
+
+def _keyed_by_payload(event: Event) -> Event:
+    """A block definition belongs to the block its organisation and payload name, whatever
+    aggregate id its producer wrote: logs written with the old, ambiguous block keys fold
+    each definition into its own block (keys.block_key keeps every unambiguous old key)."""
+    if event.type != "BlockDefined":
+        return event
+    key = block_key(event.org_id, event.payload.workflow_id, event.payload.block_id)
+    return event if key == event.aggregate_id else event.model_copy(update={"aggregate_id": key})
 
 
 def _short(exc: ValidationError) -> str:

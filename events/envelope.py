@@ -1,6 +1,7 @@
 """The event envelope: what every fact on the log carries, whatever its type."""
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime, timezone
 from typing import Annotated, Any, ClassVar
@@ -9,21 +10,36 @@ from pydantic import (
     AfterValidator, BaseModel, ConfigDict, SerializeAsAny, StringConstraints, field_validator, model_validator,
 )
 
+from .bounds import (
+    MAX_AGGREGATE_ID_BYTES, MAX_AGGREGATE_ID_CHARS, MAX_ID_BYTES, MAX_ID_CHARS, checked_occurred_at, text_problem,
+)
+
 NAMESPACE = uuid.UUID("6f1c2a3e-9b4d-5e8f-a1b2-c3d4e5f60718")
 
 
-def _identifier(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        raise ValueError("must not contain control characters")
-    return value
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
-Identifier = Annotated[str, StringConstraints(max_length=256), AfterValidator(_identifier)]
-"""An id or name from outside: printable, not blank, at most 256 characters (every
-read-model backend can store and index it)."""
-AggregateId = Annotated[str, StringConstraints(max_length=1024), AfterValidator(_identifier)]
+def _identifier(max_bytes: int):
+    def check(value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        if _CONTROL.search(value):
+            raise ValueError("must not contain control characters")
+        problem = text_problem(value)
+        if problem:
+            raise ValueError(problem)
+        if len(value.encode("utf-8")) > max_bytes:
+            raise ValueError(f"must be at most {max_bytes} bytes as UTF-8")
+        return value
+    return check
+
+
+Identifier = Annotated[str, StringConstraints(max_length=MAX_ID_CHARS), AfterValidator(_identifier(MAX_ID_BYTES))]
+"""An id or name from outside: printable, not blank, at most 256 characters and 768
+UTF-8 bytes (every read-model backend can store it, and index it with others)."""
+AggregateId = Annotated[str, StringConstraints(max_length=MAX_AGGREGATE_ID_CHARS),
+                        AfterValidator(_identifier(MAX_AGGREGATE_ID_BYTES))]
 
 
 class Payload(BaseModel):
@@ -90,9 +106,7 @@ class Event(BaseModel):
     @field_validator("occurred_at")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("occurred_at must carry a timezone")
-        return value.astimezone(timezone.utc)
+        return checked_occurred_at(value)
 
     @property
     def key(self) -> str:

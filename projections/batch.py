@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from events import keys
 from events.codec import UndecodableEvent, decode
 from events.envelope import Event
 from events.log import Record
@@ -22,7 +23,8 @@ from .tables import blocks, dead_letters, document_targets, event_index, experim
 
 
 def result_id(run_id: str, document_id: str) -> str:
-    return "res_" + uuid.uuid5(uuid.NAMESPACE_URL, f"{run_id}/{document_id}").hex[:24]
+    """Unambiguous for any ids (events.keys); the old `{run}/{document}` hash when that was."""
+    return "res_" + uuid.uuid5(uuid.NAMESPACE_URL, keys.result_key(run_id, document_id)).hex[:24]
 
 
 @dataclass

@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from events import keys
+
 from . import serialize as ser
 from .pagination import Page, PageRequest, paginate
 from .state import BlockState, DocumentState, ExperimentState, RunState
@@ -19,7 +21,8 @@ _EPOCH = datetime(1970, 1, 1)
 
 
 def block_key(org_id: str, workflow_id: str, block_id: str) -> str:
-    return f"block:{org_id}:{workflow_id}:{block_id}"
+    """Unambiguous for any ids (events.keys); the old `block:{org}:{workflow}:{block}` when that was."""
+    return keys.block_key(org_id, workflow_id, block_id)
 
 
 async def get_block(conn: AsyncConnection, org_id: str, workflow_id: str, block_id: str) -> BlockState | None:
@@ -122,7 +125,7 @@ async def run_history(conn: AsyncConnection, run_id: str, page: PageRequest) -> 
         event_index.c.offset.label("id_"), event_index.c.partition, event_index.c.offset,
         event_index.c.accepted, event_index.c.reason, event_index.c.body,
     ).where(event_index.c.aggregate_id == run_id)
-    return await paginate(conn, query, event_index.c.offset, event_index.c.offset, page)
+    return await paginate(conn, query, event_index.c.offset, event_index.c.offset, page, by_offset=True)
 
 
 async def run_events_until(conn: AsyncConnection, run_id: str, until_offset: int | None = None) -> list[dict[str, Any]]:

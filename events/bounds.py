@@ -1,0 +1,174 @@
+"""Bounds of the event contract: every value the fold and the read model will see.
+
+A valid event must always fold and store, on every backend, so the contract refuses
+what a backend or the consensus engine cannot take. Free-form JSON (pass outputs,
+block configs, handle inputs, usage) is walked once, iteratively (no recursion, so a
+hostile depth cannot raise `RecursionError`), and stops at the first problem.
+
+The limits, and why:
+- depth 32, lists of 2,000 items, 50,000 values, 512 KiB encoded: a real invoice
+  extraction (a few hundred line items of ~10 fields) uses a tenth of that, and the
+  consensus engine's work per document is bounded by these numbers; a whole event
+  stays under Kafka's default 1 MB message size.
+- integers with |n| < 2**63 (what orjson, PostgreSQL and SQLite store exactly);
+  floats finite (NaN and Infinity have no JSON form: they were stored as null).
+- object keys: at most 256 characters, no control characters (PostgreSQL text cannot
+  hold NUL, and "a\\x00" would meet "a\\ufffd" in a target's primary key); no string
+  anywhere may hold a lone surrogate (it has no UTF-8 form).
+- a key's target path (keys joined by ".", list items as "*") at most 768 UTF-8
+  bytes: with a run id (1,024 bytes) and a document id (768 bytes) it fits one
+  PostgreSQL b-tree entry (2,704 bytes).
+"""
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+MAX_JSON_DEPTH = 32
+"""Containers nested in a free-form value (the value itself is depth 1)."""
+MAX_JSON_LIST_LENGTH = 2_000
+"""Items in any one list (e.g. an invoice's line items)."""
+MAX_JSON_NODES = 50_000
+"""Values in one free-form value, containers and scalars alike."""
+MAX_JSON_BYTES = 512 * 1024
+"""One free-form value, encoded as JSON."""
+MAX_KEY_CHARS = 256
+"""An object key."""
+MAX_PATH_BYTES = 768
+"""A target path (`line_items.*.unit_price`), UTF-8."""
+MAX_INT = 2**63 - 1
+"""|n| <= MAX_INT for every integer."""
+MAX_TEXT_CHARS = 16_384
+"""Free text (names, file names, error messages, reasons)."""
+MAX_ID_CHARS, MAX_ID_BYTES = 256, 768
+"""Ids and names from outside (org, workflow, block, document, producer)."""
+MAX_AGGREGATE_ID_CHARS, MAX_AGGREGATE_ID_BYTES = 1024, 1024
+MAX_DOCUMENTS = 5_000
+"""Documents frozen into one experiment or run."""
+MAX_DOCUMENTS_BYTES = 768 * 1024
+"""A document list, encoded as JSON (it travels in one event)."""
+MAX_PASS_INDEX = 6
+"""n_consensus is at most 7."""
+MAX_ATTEMPT = 1_000
+MIN_OCCURRED_AT = datetime(2000, 1, 1, tzinfo=timezone.utc)
+MAX_OCCURRED_AT = datetime(2100, 1, 1, tzinfo=timezone.utc)
+"""`occurred_at` lies in [MIN, MAX): far from the limits of datetime and of every store."""
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def text_problem(value: str) -> str | None:
+    if not value.isascii() and _SURROGATE.search(value):
+        return "contains a lone surrogate (not encodable as UTF-8)"
+    return None
+
+
+def checked_text(value: str) -> str:
+    """Pydantic after-validator for any string from outside."""
+    problem = text_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def key_problem(key: Any) -> str | None:
+    if not isinstance(key, str):
+        return "object keys must be strings"
+    if len(key) > MAX_KEY_CHARS:
+        return f"object key longer than {MAX_KEY_CHARS} characters"
+    if _CONTROL.search(key):
+        return f"object key {key!r} contains a control character"
+    return text_problem(key)
+
+
+def checked_json(value: Any) -> Any:
+    """Pydantic after-validator for a free-form JSON value (see the module docstring)."""
+    problem = json_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def json_problem(value: Any) -> str | None:
+    """None when `value` is within every bound, else the first problem and where."""
+    walker = _Walk()
+    problem = walker.walk(value)
+    if problem is None and len(orjson.dumps(value)) > MAX_JSON_BYTES:
+        problem = f"larger than {MAX_JSON_BYTES} bytes as JSON"
+    return problem
+
+
+class _Walk:
+    def __init__(self) -> None:
+        self.nodes = 0
+        self.chars = 0
+
+    def walk(self, root: Any) -> str | None:
+        stack: list[tuple[Any, int, int, str]] = [(root, 1, 0, "")]
+        while stack:
+            node, depth, path_bytes, path = stack.pop()
+            problem = self._node(node, depth)
+            if problem:
+                return _at(problem, path)
+            if isinstance(node, dict):
+                for key, child in node.items():
+                    problem = key_problem(key)
+                    child_path = f"{path}.{key}" if path else str(key)
+                    child_bytes = path_bytes + len(str(key).encode("utf-8", "surrogatepass")) + bool(path)
+                    if problem is None and child_bytes > MAX_PATH_BYTES:
+                        problem = f"target path longer than {MAX_PATH_BYTES} bytes"
+                    if problem:
+                        return _at(problem, path)
+                    stack.append((child, depth + 1, child_bytes, child_path))
+            elif isinstance(node, list):
+                child_path = f"{path}.*" if path else "*"
+                stack.extend((child, depth + 1, path_bytes + 1 + bool(path), child_path) for child in node)
+        return None
+
+    def _node(self, node: Any, depth: int) -> str | None:
+        self.nodes += 1
+        if self.nodes > MAX_JSON_NODES:
+            return f"more than {MAX_JSON_NODES} values"
+        if node is None or isinstance(node, bool):
+            return None
+        if isinstance(node, str):
+            self.chars += len(node)
+            if self.chars > MAX_JSON_BYTES:
+                return f"larger than {MAX_JSON_BYTES} bytes as JSON"
+            return text_problem(node)
+        if isinstance(node, int):
+            return None if -MAX_INT <= node <= MAX_INT else f"integer outside ±(2**63 - 1): {_short_int(node)}"
+        if isinstance(node, float):
+            return None if math.isfinite(node) else f"{node} is not a JSON number"
+        if isinstance(node, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                return f"nested deeper than {MAX_JSON_DEPTH}"
+            if isinstance(node, list) and len(node) > MAX_JSON_LIST_LENGTH:
+                return f"list longer than {MAX_JSON_LIST_LENGTH} items"
+            return None
+        return f"{type(node).__name__} is not a JSON value"
+
+
+def _at(problem: str, path: str) -> str:
+    where = path if len(path) <= 80 else path[:77] + "..."
+    return f"{problem} (at {where or 'the top'})"
+
+
+def _short_int(n: int) -> str:
+    text = str(n) if n.bit_length() < 1000 else f"{n.bit_length()}-bit integer"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def checked_occurred_at(value: datetime) -> datetime:
+    """Aware, within [MIN_OCCURRED_AT, MAX_OCCURRED_AT), returned in UTC. Compared before
+    converting, so a far date with an offset is a validation error, not an OverflowError."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("occurred_at must carry a timezone")
+    if not MIN_OCCURRED_AT <= value < MAX_OCCURRED_AT:
+        raise ValueError(f"occurred_at must lie in [{MIN_OCCURRED_AT.isoformat()}, {MAX_OCCURRED_AT.isoformat()})")
+    return value.astimezone(timezone.utc)
