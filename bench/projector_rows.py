@@ -10,7 +10,7 @@ from pathlib import Path
 from events.kafka_log import KafkaEventLog
 from events.sqlite_log import SqliteEventLog
 
-from . import bare_kafka, eventsourcing_fold
+from . import bare_kafka
 from .infra import Infra
 from .projection import catch_up
 from .table import Figure, Row
@@ -45,6 +45,8 @@ async def kafka_rows(infra: Infra, workload: Workload, repeat: int, say) -> list
 
 
 def _eventsourcing(url: str, workload: Workload) -> float:
+    from . import eventsourcing_fold
+
     env = eventsourcing_fold.environment(url)
     last_id = eventsourcing_fold.store(workload.events, env)
     return eventsourcing_fold.project(env, last_id, len(workload))
@@ -65,12 +67,28 @@ async def embedded_rows(workload: Workload, repeat: int, say) -> list[Row]:
                                                             group=f"bench-{i}"))
                 finally:
                     await log.close()
-        with tempfile.TemporaryDirectory(prefix="rl-bench-es-") as tmp:
-            env = eventsourcing_fold.sqlite_environment(str(Path(tmp) / "es.db"))
-            last_id = eventsourcing_fold.store(workload.events, env)
-            es.values.append(n / eventsourcing_fold.project(env, last_id, n))
+        if _eventsourcing_installed(es):
+            with tempfile.TemporaryDirectory(prefix="rl-bench-es-") as tmp:
+                es.values.append(n / _eventsourcing_sqlite(Path(tmp) / "es.db", workload))
         say(f"embedded rep {i + 1}: off {off.values[-1]:,.0f}, on {on.values[-1]:,.0f}, "
-            f"eventsourcing on SQLite {es.values[-1]:,.0f} events/s")
+            f"eventsourcing on SQLite {es.text()}")
     yard = "eventsourcing 9.5 Projection on SQLite, counters"
     return [Row("projector embedded (SQLite log -> SQLite), consensus off", off, yard, es),
             Row("projector embedded (SQLite log -> SQLite), consensus on", on, yard, es)]
+
+
+def _eventsourcing_installed(figure: Figure) -> bool:
+    try:
+        import eventsourcing  # noqa: F401
+    except ImportError:
+        figure.note = "eventsourcing not installed (pip install -e '.[bench]')"
+        return False
+    return True
+
+
+def _eventsourcing_sqlite(path: Path, workload: Workload) -> float:
+    from . import eventsourcing_fold
+
+    env = eventsourcing_fold.sqlite_environment(str(path))
+    last_id = eventsourcing_fold.store(workload.events, env)
+    return eventsourcing_fold.project(env, last_id, len(workload))

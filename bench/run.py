@@ -32,7 +32,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--docs", type=int, default=50, help="documents per run")
-    parser.add_argument("--n", type=int, default=5, help="passes per document")
+    parser.add_argument("--n", type=int, default=5, choices=[3, 5, 7], help="passes per document")
     parser.add_argument("--repeat", type=int, default=3, help="repetitions per row (the median is shown)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per load-tool measurement")
     parser.add_argument("--quick", action="store_true", help="smoke run: 8 runs x 10 docs, 1 repetition, 2 s loads")

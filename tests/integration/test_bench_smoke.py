@@ -1,0 +1,30 @@
+"""`make bench`'s runner (bench/run.py) on the embedded default, on a tiny workload: it prints
+one table whose rows are path | runledger figure | yardstick | ratio. Shape only: no speed
+is asserted anywhere in the suite (figures live in docs/benchmarks.md)."""
+from __future__ import annotations
+
+import re
+
+from bench import run
+
+ARGS = ["--embedded-only", "--runs", "2", "--docs", "3", "--n", "3", "--repeat", "1",
+        "--skip", "consensus", "--skip", "rebuild"]
+
+
+def table_cells(out: str) -> list[list[str]]:
+    return [[cell.strip() for cell in line.strip().strip("|").split("|")]
+            for line in out.splitlines() if line.startswith("| ")]
+
+
+def test_the_runner_prints_one_row_per_embedded_projector_path(capsys, tmp_path):
+    assert run.main([*ARGS, "--workdir", str(tmp_path)]) == 0
+
+    header, *rows = table_cells(capsys.readouterr().out)
+    assert header == ["path", "runledger", "yardstick (same run)", "ratio"]
+    assert [row[0] for row in rows] == ["projector embedded (SQLite log -> SQLite), consensus off",
+                                        "projector embedded (SQLite log -> SQLite), consensus on"]
+    for path, ours, yardstick, ratio in rows:
+        assert re.fullmatch(r"[\d,.]+ events/s", ours), ours
+        if "not installed" not in yardstick:  # the bench extra brings the eventsourcing yardstick
+            assert re.fullmatch(r"eventsourcing .*: [\d,.]+ events/s", yardstick), yardstick
+            assert re.fullmatch(r"[\d.]+x", ratio), ratio
