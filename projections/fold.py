@@ -90,10 +90,10 @@ def _run_queued(state: RunState | None, event: Event, score: Scorer) -> Applied:
 
 @handles("RunStarted", "run")
 def _run_started(state: RunState | None, event: Event, score: Scorer) -> Applied:
+    """A timing fact whenever it arrives: `started_at` is the earliest start or pass,
+    so a start that comes after a pass (or after the end) still counts."""
     if state is None:
         return reject(None, "unknown run")
-    if state.status not in ("pending", "queued"):
-        return reject(state, f"run is already {state.status}")
     return accept(_running(state, event))
 
 
@@ -134,26 +134,40 @@ def _pass_completed(state: RunState | None, event: Event, score: Scorer) -> Appl
 @handles("DocumentPassFailed", "run")
 def _pass_failed(state: RunState | None, event: Event, score: Scorer) -> Applied:
     p = event.payload
+    error = p.error.model_dump()
+    if not p.final:
+        problem = _retry_problem(state, p.document_id, p.pass_index)
+        if problem:
+            return reject(state, problem)
+        return _record_retry(state, event, p.document_id, p.pass_index, p.attempt, error)
     problem = _pass_problem(state, p.document_id, p.pass_index)
     if problem:
         return reject(state, problem)
-    error = p.error.model_dump()
-    if not p.final:
-        return _record_retry(state, event, p.document_id, p.pass_index, p.attempt, error)
     fact = PassFact("failed", p.attempt, event.occurred_at, error=error)
     return _record_pass(state, event, p.document_id, p.pass_index, fact, score)
 
 
-def _pass_problem(state: RunState | None, document_id: str, pass_index: int) -> str | None:
-    """Why a pass event for this document is not allowed now, if it is not."""
+def _retry_problem(state: RunState | None, document_id: str, pass_index: int) -> str | None:
+    """Why a retry (a non-final failure) names no pass of this run. A retry is an attempt,
+    not a pass fact: it only raises the attempt count, keeps the latest error and moves
+    `started_at`, all merged whatever the order, so it counts even after its pass's fact
+    or the run's end."""
     if state is None:
         return "unknown run"
-    if state.status in RUN_TERMINAL:
-        return f"run is {state.status}"
     if document_id not in state.document_ids:
         return f"unknown document {document_id!r}"
     if pass_index >= state.n_consensus:
         return f"pass_index {pass_index} out of range for n_consensus {state.n_consensus}"
+    return None
+
+
+def _pass_problem(state: RunState | None, document_id: str, pass_index: int) -> str | None:
+    """Why a pass fact for this document is not allowed now, if it is not."""
+    problem = _retry_problem(state, document_id, pass_index)
+    if problem:
+        return problem
+    if state.status in RUN_TERMINAL:
+        return f"run is {state.status}"
     previous = state.documents[document_id].passes.get(pass_index)
     if previous is not None:
         return f"pass {pass_index} of document {document_id!r} already {previous.status}"

@@ -90,11 +90,42 @@ def test_run_failed_puts_the_run_in_error_with_its_message():
     assert run.status == "error" and run.error["message"] == "broker gone"
 
 
-def test_queue_and_start_are_only_allowed_from_earlier_states():
+def test_queue_is_only_allowed_from_pending_but_a_start_is_a_timing_fact_whenever_it_comes():
     script = RunScript()
-    _, outcomes = fold_all([script.created(), script.started(), script.queued(), script.started()])
+    events = [script.created(), script.started(), script.queued(), script.started()]
+    run, outcomes = fold_all(events)
     assert outcomes[2].reason == "cannot queue a running run"
-    assert outcomes[3].reason == "run is already running"
+    assert outcomes[3].accepted and run.started_at == events[1].occurred_at
+
+
+def test_started_at_is_the_earliest_start_or_pass_whatever_the_arrival_order():
+    """[RunStarted t=5, pass t=9] and the reverse fold to the same started_at."""
+    script = RunScript(docs=1, n=3)
+    created = script.created()
+    script.tick = 4
+    started = script.started()  # t=5
+    script.tick = 8
+    first_pass = script.passed("doc_0", 0)  # t=9
+    in_order, _ = fold_all([created, started, first_pass])
+    reversed_, outcomes = fold_all([created, first_pass, started])
+    assert all(o.accepted for o in outcomes)
+    assert in_order.started_at == reversed_.started_at == T0 + timedelta(seconds=5)
+    assert in_order == reversed_
+
+
+def test_a_start_or_a_retry_that_arrives_after_the_end_still_moves_started_at():
+    script = RunScript(docs=1, n=3)
+    created = script.created()
+    script.tick = 0
+    early_start, early_retry = script.started(), script.failed("doc_0", 1, final=False)  # t=1, t=2
+    script.tick = 10
+    facts = [script.passed("doc_0", 0), script.failed("doc_0", 1, attempt=2), script.passed("doc_0", 2)]
+    late, outcomes = fold_all([created, *facts, early_retry, early_start])
+    on_time, _ = fold_all([created, early_start, early_retry, *facts])
+    assert late.status == "completed" and all(o.accepted for o in outcomes)
+    assert late == on_time
+    assert late.started_at == T0 + timedelta(seconds=1)
+    assert late.documents["doc_0"].attempt == 2
 
 
 def test_document_with_some_failed_passes_is_still_scored():

@@ -1,72 +1,152 @@
-"""Same pass facts, any interleaving, any duplicates: the same final state.
+"""What the fold guarantees for any arrival order, over every run event type.
 
-Pass facts are completions and final failures. (Retries are attempts, not facts: one
-that arrives after its run finished is rejected, as the log order says.)"""
+A run's log holds RunCreated (always first: nobody knows the run id before it), then
+any mix of RunQueued, RunStarted, pass facts (completions and final failures),
+retries (non-final failures), RunCancelRequested and RunFailed, with duplicates, each
+stamped at a time unrelated to its place in the log. What holds:
+
+- **Timing and counters do not depend on order**: `started_at` is the earliest
+  accepted start, retry or pass fact; `completed_at` the latest pass fact, or the
+  accepted cancel or failure; with no cancel or run failure, every interleaving folds
+  to the very same state.
+- **Duplicates never change anything**, wherever they land after the original.
+- **What depends on order, on purpose** (the log is the arbiter): a pass fact after
+  the run's cancel or failure is rejected, and of two terminal events the first wins.
+  Even then the state is a function of the accepted events alone: refolding them in
+  any order (RunCreated, then RunQueued, the terminal event last) gives the same state.
+"""
 from __future__ import annotations
+
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from projections.fold import no_scores
 from tests.builders import RunScript, fold_all
 
 LABELS = ["invoice", "receipt", "letter"]
+TERMINAL_COMMANDS = ("RunCancelRequested", "RunFailed")
 
 
 @st.composite
-def pass_facts(draw):
-    docs, n = draw(st.integers(1, 3)), draw(st.sampled_from([3, 5]))
-    script = RunScript(docs=docs, n=n)
+def run_logs(draw, commands: bool = True):
+    """(RunCreated, the other events in log order); times drawn apart from the order."""
+    script = RunScript(docs=draw(st.integers(1, 3)), n=draw(st.sampled_from([3, 5])))
     created = script.created()
-    facts = []
+
+    def at(make, *args, **kwargs):
+        script.tick = draw(st.integers(1, 500))
+        return make(*args, **kwargs)
+
+    events = [at(script.queued) for _ in range(draw(st.integers(0, 1)))]
+    events += [at(script.started) for _ in range(draw(st.integers(0, 2)))]
     for doc in script.doc_ids:
-        for i in range(n):
+        for i in range(script.n):
+            retries = draw(st.integers(0, 2))
+            events += [at(script.failed, doc, i, final=False, attempt=a + 1) for a in range(retries)]
             if draw(st.booleans()) or draw(st.booleans()):
-                facts.append(script.passed(doc, i, {"category": draw(st.sampled_from(LABELS))}))
+                label = draw(st.sampled_from(LABELS))
+                events.append(at(script.passed, doc, i, {"category": label}, attempt=retries + 1))
             else:
-                facts.append(script.failed(doc, i, message=f"fail {doc}/{i}"))
-    keep = draw(st.integers(0, len(facts)))  # sometimes the run is still in flight
-    return created, facts[:keep] if draw(st.booleans()) else facts
+                events.append(at(script.failed, doc, i, attempt=retries + 1, message=f"fail {doc}/{i}"))
+    if commands:
+        events += [at(script.cancel) for _ in range(draw(st.integers(0, 1)))]
+        events += [at(script.run_failed) for _ in range(draw(st.integers(0, 1)))]
+    events = draw(st.permutations(events))
+    keep = draw(st.integers(0, len(events)))  # sometimes the run is still in flight
+    return created, events[:keep] if draw(st.booleans()) else events
 
 
-@settings(max_examples=150, deadline=None)
-@given(pass_facts(), st.randoms(use_true_random=False), st.data())
-def test_any_interleaving_with_duplicates_gives_the_same_state(run, rnd, data):
-    created, facts = run
-    reference, _ = fold_all([created, *facts])
-    shuffled = list(facts)
-    rnd.shuffle(shuffled)
-    duplicates = data.draw(st.lists(st.sampled_from(facts), max_size=5)) if facts else []
-    for dup in duplicates:
-        shuffled.insert(rnd.randrange(len(shuffled) + 1), dup)
+def with_duplicates(events: list, data) -> list:
+    """`events` with copies of some of them inserted anywhere after their original."""
+    result = list(events)
+    for original in data.draw(st.lists(st.sampled_from(events), max_size=6)) if events else []:
+        first = next(i for i, e in enumerate(result) if e is original)
+        result.insert(data.draw(st.integers(first + 1, len(result))), original)
+    return result
+
+
+@settings(max_examples=200, deadline=None)
+@given(run_logs(commands=False), st.data())
+def test_without_a_cancel_or_run_failure_any_interleaving_with_duplicates_gives_the_same_state(run, data):
+    created, events = run
+    reference, _ = fold_all([created, *events])
+    shuffled = with_duplicates(data.draw(st.permutations(events)), data)
     state, _ = fold_all([created, *shuffled])
     assert state == reference
 
 
-@settings(max_examples=50, deadline=None)
-@given(pass_facts())
+@settings(max_examples=200, deadline=None)
+@given(run_logs(), st.data())
+def test_duplicates_anywhere_after_their_original_change_nothing(run, data):
+    created, events = run
+    reference, _ = fold_all([created, *events])
+    state, _ = fold_all([created, *with_duplicates(events, data)])
+    assert state == reference
+
+
+@settings(max_examples=200, deadline=None)
+@given(run_logs(), st.data())
+def test_the_state_is_a_function_of_the_accepted_events_whatever_their_order(run, data):
+    created, events = run
+    reference, outcomes = fold_all([created, *events])
+    accepted = [e for e, o in zip(events, outcomes[1:]) if o.accepted]
+    terminal = [e for e in accepted if e.type in TERMINAL_COMMANDS]
+    assert len(terminal) <= 1
+    queued = [e for e in accepted if e.type == "RunQueued"]
+    others = data.draw(st.permutations([e for e in accepted if e.type not in (*TERMINAL_COMMANDS, "RunQueued")]))
+    state, refolded = fold_all([created, *queued, *others, *terminal])
+    assert all(o.accepted for o in refolded)
+    assert state == reference
+
+
+@settings(max_examples=200, deadline=None)
+@given(run_logs())
+def test_timing_is_the_earliest_start_and_the_latest_fact_of_the_accepted_events(run):
+    created, events = run
+    state, outcomes = fold_all([created, *events])
+    accepted = [e for e, o in zip(events, outcomes[1:]) if o.accepted]
+    starts = [e.occurred_at for e in accepted if e.type in ("RunStarted", "DocumentPassCompleted",
+                                                             "DocumentPassFailed")]
+    assert state.started_at == (min(starts) if starts else None)
+    assert state.created_at == created.occurred_at
+    ended_by = [e for e in accepted if e.type in TERMINAL_COMMANDS]
+    facts = [e.occurred_at for e in accepted if e.type == "DocumentPassCompleted"
+             or (e.type == "DocumentPassFailed" and e.payload.final)]
+    if ended_by:
+        assert state.completed_at == ended_by[0].occurred_at
+    elif state.status in ("completed", "error"):
+        assert state.completed_at == max(facts)
+    else:
+        assert state.completed_at is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(run_logs())
 def test_counters_agree_with_the_documents(run):
-    created, facts = run
-    state, _ = fold_all([created, *facts])
+    created, events = run
+    state, _ = fold_all([created, *events])
     docs = state.documents.values()
     assert state.completed_document_count == sum(d.status == "completed" for d in docs)
     assert state.error_count == sum(d.status == "error" for d in docs)
     assert state.document_count == sum(bool(d.passes) for d in docs)
     finished = state.terminal_document_count == state.total_document_count
-    assert (state.status in ("completed", "error")) == finished
+    if state.status == "cancelled" or (state.status == "error" and state.error.get("code") != "all_documents_failed"):
+        assert not finished or state.completed_at is not None
+    else:
+        assert (state.status in ("completed", "error")) == finished
 
 
 @settings(max_examples=50, deadline=None)
-@given(pass_facts())
+@given(run_logs())
 def test_a_lifecycle_only_fold_agrees_on_everything_but_the_scores(run):
-    from dataclasses import replace
-
-    from projections.fold import no_scores
-
-    created, facts = run
-    full, _ = fold_all([created, *facts])
-    light, _ = fold_all([created, *facts], score=no_scores)
+    created, events = run
+    full, _ = fold_all([created, *events])
+    light, _ = fold_all([created, *events], score=no_scores)
     unscored = {d: replace(doc, score=None, consensus=None) for d, doc in full.documents.items()}
     assert light.documents == unscored
     assert (light.status, light.completed_document_count, light.error_count, light.document_count,
-            light.completed_at) == (full.status, full.completed_document_count, full.error_count,
-                                    full.document_count, full.completed_at)
+            light.started_at, light.completed_at) == (full.status, full.completed_document_count,
+                                                      full.error_count, full.document_count,
+                                                      full.started_at, full.completed_at)
