@@ -1,19 +1,33 @@
-"""Keyset pagination over (sort key, id): stable under concurrent inserts."""
+"""Keyset pagination over (sort key, id): stable under concurrent inserts and updates.
+
+A cursor carries the sort key and id of the row it stands for, so it keeps working
+when that row changes or stops matching the filter (a client paging `status=running`
+while the run at its cursor finishes, a deleted experiment): the next page starts
+right after that key, wherever the row went. Cursors are opaque strings
+(`c1.<base64url JSON>`); a cursor from before this format (a bare id) is still
+resolved by looking the row up. A cursor that is neither is `InvalidCursor`.
+"""
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import Select, and_, or_
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+_PREFIX = "c1."
+MAX_OFFSET = 2**63 - 1
 
 
 @dataclass(frozen=True)
 class PageRequest:
     limit: int = 20
     order: str = "desc"
-    before: str | None = None
-    after: str | None = None
+    before: Any = None
+    after: Any = None
 
 
 @dataclass(frozen=True)
@@ -23,37 +37,88 @@ class Page:
     after: str | None
 
 
-class UnknownCursor(LookupError):
-    pass
+class InvalidCursor(ValueError):
+    """A cursor this API did not hand out (or whose row is unknown): a client mistake."""
+
+    def __init__(self, cursor: Any, why: str = "not a cursor from this list"):
+        super().__init__(f"invalid cursor {str(cursor)[:100]!r}: {why}")
+        self.cursor = cursor
 
 
-async def paginate(conn: AsyncConnection, query: Select, sort, id_col, page: PageRequest) -> Page:
-    """`after` = the last id of the page you hold (next page); `before` = its first id."""
-    cursor_id = page.after or page.before
+UnknownCursor = InvalidCursor  # the old name
+
+
+def encode_cursor(key: Any, ident: Any) -> str:
+    tagged = ["t", key.isoformat()] if isinstance(key, datetime) else ["v", key]
+    return _PREFIX + base64.urlsafe_b64encode(orjson.dumps([*tagged, ident])).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[Any, Any] | None:
+    """(key, id) of a cursor in this format; None for anything else (maybe an old bare id)."""
+    if not cursor.startswith(_PREFIX):
+        return None
+    raw = cursor[len(_PREFIX):]
+    try:
+        tag, key, ident = orjson.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+        if tag == "t":
+            key = datetime.fromisoformat(key)
+        elif tag != "v" or not isinstance(key, (int, float, str, type(None))) or isinstance(key, bool):
+            raise ValueError(tag)
+        if not isinstance(ident, (str, int)) or isinstance(ident, bool):
+            raise ValueError(ident)
+        _check_int(key)
+        _check_int(ident)
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        raise InvalidCursor(cursor, "malformed") from None
+    return key, ident
+
+
+def _check_int(value: Any) -> None:
+    if isinstance(value, int) and not -MAX_OFFSET <= value <= MAX_OFFSET:
+        raise ValueError(value)
+
+
+async def paginate(conn: AsyncConnection, query: Select, sort, id_col, page: PageRequest,
+                   by_offset: bool = False) -> Page:
+    """`after` = the cursor of the page you hold (next page); `before` = its first cursor.
+    `by_offset`: the sort key is the id (an integer, a run's history), and so is the cursor."""
+    cursor = page.after if page.after is not None else page.before
     forward = page.before is None
     descending = (page.order == "desc") == forward
-    if cursor_id is not None:
-        query = query.where(await _beyond(conn, query, sort, id_col, cursor_id, descending))
+    if cursor is not None:
+        key, ident = (cursor, cursor) if by_offset else await _locate(conn, query, sort, id_col, cursor)
+        query = query.where(_beyond(sort, id_col, key, ident, descending))
     ordering = (sort.desc(), id_col.desc()) if descending else (sort.asc(), id_col.asc())
-    rows = list((await conn.execute(query.order_by(*ordering).limit(page.limit + 1))).all())
+    rows = list((await conn.execute(query.add_columns(sort.label("sort_key_")).order_by(*ordering)
+                                    .limit(page.limit + 1))).all())
     more = len(rows) > page.limit
     rows = rows[: page.limit]
     if not forward:
         rows.reverse()
     if not rows:
         return Page(rows, None, None)
-    first, last = rows[0].id_, rows[-1].id_
+    first, last = (_cursor_of(rows[0], by_offset), _cursor_of(rows[-1], by_offset))
     if forward:
-        return Page(rows, first if cursor_id else None, last if more else None)
+        return Page(rows, first if cursor is not None else None, last if more else None)
     return Page(rows, first if more else None, last)
 
 
-async def _beyond(conn, query: Select, sort, id_col, cursor_id: str, descending: bool):
-    lookup = query.with_only_columns(sort.label("k")).where(id_col == cursor_id)
+def _cursor_of(row, by_offset: bool) -> str:
+    return str(row.id_) if by_offset else encode_cursor(row.sort_key_, row.id_)
+
+
+async def _locate(conn, query: Select, sort, id_col, cursor: Any) -> tuple[Any, Any]:
+    decoded = decode_cursor(str(cursor))
+    if decoded is not None:
+        return decoded
+    lookup = query.with_only_columns(sort.label("k")).where(id_col == cursor)  # an old bare-id cursor
     found = (await conn.execute(lookup)).first()
     if found is None:
-        raise UnknownCursor(cursor_id)
-    key = found.k
+        raise InvalidCursor(cursor)
+    return found.k, cursor
+
+
+def _beyond(sort, id_col, key: Any, ident: Any, descending: bool):
     if descending:
-        return or_(sort < key, and_(sort == key, id_col < cursor_id))
-    return or_(sort > key, and_(sort == key, id_col > cursor_id))
+        return or_(sort < key, and_(sort == key, id_col < ident))
+    return or_(sort > key, and_(sort == key, id_col > ident))

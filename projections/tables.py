@@ -146,10 +146,4 @@ dead_letters = Table(
     Column("value", LargeBinary, nullable=False),
 )
 
-api_keys = Table(
-    "api_keys", metadata,
-    Column("key_hash", String(64), primary_key=True),
-    Column("org_id", Text, nullable=False),
-    Column("name", Text),
-    Column("created_at", TS, nullable=False),
-)
+# API keys are not projected: they live in the control store (projections/control.py).

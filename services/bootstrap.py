@@ -6,9 +6,11 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from events.log import EventLog
+from projections import control as control_store
 from projections.database import make_engine, prepare_schema
 from projections.projector import Projector
 
+from .datadir import secure_data_dir
 from .settings import Settings
 
 
@@ -18,10 +20,13 @@ class Runtime:
     log: EventLog
     engine: AsyncEngine
     projector: Projector | None
+    control: AsyncEngine | None = None  # keys, idempotency (projections/control.py)
 
     async def close(self) -> None:
         await self.log.close()
         await self.engine.dispose()
+        if self.control is not None and self.control is not self.engine:
+            await self.control.dispose()
 
 
 def build_log(settings: Settings) -> EventLog:
@@ -36,11 +41,25 @@ def build_log(settings: Settings) -> EventLog:
 
 
 async def start_runtime(settings: Settings, log: EventLog | None = None, with_projector: bool | None = None) -> Runtime:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secure_data_dir(settings)
     log = log or build_log(settings)
     await log.start()
     engine = make_engine(settings.read_model_url)
     await prepare_schema(settings.read_model_url, engine)
+    control = await open_control_store(settings, engine)
     run_projector = settings.projector if with_projector is None else with_projector
     projector = Projector(log, engine) if run_projector else None
-    return Runtime(settings, log, engine, projector)
+    return Runtime(settings, log, engine, projector, control)
+
+
+async def open_control_store(settings: Settings, read_model: AsyncEngine) -> AsyncEngine:
+    """PostgreSQL: the read model's database, default schema (migrations made the tables),
+    through an engine of its own (the read model's may point into a version's schema).
+    Embedded: `control.db`, created here, adopting keys an older install kept in the read model."""
+    control = make_engine(settings.control_url)
+    if not settings.control_url.startswith("sqlite"):
+        return control
+    await control_store.create_control_schema(control)
+    if settings.read_model_url.startswith("sqlite"):
+        await control_store.adopt_legacy_keys(read_model, control)
+    return control

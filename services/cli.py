@@ -1,4 +1,4 @@
-"""runledger: serve | project | migrate | keys create | worker | demo."""
+"""runledger: serve | project | migrate | keys create|list|revoke|rotate | worker | demo."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .settings import Settings
+from . import keys_cli
 from .worker import commands as worker_commands
 
 
@@ -30,12 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     migrate.add_argument("--sql", action="store_true", help="print the DDL (PostgreSQL) instead of running it")
     migrate.add_argument("--data-dir", type=Path)
 
-    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
-    create = keys.add_parser("create", help="create an API key for an organisation and print it")
-    create.add_argument("--org", required=True)
-    create.add_argument("--name")
-    create.add_argument("--data-dir", type=Path)
-
+    keys_cli.add_parsers(commands)
     worker_commands.add_parsers(commands)
 
     args = parser.parse_args(argv)
@@ -51,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         return asyncio.run(_migrate(settings, args.sql))
     if args.command == "keys":
-        return asyncio.run(_create_key(settings, args.org, args.name))
+        return keys_cli.keys(settings, args)
     if args.command == "worker":
         return worker_commands.worker(settings, args)
     if args.command == "demo":
@@ -91,20 +87,6 @@ async def _migrate(settings: Settings, sql_only: bool) -> int:
         print(f"read model {where}: schema created (embedded SQLite)")
     else:
         print(f"read model {where}: at revision {await migrate.current_revision(url)}")
-    return 0
-
-
-async def _create_key(settings: Settings, org: str, name: str | None) -> int:
-    from projections.database import make_engine, prepare_schema
-    from .api.auth import create_key
-
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.read_model_url)
-    try:
-        await prepare_schema(settings.read_model_url, engine)
-        print(await create_key(engine, org, name))
-    finally:
-        await engine.dispose()
     return 0
 
 

@@ -12,9 +12,16 @@ from .bootstrap import Runtime
 
 
 class ProjectionLag(TimeoutError):
-    def __init__(self, position: Position, timeout: float):
+    """The projection did not pass `position` in time. Raised by `record` after its
+    events were appended: then `appended` holds them and `positions` where they landed,
+    and the API answers 202 with the resource folded from them (never a 5xx that
+    would invite a retry, and with it a second run)."""
+
+    def __init__(self, position: Position, timeout: float, appended: tuple[Event, ...] = (),
+                 positions: tuple[Position, ...] = ()):
         super().__init__(f"projection has not reached {position.token()} within {timeout:g}s")
         self.position = position
+        self.appended, self.positions = appended, positions
 
 
 class Ledger:
@@ -28,7 +35,11 @@ class Ledger:
 
     async def record(self, events: list[Event]) -> list[Position]:
         positions = await self.append(events)
-        await self.settle(positions)
+        try:
+            await self.settle(positions)
+        except ProjectionLag as lag:
+            raise ProjectionLag(lag.position, self.runtime.settings.wait_timeout, tuple(events),
+                                tuple(positions)) from None
         return positions
 
     async def settle(self, positions: list[Position], timeout: float | None = None) -> None:
@@ -43,7 +54,7 @@ class Ledger:
         deadline = time.monotonic() + timeout
         if self.runtime.projector is not None:  # falls back to the stored checkpoint itself
             return await self.runtime.projector.wait(position, timeout)
-        return await checkpoints.wait_until_stored(self.runtime.engine, self.projection, position.partition,
+        return await checkpoints.wait_until_stored(lambda: self.runtime.engine, self.projection, position.partition,
                                                    position.offset, deadline)
 
 

@@ -6,8 +6,8 @@ import logging
 import uvicorn
 
 from .api.app import create_app
-from .api.auth import ensure_bootstrap_key
 from .bootstrap import start_runtime
+from .keys import ensure_bootstrap_key
 from .settings import Settings
 
 log = logging.getLogger("runledger")
@@ -16,7 +16,7 @@ log = logging.getLogger("runledger")
 async def serve(settings: Settings) -> None:
     runtime = await start_runtime(settings)
     try:
-        key = await ensure_bootstrap_key(runtime.engine, settings.bootstrap_key)
+        key = await ensure_bootstrap_key(runtime.control, settings.bootstrap_key)
         if key:
             print(f"\nrunledger: first start, created an API key for org 'default' (shown once):\n\n    {key}\n",
                   flush=True)

@@ -19,6 +19,7 @@ class Settings:
     wait_timeout: float = 10.0
     host: str = "127.0.0.1"
     port: int = 8000
+    max_body_bytes: int = 8 * 1024 * 1024
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -33,6 +34,7 @@ class Settings:
             replication_factor=int(env.get("RUNLEDGER_REPLICATION_FACTOR", "1")),
             bootstrap_key=env.get("RUNLEDGER_BOOTSTRAP_KEY") or None,
             wait_timeout=float(env.get("RUNLEDGER_WAIT_TIMEOUT", "10")),
+            max_body_bytes=int(env.get("RUNLEDGER_MAX_BODY_BYTES", str(8 * 1024 * 1024))),
         )
 
     def with_(self, **changes) -> Settings:
@@ -45,6 +47,14 @@ class Settings:
     @property
     def read_model_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'readmodel.db'}"
+
+    @property
+    def control_url(self) -> str:
+        """API keys and idempotency records (projections/control.py): their own SQLite file
+        on the embedded default, the read model's database on PostgreSQL."""
+        if self.database_url and not self.database_url.startswith("sqlite"):
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'control.db'}"
 
     @property
     def log_path(self) -> Path:

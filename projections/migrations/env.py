@@ -13,7 +13,10 @@ from sqlalchemy import TypeDecorator
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from projections.tables import metadata
+from projections.control import metadata as control_metadata
+from projections.tables import metadata as read_model_metadata
+
+metadata = [read_model_metadata, control_metadata]  # the control store shares PostgreSQL's database
 
 config = context.config
 

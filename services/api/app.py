@@ -9,8 +9,12 @@ from fastapi import Depends, FastAPI
 from ..bootstrap import Runtime
 from ..ledger import Ledger, ProjectionLag
 from . import errors
+from .accepted import accepted
+from .auth import KeyCache
 from .consistency import read_your_writes
 from .errors import ApiError
+from .guard import RequestGuard
+from .idempotency import Idempotency
 from .routes import experiments, ledger, metrics, results, runs
 
 
@@ -31,10 +35,17 @@ def create_app(runtime: Runtime) -> FastAPI:
                   dependencies=[Depends(read_your_writes)])
     app.state.runtime = runtime
     app.state.ledger = Ledger(runtime)
+    control = runtime.control or runtime.engine
+    app.state.keys = KeyCache(control)
+    # Outermost last: request id -> guard (key, then body size) -> idempotency -> routes.
+    app.add_middleware(Idempotency, engine_of=lambda: control)
+    app.add_middleware(RequestGuard, max_body_bytes=runtime.settings.max_body_bytes)
     errors.install(app)
 
     @app.exception_handler(ProjectionLag)
     async def lagging(request, exc: ProjectionLag):
+        if exc.appended:  # a command's events are on the log: never a retry-inviting 5xx
+            return await accepted(request, exc)
         error = ApiError(503, "projection_lag", str(exc), {"position": exc.position.token()})
         return await app.exception_handlers[ApiError](request, error)
 

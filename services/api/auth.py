@@ -1,58 +1,83 @@
-"""API keys: stored hashed, each belongs to one organisation."""
+"""Who is calling: API keys (hashed, in the control store), organisations and roles.
+
+Stable names other modules rely on:
+
+- `authenticate(request) -> Caller`: the caller of a request, or ApiError 401
+  (no key, unknown key, revoked key). Cached on the request, so it costs one lookup.
+- `is_admin(request) -> bool` (async): True only for a valid, unrevoked admin key;
+  never raises (no key or a bad key is simply not an admin). For redacting detail,
+  e.g. `/healthz` and `/metrics` show tenant-identifying figures only to admins.
+- `require_admin`: a FastAPI dependency for operations endpoints; 401 without a valid
+  key, 403 `admin_required` for a tenant key. Returns the Caller.
+- `Caller(key_id, org_id, role)` with `.admin`.
+
+Roles: `tenant` (the default) sees and changes only its organisation's objects;
+`admin` is a tenant of its own organisation too, and may use the operations endpoints
+(whole-ledger status, rebuild, verify, dead letters). `runledger keys create --admin`.
+
+Keys are looked up through `KeyCache`: a hit is trusted for `KEY_CACHE_TTL` seconds,
+so a revoked key is refused by every replica within that time; `last_used_at` is
+written at most once a minute per key and replica.
+"""
 from __future__ import annotations
 
-import hashlib
-import secrets
-from datetime import datetime, timezone
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 from fastapi import Request
-from sqlalchemy import func, insert, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from projections.tables import api_keys
-
+from .. import keys
+from ..keys import KeyRecord
 from .errors import ApiError
 
-DEFAULT_ORG = "default"
+KEY_CACHE_TTL = 2.0  # seconds a looked-up key is trusted before asking the store again
+TOUCH_EVERY = timedelta(seconds=60)
+_MAX_CACHED = 10_000
 
 
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+@dataclass(frozen=True)
+class Caller:
+    key_id: str
+    org_id: str
+    role: str
+
+    @property
+    def admin(self) -> bool:
+        return self.role == "admin"
 
 
-def new_key() -> str:
-    return "rl_" + secrets.token_urlsafe(32)
+class KeyCache:
+    """Known keys by secret hash, each for `ttl` seconds. Unknown keys are not cached,
+    so a key created a moment ago works at once."""
 
+    def __init__(self, engine: AsyncEngine, ttl: float = KEY_CACHE_TTL):
+        self.engine, self.ttl = engine, ttl
+        self._hits: dict[str, tuple[float, KeyRecord]] = {}
+        self._touched: dict[str, datetime] = {}
 
-async def store_key(engine: AsyncEngine, key: str, org_id: str, name: str | None = None) -> None:
-    """Idempotent: replicas starting with the same bootstrap key may race here."""
-    row = dict(key_hash=hash_key(key), org_id=org_id, name=name, created_at=datetime.now(timezone.utc))
-    try:
-        async with engine.begin() as conn:
-            exists = await conn.scalar(select(func.count()).where(api_keys.c.key_hash == row["key_hash"]))
-            if not exists:
-                await conn.execute(insert(api_keys).values(**row))
-    except IntegrityError:
-        pass  # another process stored the same key first
-
-
-async def create_key(engine: AsyncEngine, org_id: str, name: str | None = None) -> str:
-    key = new_key()
-    await store_key(engine, key, org_id, name)
-    return key
-
-
-async def ensure_bootstrap_key(engine: AsyncEngine, bootstrap_key: str | None) -> str | None:
-    """Accept RUNLEDGER_BOOTSTRAP_KEY for the default org; else on a first start with
-    no keys at all, create one and return it (the caller prints it once)."""
-    if bootstrap_key:
-        await store_key(engine, bootstrap_key, DEFAULT_ORG, "bootstrap")
-        return None
-    async with engine.connect() as conn:
-        if await conn.scalar(select(func.count()).select_from(api_keys)):
+    async def get(self, secret: str) -> KeyRecord | None:
+        digest = keys.hash_key(secret)
+        cached = self._hits.get(digest)
+        if cached is not None and time.monotonic() - cached[0] < self.ttl:
+            return cached[1]
+        record = await keys.lookup(self.engine, secret)
+        if record is None:
+            self._hits.pop(digest, None)
             return None
-    return await create_key(engine, DEFAULT_ORG, "first-start")
+        if len(self._hits) >= _MAX_CACHED:
+            self._hits.clear()
+        self._hits[digest] = (time.monotonic(), record)
+        await self._touch(record)
+        return record
+
+    async def _touch(self, record: KeyRecord) -> None:
+        now = datetime.now(timezone.utc)
+        last = max(filter(None, (record.last_used_at, self._touched.get(record.key_id))), default=None)
+        if record.revoked_at is None and (last is None or now - last >= TOUCH_EVERY):
+            self._touched[record.key_id] = now
+            await keys.touch(self.engine, record.key_id, now)
 
 
 def presented_key(request: Request) -> str | None:
@@ -63,12 +88,36 @@ def presented_key(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-async def org_for(engine: AsyncEngine, request: Request) -> str:
-    key = presented_key(request)
-    if not key:
+async def authenticate(request: Request) -> Caller:
+    cached = getattr(request.state, "caller", None)
+    if cached is not None:
+        return cached
+    secret = presented_key(request)
+    if not secret:
         raise ApiError(401, "unauthorized", "missing API key: send 'Api-Key: <key>' or 'Authorization: Bearer <key>'")
-    async with engine.connect() as conn:
-        org = await conn.scalar(select(api_keys.c.org_id).where(api_keys.c.key_hash == hash_key(key)))
-    if org is None:
+    record = await request.app.state.keys.get(secret)
+    if record is None:
         raise ApiError(401, "unauthorized", "invalid API key")
-    return org
+    if record.revoked_at is not None:
+        raise ApiError(401, "unauthorized", "this API key has been revoked", {"key_id": record.key_id})
+    caller = Caller(record.key_id, record.org_id, record.role)
+    request.state.caller = caller
+    return caller
+
+
+async def is_admin(request: Request) -> bool:
+    try:
+        return (await authenticate(request)).admin
+    except ApiError:
+        return False
+
+
+async def require_admin(request: Request) -> Caller:
+    caller = await authenticate(request)
+    if not caller.admin:
+        raise ApiError(403, "admin_required", "this operation needs an admin key (runledger keys create --admin)")
+    return caller
+
+
+async def org_for(request: Request) -> str:
+    return (await authenticate(request)).org_id

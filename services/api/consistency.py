@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 
 from events.log import Position
 
-from .auth import org_for
+from .auth import authenticate
 from .routes.common import POSITION_HEADER
 
 _FORMAT = "'<partition>:<offset>[,<partition>:<offset>...]', as sent in the x-runledger-position header of a write"
@@ -29,7 +29,7 @@ async def read_your_writes(
         if token and token.strip():  # an empty token (a write that appended nothing) asks for nothing
             positions += parse_token(token, partitions, loc)
     if positions:
-        await org_for(request.app.state.runtime.engine, request)  # no waiting on behalf of strangers
+        await authenticate(request)  # no waiting on behalf of strangers
         await request.app.state.ledger.settle(positions)
 
 

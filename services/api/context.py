@@ -7,7 +7,7 @@ from fastapi import Request
 
 from ..bootstrap import Runtime
 from ..ledger import Ledger
-from .auth import org_for
+from .auth import authenticate
 from .errors import not_found
 
 
@@ -16,6 +16,7 @@ class Ctx:
     org_id: str
     runtime: Runtime
     ledger: Ledger
+    role: str = "tenant"
 
     def connect(self):
         return self.runtime.engine.connect()
@@ -27,8 +28,8 @@ class Ctx:
 
 async def context(request: Request) -> Ctx:
     runtime: Runtime = request.app.state.runtime
-    org_id = await org_for(runtime.engine, request)
-    return Ctx(org_id, runtime, request.app.state.ledger)
+    caller = await authenticate(request)
+    return Ctx(caller.org_id, runtime, request.app.state.ledger, caller.role)
 
 
 async def require(ctx: Ctx, lookup, what: str, ident: str):

@@ -1,14 +1,20 @@
 """Error envelope {"detail": {"code", "message", "details"}} and the request id."""
 from __future__ import annotations
 
+import json
 import logging
+import math
 import uuid
+
+import orjson
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from projections.pagination import InvalidCursor
 
 log = logging.getLogger("runledger.api")
 
@@ -27,8 +33,32 @@ def invalid(message: str, **details) -> ApiError:
     return ApiError(422, "invalid_request", message, details)
 
 
-def _envelope(status: int, code: str, message: str, details: dict | None) -> JSONResponse:
-    return JSONResponse({"detail": {"code": code, "message": message, "details": details or {}}}, status)
+class ErrorResponse(JSONResponse):
+    """Error bodies may quote input: lone surrogates are escaped and non-finite numbers
+    written as strings, so rendering an error can never fail."""
+
+    def render(self, content) -> bytes:
+        return json.dumps(_finite(content), ensure_ascii=True, separators=(",", ":"), default=str).encode()
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def envelope(status: int, code: str, message: str, details: dict | None = None, headers=None) -> JSONResponse:
+    return ErrorResponse({"detail": {"code": code, "message": message, "details": details or {}}}, status,
+                         headers=headers)
+
+
+_envelope = envelope
+HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+              405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
 
 
 def install(app: FastAPI) -> None:
@@ -50,8 +80,18 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException):
-        code = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _envelope(exc.status_code, code, str(exc.detail), None)
+        code = HTTP_CODES.get(exc.status_code, "http_error")
+        return _envelope(exc.status_code, code, str(exc.detail), None, getattr(exc, "headers", None))
+
+    @app.exception_handler(orjson.JSONEncodeError)
+    async def unencodable(_request: Request, exc: orjson.JSONEncodeError):
+        """Input the log cannot hold (lone surrogates, integers beyond 64 bits) reached an event."""
+        return _envelope(422, "invalid_request", f"the request holds a value an event cannot carry: {exc}",
+                         {"reason": str(exc)[:200]})
+
+    @app.exception_handler(InvalidCursor)
+    async def invalid_cursor(_request: Request, exc: InvalidCursor):
+        return _envelope(422, "invalid_cursor", str(exc), {"cursor": str(exc.cursor)[:100]})
 
     @app.exception_handler(ValidationError)
     async def invalid_event(_request: Request, exc: ValidationError):
@@ -62,5 +102,15 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError):
-        errors = [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in exc.errors()]
-        return JSONResponse({"detail": errors}, 422)
+        """FastAPI's own validation, in the envelope: the list it used to answer is `details.errors`."""
+        errors = [{"type": e.get("type"), "loc": [_plain(part) for part in e.get("loc", ())], "msg": e.get("msg")}
+                  for e in exc.errors()[:50]]
+        message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5]) or "invalid request"
+        return _envelope(422, "invalid_request", message, {"errors": errors})
+
+
+def _plain(part) -> str | int:
+    """A location part as JSON can carry it (a dict key may be any string, even a lone surrogate)."""
+    if isinstance(part, int) and not isinstance(part, bool):
+        return part
+    return str(part).encode("utf-8", "replace").decode("utf-8")[:200]

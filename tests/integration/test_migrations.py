@@ -12,7 +12,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from projections import migrate
+from projections import control, migrate
 from projections.tables import checkpoints, metadata
 from tests.conftest import BACKENDS, fresh_database_url
 
@@ -34,7 +34,7 @@ async def schema_differences(url: str) -> list:
             def compare(sync_conn):
                 context = MigrationContext.configure(sync_conn, opts={"compare_type": True,
                                                                       "compare_server_default": True})
-                return compare_metadata(context, metadata)
+                return compare_metadata(context, [metadata, control.metadata])
             return await conn.run_sync(compare)
     finally:
         await engine.dispose()

@@ -10,7 +10,7 @@ import pytest
 from events.catalogue import ExperimentCreated
 from events.envelope import new_event
 from services.api.app import create_app
-from services.api.auth import store_key
+from services.keys import store_key
 from services.bootstrap import start_runtime
 from services.ledger import Ledger
 from services.settings import Settings
@@ -22,7 +22,7 @@ KEY = "rl_test_read_your_writes"
 async def runtime(database_url, tmp_path):
     settings = Settings(data_dir=tmp_path / "data", database_url=database_url, wait_timeout=1.0)
     runtime = await start_runtime(settings)
-    await store_key(runtime.engine, KEY, "org_a")
+    await store_key(runtime.control, KEY, "org_a")
     yield runtime
     await runtime.close()
 
@@ -85,7 +85,9 @@ async def test_an_invalid_token_is_a_422_that_says_what_is_wrong(api, token, com
     for request in ({"headers": {"x-runledger-position": token}}, {"params": {"position": token}}):
         response = await api.get("/v1/workflows/experiments/exp_x", **request)
         assert response.status_code == 422
-        [error] = response.json()["detail"]
+        detail = response.json()["detail"]
+        assert detail["code"] == "invalid_request" and complaint in detail["message"]
+        [error] = detail["details"]["errors"]
         assert complaint in error["msg"]
         assert error["loc"] in (["header", "x-runledger-position"], ["query", "position"])
 

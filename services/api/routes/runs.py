@@ -7,13 +7,13 @@ from fastapi import APIRouter, Body, Depends, Query, Response
 
 from events.log import Position
 from projections import views
-from projections.pagination import PageRequest
+from projections.pagination import MAX_OFFSET, PageRequest
 from projections.state import RunState
 
 from .. import commands
 from ..bodies import CreateRunBody
 from ..context import Ctx, context, require
-from ..errors import invalid
+from ..errors import ApiError
 from ..resources import lifecycle, run_resource
 from ..time_travel import run_as_of
 from .common import envelope, mark_positions, page_request
@@ -75,12 +75,20 @@ async def run_events(run_id: str, page: PageRequest = Depends(page_request), ctx
 
 
 def _offset_cursors(page: PageRequest) -> PageRequest:
+    return PageRequest(page.limit, page.order, _offset(page.before, "before"), _offset(page.after, "after"))
+
+
+def _offset(cursor: str | None, name: str) -> int | None:
+    if cursor is None:
+        return None
     try:
-        before = int(page.before) if page.before is not None else None
-        after = int(page.after) if page.after is not None else None
+        offset = int(cursor)
     except ValueError:
-        raise invalid("history cursors are offsets (integers)") from None
-    return PageRequest(page.limit, page.order, before, after)
+        offset = -1
+    if not 0 <= offset <= MAX_OFFSET:
+        raise ApiError(422, "invalid_cursor", f"{name}: history cursors are log offsets, 0..{MAX_OFFSET}",
+                       {"cursor": cursor[:100]})
+    return offset
 
 
 def _history_item(row) -> dict:
