@@ -8,11 +8,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY events ./events
 COPY projections ./projections
 COPY services ./services
-RUN pip install . \
+RUN pip install -c requirements.lock . \
     && useradd --system --uid 10001 --home-dir /var/lib/runledger --create-home runledger
 
 USER runledger

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-.venv/bin/pip install -q --disable-pip-version-check -e ".[test]"
+.venv/bin/pip install -q --disable-pip-version-check -c requirements.lock -e ".[test]"
 export RUNLEDGER_TEST_BACKENDS="${RUNLEDGER_TEST_BACKENDS:-embedded,kafka,postgres}"
 case ",$RUNLEDGER_TEST_BACKENDS," in *,kafka,*) bash scripts/kafka.sh install ;; esac
 case ",$RUNLEDGER_TEST_BACKENDS," in *,postgres,*) bash scripts/postgres.sh install ;; esac
