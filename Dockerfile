@@ -12,7 +12,7 @@ COPY pyproject.toml README.md requirements.lock ./
 COPY events ./events
 COPY projections ./projections
 COPY services ./services
-RUN pip install -c requirements.lock . \
+RUN pip install . -c requirements.lock \
     && useradd --system --uid 10001 --home-dir /var/lib/runledger --create-home runledger
 
 USER runledger
