@@ -1,0 +1,120 @@
+"""Profiles behind the table: what bounds the projector and the GET run endpoint.
+
+    .venv/bin/python -m bench.profile [--quick] [--out DIR]
+
+- projector Kafka -> PostgreSQL, consensus off and on: pyinstrument around the catch-up
+  (`DIR/projector-{off,on}.txt`);
+- `GET /v1/workflows/experiments/runs/{id}` under wrk: py-spy sampling the
+  `runledger serve` process (`DIR/get-run.folded`, flame-graph input), summarised.
+
+Each summary prints the functions with the largest share of samples (inclusive), which
+is what docs/benchmarks.md quotes.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+import threading
+from collections import Counter
+from pathlib import Path
+
+import httpx
+
+from events.kafka_log import KafkaEventLog
+
+from . import servers, wrk
+from .http_rows import endpoints
+from .infra import servers as infra_servers
+from .projection import catch_up
+from .run import say
+from .workload import Workload
+
+TOPIC = "bench.profile"
+
+
+async def projector(infra, workload: Workload, out: Path) -> None:
+    from pyinstrument import Profiler
+
+    log = KafkaEventLog(infra.kafka, topic=TOPIC)
+    await log.start()
+    try:
+        await log.append(workload.messages)
+        for label, on in (("off", False), ("on", True)):
+            profiler = Profiler(interval=0.002, async_mode="disabled")  # all of the loop, idle included
+            url = await infra.new_database(f"profile_{label}")
+            seconds = await catch_up(log, url, len(workload), consensus_on=on, group=f"profile-{label}",
+                                     profiler=profiler)
+            text = profiler.output_text(unicode=False, color=False, show_all=False)
+            (out / f"projector-{label}.txt").write_text(text)
+            say(f"projector consensus {label}: {len(workload) / seconds:,.0f} events/s under the profiler; "
+                f"{out / f'projector-{label}.txt'}")
+    finally:
+        await log.close()
+
+
+async def get_run(infra, workload: Workload, out: Path, seconds: float) -> None:
+    log = KafkaEventLog(infra.kafka, topic=TOPIC)
+    await log.start()
+    await log.close()
+    with tempfile.TemporaryDirectory(prefix="rl-profile-") as tmp:
+        async with servers.runledger(infra, TOPIC, Path(tmp)) as (server, key):
+            async with httpx.AsyncClient(base_url=server.url, headers={"Api-Key": key}, timeout=60) as client:
+                await servers.caught_up(client)
+            url = server.url + endpoints(workload.run_ids[0])["GET run"]
+            for kind, flags in (("wall", []), ("gil", ["--gil"])):  # every sample / only Python on the CPU
+                load = threading.Thread(target=wrk.run, args=(url, seconds + 2, {"Api-Key": key}))
+                load.start()
+                folded = out / f"get-run-{kind}.folded"
+                subprocess.run([str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
+                                str(server.proc.pid), "--duration", str(int(seconds)), "--rate", "250", "--format",
+                                "raw", "--nonblocking", *flags, "--output", str(folded)],
+                               check=True, capture_output=True)
+                load.join()
+                (out / f"get-run-{kind}.txt").write_text(summarise(folded))
+                say(f"GET run under wrk, py-spy {kind}: {out / f'get-run-{kind}.txt'}")
+
+
+def summarise(folded: Path, top: int = 40) -> str:
+    """Share of samples per function: inclusive (counted once per stack) and self (leaf)."""
+    inclusive: Counter[str] = Counter()
+    leaf: Counter[str] = Counter()
+    total = 0
+    for line in folded.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = [f for f in stack.split(";") if f]
+        if not frames:
+            continue
+        n = int(count)
+        total += n
+        for frame in set(frames):
+            inclusive[frame] += n
+        leaf[frames[-1]] += n
+    lines = [f"{total} samples; inclusive share per function:"]
+    lines += [f"{100 * n / total:5.1f}%  {frame}" for frame, n in inclusive.most_common(top)]
+    lines += ["", "self (leaf) share:"]
+    lines += [f"{100 * n / total:5.1f}%  {frame}" for frame, n in leaf.most_common(top // 2)]
+    return "\n".join(lines)
+
+
+async def main_async(args) -> None:
+    workload = Workload(8, 10, 5) if args.quick else Workload()
+    with tempfile.TemporaryDirectory(prefix="rl-profile-") as tmp:
+        with infra_servers(Path(tmp)) as infra:
+            await projector(infra, workload, args.out)
+            await get_run(infra, workload, args.out, 3 if args.quick else 10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="bench.profile")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "runledger-profiles")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
