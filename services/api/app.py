@@ -51,4 +51,5 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     for router in (runs.router, results.router, metrics.router, ledger.router, experiments.router):
         app.include_router(router)
+    errors.document_responses(app)
     return app

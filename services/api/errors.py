@@ -58,7 +58,44 @@ def envelope(status: int, code: str, message: str, details: dict | None = None, 
 
 _envelope = envelope
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-              405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
+              405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
+              422: "invalid_request", 503: "unavailable"}
+
+
+ERROR_SCHEMA = {
+    "type": "object", "required": ["detail"], "title": "Error",
+    "description": 'Every error answer: {"detail": {"code", "message", "details"}}',
+    "properties": {"detail": {"type": "object", "required": ["code", "message", "details"], "properties": {
+        "code": {"type": "string"}, "message": {"type": "string"}, "details": {"type": "object"}}}},
+}
+CLIENT_ERRORS = (400, 401, 403, 404, 409, 413, 422)
+_ACCEPTED = {"description": "Accepted: the command's events are on the log, the read model does not show them "
+                            "yet (`x-runledger-visible: false`); the body is the resource folded from them",
+             "content": {"application/json": {"schema": {}}}}
+
+
+def document_responses(app: FastAPI) -> None:
+    """Every operation's OpenAPI answers name the error envelope (422 included, instead of
+    FastAPI's list) and, for writes, the 202 of a command not yet visible."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = generate()
+        schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+        error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        for operations in schema.get("paths", {}).values():
+            for method, operation in operations.items():
+                responses = operation.setdefault("responses", {})
+                for status in (*CLIENT_ERRORS, 503):
+                    responses[str(status)] = {"description": HTTP_CODES.get(status, "error"), **error}
+                if method in ("post", "put", "patch", "delete"):
+                    responses.setdefault("202", _ACCEPTED)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi
 
 
 def install(app: FastAPI) -> None:

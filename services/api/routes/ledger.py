@@ -17,7 +17,7 @@ from .common import mark_positions
 router = APIRouter(tags=["ledger"])
 
 
-@router.put("/v1/workflows/{workflow_id}/blocks/{block_id}")
+@router.put("/v1/workflows/{workflow_id}/blocks/{block_id}", responses={201: {"description": "a new block version"}})
 async def define_block(workflow_id: str, block_id: str, body: DefineBlockBody, response: Response,
                        ctx: Ctx = Depends(context)):
     resource, positions = await commands.define_block(ctx, workflow_id, block_id, body)
