@@ -11,10 +11,11 @@ from .confusion import merge_confusions
 from .extract import extract_document
 from .for_each import for_each_document
 from .labels import classifier_document, split_document
-from .model import ENGINE_VERSION, Confusion, DocumentConsensus, Flow, TargetConsensus, VoteRow
+from .model import ENGINE_LIBRARIES, ENGINE_VERSION, Confusion, DocumentConsensus, Flow, TargetConsensus, VoteRow
 from .settings import Settings, config_problem
 
 __all__ = [
+    "ENGINE_LIBRARIES",
     "ENGINE_VERSION",
     "Confusion",
     "DocumentConsensus",

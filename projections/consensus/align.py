@@ -1,10 +1,16 @@
-"""Which list items across passes are the same row, by content (Hungarian assignment).
+"""Which list items across passes are the same row, by content.
+
+Two paths, chosen per document (see `limits.EXACT_ALIGNMENT_WORK`): the exact one
+(Hungarian assignment over every unmatched item and row, cost quadratic in list length,
+engine version 1's rows) and the linear one (each unmatched item compared with the
+BAND_CANDIDATES rows nearest its expected position, then greedy by similarity).
 
 Everything here depends only on the *contents* of the passes, never on their indexes,
 so permuting passes yields the same rows (that is what keeps scores permutation-invariant).
 """
 from __future__ import annotations
 
+import bisect
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -12,13 +18,15 @@ from typing import Any, Callable, Sequence
 
 from scipy.optimize import linear_sum_assignment
 
+from .limits import BAND_CANDIDATES
 from .normalize import canonical
 from .settings import MATCH_THRESHOLD
 from .similarity import item_similarity
 
 Row = dict[int, int]
 """pass index -> index of that pass's item in the row."""
-Aligner = Callable[[Sequence["list | None"], float], list[Row]]
+Aligner = Callable[[Sequence["list | None"], float, bool], list[Row]]
+"""(lists, numeric tolerance, exact) -> rows; `exact` False asks for the linear path."""
 
 _POSITION_EPSILON = 1e-9
 
@@ -33,7 +41,7 @@ class _Slot:
     """Canonical JSON of the prototype and of every member so far."""
 
 
-def align_by_content(lists: Sequence[list | None], tolerance: float) -> list[Row]:
+def align_by_content(lists: Sequence[list | None], tolerance: float, exact: bool = True) -> list[Row]:
     """Rows in output order; `lists[p]` is None where pass p has no list here.
 
     Round 1 seeds rows from the reference pass (most items, then smallest canonical
@@ -42,9 +50,10 @@ def align_by_content(lists: Sequence[list | None], tolerance: float) -> list[Row
     """
     order = _content_order(lists)
     similarity = _Similarity(tolerance)
-    first = _assign(lists, order, [], similarity)
+    match = _match if exact else _match_banded
+    first = _assign(lists, order, [], similarity, match)
     seeds = [_Slot(_medoid(lists, s.members, similarity), mean_position(s.members)) for s in first]
-    final = [s.members for s in _assign(lists, order, seeds, similarity) if s.members]
+    final = [s.members for s in _assign(lists, order, seeds, similarity, match) if s.members]
     return ordered(final, list(range(len(final))))
 
 
@@ -92,11 +101,11 @@ class _Similarity:
         return self.texts[id(item)]
 
 
-def _assign(lists, order: list[int], seeds: list[_Slot], similarity: _Similarity) -> list[_Slot]:
+def _assign(lists, order: list[int], seeds: list[_Slot], similarity: _Similarity, match) -> list[_Slot]:
     slots = [_Slot(s.prototype, s.anchor, {}, {similarity.canonical(s.prototype)}) for s in seeds]
     for p in order:
         items = lists[p]
-        matched = _match(items, slots, similarity)
+        matched = match(items, slots, similarity)
         for i, item in enumerate(items):
             if i in matched:
                 slot = slots[matched[i]]
@@ -127,19 +136,86 @@ def _match(items: list, slots: list[_Slot], similarity: _Similarity) -> dict[int
     return matched
 
 
+def _match_banded(items: list, slots: list[_Slot], similarity: _Similarity) -> dict[int, int]:
+    """The linear path: identical items first; every other item is compared with the
+    BAND_CANDIDATES free rows nearest its expected position (its identical neighbours'
+    rows, shifted by its distance to them), and pairs are taken greedily, most similar
+    first (then nearest, then lowest indexes). O(items x BAND_CANDIDATES) similarities."""
+    matched = _match_identical(items, slots, similarity)
+    taken = set(matched.values())
+    free = sorted((slots[j].anchor, j) for j in range(len(slots)) if j not in taken)
+    anchors = [anchor for anchor, _ in free]
+    expected = _expected_positions(len(items), matched, slots)
+    pairs = []
+    for i in range(len(items)):
+        if i in matched:
+            continue
+        for distance, j in _nearest(anchors, free, expected[i]):
+            sim = similarity(items[i], slots[j].prototype)
+            if sim >= MATCH_THRESHOLD:
+                pairs.append((-sim, distance, i, j))
+    pairs.sort()
+    for _, _, i, j in pairs:
+        if i not in matched and j not in taken:
+            matched[i] = j
+            taken.add(j)
+    return matched
+
+
+def _expected_positions(count: int, matched: dict[int, int], slots: list[_Slot]) -> list[float]:
+    """Where each item's row should sit: the anchor of the nearest identical item before
+    it plus the distance to it (else the one after it, else its own index)."""
+    expected = [float(i) for i in range(count)]
+    after: float | None = None
+    for i in range(count - 1, -1, -1):
+        if i in matched:
+            after = slots[matched[i]].anchor - i
+        elif after is not None:
+            expected[i] = after + i
+    before: float | None = None
+    for i in range(count):
+        if i in matched:
+            before = slots[matched[i]].anchor - i
+        elif before is not None:
+            expected[i] = before + i
+    return expected
+
+
+def _nearest(anchors: list[float], free: list[tuple[float, int]], position: float) -> list[tuple[float, int]]:
+    """The BAND_CANDIDATES free rows nearest `position`: (distance, row index)."""
+    right = bisect.bisect_left(anchors, position)
+    left = right - 1
+    found: list[tuple[float, int]] = []
+    while len(found) < BAND_CANDIDATES and (left >= 0 or right < len(free)):
+        take_left = right >= len(free) or (left >= 0 and position - anchors[left] <= anchors[right] - position)
+        if take_left:
+            found.append((position - anchors[left], free[left][1]))
+            left -= 1
+        else:
+            found.append((anchors[right] - position, free[right][1]))
+            right += 1
+    return found
+
+
 def _match_identical(items: list, slots: list[_Slot], similarity: _Similarity) -> dict[int, int]:
+    """Each item joins the first free row (by index) holding an identical item: linear,
+    each row is skipped at most once per form it holds."""
     free: dict[str, list[int]] = {}
     for j, slot in enumerate(slots):
         for form in slot.forms:
             free.setdefault(form, []).append(j)
+    cursor: dict[str, int] = {}
     matched: dict[int, int] = {}
     taken: set[int] = set()
     for i, item in enumerate(items):
-        for j in free.get(similarity.canonical(item), ()):
-            if j not in taken:
-                matched[i] = j
-                taken.add(j)
-                break
+        form = similarity.canonical(item)
+        rows, k = free.get(form, ()), cursor.get(form, 0)
+        while k < len(rows) and rows[k] in taken:
+            k += 1
+        cursor[form] = k
+        if k < len(rows):
+            matched[i] = rows[k]
+            taken.add(rows[k])
     return matched
 
 

@@ -20,13 +20,13 @@ def for_each_document(votes: Sequence[Any], settings: Settings) -> DocumentConse
 
 
 def keyed_aligner(key_field: str) -> Aligner:
-    def align(lists: Sequence[list | None], tolerance: float) -> list[Row]:
-        return align_by_key(lists, key_field, tolerance)
+    def align(lists: Sequence[list | None], tolerance: float, exact: bool) -> list[Row]:
+        return align_by_key(lists, key_field, tolerance, exact)
 
     return align
 
 
-def align_by_key(lists: Sequence[list | None], key_field: str, tolerance: float) -> list[Row]:
+def align_by_key(lists: Sequence[list | None], key_field: str, tolerance: float, exact: bool = True) -> list[Row]:
     """Items with the same normalized key are one row (the k-th repeat of a key within
     a pass goes to the k-th row of that key); items without a usable key are aligned by
     content among themselves."""
@@ -42,14 +42,14 @@ def align_by_key(lists: Sequence[list | None], key_field: str, tolerance: float)
                 continue
             seen[key] += 1
             keyed.setdefault((key, seen[key]), {})[p] = i
-    rest = _align_loose(lists, loose, tolerance)
+    rest = _align_loose(lists, loose, tolerance, exact)
     tiebreaks = [(0, key, k) for key, k in keyed] + [(1, ("", ""), j) for j in range(len(rest))]
     return ordered(list(keyed.values()) + rest, tiebreaks)
 
 
-def _align_loose(lists, loose: list[list[int] | None], tolerance: float) -> list[Row]:
+def _align_loose(lists, loose: list[list[int] | None], tolerance: float, exact: bool) -> list[Row]:
     subsets = [None if idx is None else [lists[p][i] for i in idx] for p, idx in enumerate(loose)]
-    rows = align_by_content(subsets, tolerance)
+    rows = align_by_content(subsets, tolerance, exact)
     return [{p: loose[p][i] for p, i in row.items()} for row in rows]
 
 

@@ -1,11 +1,21 @@
 """Result types of the consensus engine; each one round-trips through plain JSON."""
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from typing import Any
 
-ENGINE_VERSION = 1
-"""Bump whenever the same votes would get different numbers (rules, defaults, thresholds)."""
+ENGINE_VERSION = 2
+"""Bump whenever the same votes would get different numbers (rules, defaults, thresholds).
+2: bounded cost (linear alignment of large documents, capped text and item comparisons)."""
+
+ENGINE_LIBRARIES: dict[str, str] = {
+    **{name: version(name) for name in ("rapidfuzz", "scipy", "numpy", "orjson")},
+    "unicode": unicodedata.unidata_version,
+}
+"""What else the digits depend on: text similarity (rapidfuzz), assignment (scipy, numpy),
+canonical forms (orjson) and the Unicode tables of this Python (text normalization)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +131,7 @@ class DocumentConsensus:
     def to_json(self) -> dict[str, Any]:
         return {
             "engine_version": ENGINE_VERSION,
+            "engine_libraries": dict(ENGINE_LIBRARIES),
             "score": self.score,
             "value": self.value,
             "targets": [target.to_json() for target in self.targets],

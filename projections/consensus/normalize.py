@@ -4,12 +4,15 @@ from __future__ import annotations
 import enum
 import json
 import math
+import re
 import unicodedata
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
 import orjson
+
+from .limits import CACHED_TEXT_CHARS
 
 
 class _Absent(enum.Enum):
@@ -25,9 +28,34 @@ ABSENT = _Absent.ABSENT
 _HUGE = 2.0**1000
 
 
-@lru_cache(maxsize=1 << 16)
 def normalize_text(text: str) -> str:
-    """Casefold, strip accents, turn each run of punctuation/whitespace into one space."""
+    """Casefold, strip accents, turn each run of punctuation/whitespace into one space.
+
+    ASCII text takes a table-free path (the same result, fixed for every Python); other
+    text depends on the Unicode tables of the running Python (`unicodedata.unidata_version`,
+    recorded in the engine identity): casefold, NFKD and the general categories.
+    """
+    if len(text) <= CACHED_TEXT_CHARS:
+        return _normalize_cached(text)
+    return _normalize(text)
+
+
+@lru_cache(maxsize=1 << 16)
+def _normalize_cached(text: str) -> str:
+    return _normalize(text)
+
+
+_ASCII_GAPS = re.compile(r"""[\x00-\x1f\x7f !"#%&'()*,\-./:;?@\[\\\]_{}]+""")
+"""ASCII punctuation (P*), space (Zs) and controls (Cc): stable in every Unicode version."""
+
+
+def _normalize(text: str) -> str:
+    if text.isascii():
+        return _ASCII_GAPS.sub(" ", text.lower()).strip(" ")
+    return _normalize_unicode(text)
+
+
+def _normalize_unicode(text: str) -> str:
     out: list[str] = []
     gap = False
     for ch in unicodedata.normalize("NFKD", text.casefold()):
@@ -76,18 +104,71 @@ def number_similarity(a: float, b: float, tolerance: float) -> float:
 
 
 def canonical(value: Any) -> str:
-    """A stable text form of any JSON value (for ordering and exact comparison)."""
+    """A stable text form of any JSON value (for ordering and exact comparison); never raises."""
     if isinstance(value, str):
-        return _canonical_str(value)
+        return _canonical_str(value) if len(value) <= CACHED_TEXT_CHARS else _str_form(value)
     try:
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-    except TypeError:  # integers beyond 64 bits, non-string keys: the slow, total path
-        return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=repr)
+    except TypeError:  # beyond 64-bit integers, non-string keys, lone surrogates, deep: the slow path
+        return _slow_form(value)
 
 
 @lru_cache(maxsize=1 << 16)
 def _canonical_str(value: str) -> str:
-    return orjson.dumps(value).decode()
+    return _str_form(value)
+
+
+def _str_form(value: str) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # a lone surrogate: no UTF-8 form
+        return json.dumps(value, ensure_ascii=False)
+
+
+def _slow_form(value: Any) -> str:
+    try:
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=repr)
+    except (TypeError, ValueError, RecursionError):  # mixed key types, nesting beyond the C stack
+        return _iterative_form(value)
+
+
+def _iterative_form(root: Any) -> str:
+    """Canonical-like JSON built without recursion (keys sorted by their own form)."""
+    out: list[str] = []
+    stack: list[Any] = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, _Raw):
+            out.append(node.text)
+        elif isinstance(node, dict):
+            items = sorted(((_scalar_form(k) if not isinstance(k, str) else json.dumps(k, ensure_ascii=False), v)
+                            for k, v in node.items()), key=lambda kv: kv[0])
+            stack.append(_Raw("}"))
+            for i, (key, child) in enumerate(reversed(items)):
+                stack.extend([child, _Raw(key + ":")] + ([_Raw(",")] if i < len(items) - 1 else []))
+            stack.append(_Raw("{"))
+        elif isinstance(node, (list, tuple)):
+            stack.append(_Raw("]"))
+            for i, child in enumerate(reversed(node)):
+                stack.extend([child] + ([_Raw(",")] if i < len(node) - 1 else []))
+            stack.append(_Raw("["))
+        else:
+            out.append(_scalar_form(node))
+    return "".join(out)
+
+
+class _Raw:
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _scalar_form(value: Any) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False, default=repr)
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def label_key(value: Any) -> tuple[str, str]:
