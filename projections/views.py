@@ -40,11 +40,13 @@ async def get_experiment(conn: AsyncConnection, org_id: str, experiment_id: str)
     return ser.experiment_from_json(row.state) if row else None
 
 
-async def list_experiments(conn, org_id: str, workflow_id: str, block_id: str | None, page: PageRequest) -> Page:
+async def list_experiments(conn, org_id: str, workflow_id: str | None, block_id: str | None, page: PageRequest) -> Page:
+    """`workflow_id` None: every workflow's (the console lists them all)."""
     query = select(experiments.c.experiment_id.label("id_"), experiments.c.state).where(
-        experiments.c.org_id == org_id, experiments.c.workflow_id == workflow_id,
-        experiments.c.deleted.is_(False),
+        experiments.c.org_id == org_id, experiments.c.deleted.is_(False),
     )
+    if workflow_id is not None:
+        query = query.where(experiments.c.workflow_id == workflow_id)
     if block_id:
         query = query.where(experiments.c.block_id == block_id)
     return await paginate(conn, query, experiments.c.created_at, experiments.c.experiment_id, page)
@@ -104,6 +106,16 @@ async def list_results(conn: AsyncConnection, run_id: str, page: PageRequest) ->
         run_documents.c.run_id == run_id
     )
     return await paginate(conn, query, run_documents.c.idx, run_documents.c.result_id, page)
+
+
+async def pass_counts(conn: AsyncConnection, run_ids: list[str]) -> dict[str, int]:
+    """Passes recorded per run (completed or failed), summed over its documents.
+    Reads every document row of the given runs: the console asks for one page of runs."""
+    query = select(run_documents.c.run_id, run_documents.c.state).where(run_documents.c.run_id.in_(run_ids))
+    counts = dict.fromkeys(run_ids, 0)
+    for row in (await conn.execute(query)).all():
+        counts[row.run_id] += len(row.state.get("passes") or ())
+    return counts
 
 
 async def get_result(conn: AsyncConnection, org_id: str, result_id: str) -> tuple[str, DocumentState] | None:

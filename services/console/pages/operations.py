@@ -1,0 +1,25 @@
+"""Operations (admin keys only): projections with lag per partition, dead letters."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+
+from ...api.context import Ctx
+from ...api.errors import ApiError
+from ...api.status import projection_status
+from ..render import render
+from ..session import console_ctx
+
+router = APIRouter()
+LETTERS_SHOWN = 200
+
+
+@router.get("/console/operations")
+async def operations_page(request: Request, ctx: Ctx = Depends(console_ctx)):
+    if not request.state.caller.admin:
+        raise ApiError(403, "admin_required", "Operations are shown to admin keys only (runledger keys create --admin).")
+    from ...ops.audit import dead_letters  # operations tooling, loaded when an admin asks
+
+    status = await projection_status(ctx.runtime)
+    letters = await dead_letters(ctx.runtime.engine)
+    return render(request, "operations.html", nav="operations", status=status, letters=letters[:LETTERS_SHOWN],
+                  letter_count=len(letters))

@@ -1,0 +1,61 @@
+"""Jinja2 templates, their filters, and the headers every console page carries."""
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from . import charts
+
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+SECURITY_HEADERS = {
+    "content-security-policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                               "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-store",
+}
+
+
+def when(value: Any) -> str:
+    if not value:
+        return "—"
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.strftime("%Y-%m-%d %H:%M:%S") + (" UTC" if moment.utcoffset() is not None else "")
+
+
+def duration(ms: int | None) -> str:
+    if ms is None:
+        return "—"
+    if ms < 1000:
+        return f"{ms} ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None else f"{value * 100:.{digits}f}%"
+
+
+templates.env.filters.update(when=when, duration=duration, pct=pct)
+templates.env.globals.update(charts=charts)
+
+
+def render(request: Request, name: str, status: int = 200, **values: Any) -> HTMLResponse:
+    caller = getattr(request.state, "caller", None)
+    values.setdefault("caller", caller)
+    values.setdefault("csrf", getattr(request.state, "csrf", None))
+    response = templates.TemplateResponse(request, name, values, status_code=status)
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def error_page(request: Request, status: int, message: str) -> HTMLResponse:
+    return render(request, "error.html", status=status, status_code=status, message=message)
