@@ -1,6 +1,8 @@
 """The composition root: builds the log, the read model and the projector from settings."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -8,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from events.log import EventLog
 from projections import control as control_store
 from projections.database import make_engine, prepare_schema
+from projections.follow import ActiveReadModel
 from projections.projector import Projector
 
 from .datadir import secure_data_dir
@@ -18,14 +21,28 @@ from .settings import Settings
 class Runtime:
     settings: Settings
     log: EventLog
-    engine: AsyncEngine
+    base_engine: AsyncEngine  # read-model version 1's location; `engine` is the active version's
     projector: Projector | None
-    control: AsyncEngine | None = None  # keys, idempotency (projections/control.py)
+    control: AsyncEngine | None = None  # keys, idempotency (projections/control.py); may be `engine`
+    read_model: ActiveReadModel | None = None
+    following: asyncio.Task | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The active read-model version's engine. Resolve it for each use, never keep it:
+        a rebuild switches it (projections/follow.py)."""
+        return self.read_model.engine if self.read_model is not None else self.base_engine
 
     async def close(self) -> None:
+        if self.following is not None:
+            self.following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.following
+        if self.read_model is not None:
+            await self.read_model.close()
         await self.log.close()
-        await self.engine.dispose()
-        if self.control is not None and self.control is not self.engine:
+        await self.base_engine.dispose()
+        if self.control is not None and self.control is not self.base_engine:
             await self.control.dispose()
 
 
@@ -47,9 +64,12 @@ async def start_runtime(settings: Settings, log: EventLog | None = None, with_pr
     engine = make_engine(settings.read_model_url)
     await prepare_schema(settings.read_model_url, engine)
     control = await open_control_store(settings, engine)
+    read_model = await ActiveReadModel(settings.read_model_url, control).open(engine)
     run_projector = settings.projector if with_projector is None else with_projector
-    projector = Projector(log, engine) if run_projector else None
-    return Runtime(settings, log, engine, projector, control)
+    projector = Projector(log, read_model.engine) if run_projector else None
+    runtime = Runtime(settings, log, engine, projector, control, read_model)
+    runtime.following = asyncio.create_task(read_model.follow(projector))
+    return runtime
 
 
 async def open_control_store(settings: Settings, read_model: AsyncEngine) -> AsyncEngine:

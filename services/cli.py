@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .settings import Settings
 from . import keys_cli
+from .ops import audit_cli, replay_cli
 from .worker import commands as worker_commands
 
 
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
 
     keys_cli.add_parsers(commands)
     worker_commands.add_parsers(commands)
+    replay_cli.add_parsers(commands)
+    audit_cli.add_parsers(commands)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -48,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_migrate(settings, args.sql))
     if args.command == "keys":
         return keys_cli.keys(settings, args)
+    if args.command in replay_cli.HANDLED:
+        return replay_cli.handle(settings, args)
+    if args.command in audit_cli.HANDLED:
+        return audit_cli.handle(settings, args)
     if args.command == "worker":
         return worker_commands.worker(settings, args)
     if args.command == "demo":

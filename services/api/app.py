@@ -15,7 +15,7 @@ from .consistency import read_your_writes
 from .errors import ApiError
 from .guard import RequestGuard
 from .idempotency import Idempotency
-from .routes import experiments, ledger, metrics, results, runs
+from .routes import experiments, ledger, metrics, replay, results, runs
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -49,7 +49,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         error = ApiError(503, "projection_lag", str(exc), {"position": exc.position.token()})
         return await app.exception_handlers[ApiError](request, error)
 
-    for router in (runs.router, results.router, metrics.router, ledger.router, experiments.router):
+    for router in (runs.router, results.router, metrics.router, ledger.router, experiments.router, replay.router):
         app.include_router(router)
     errors.document_responses(app)
     return app

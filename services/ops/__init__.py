@@ -1,0 +1,1 @@
+"""Operations at a terminal: one module per CLI command group (replay, audit)."""
