@@ -19,10 +19,11 @@ def text_similarity(a: str, b: str) -> float:
     Only the first TEXT_COMPARE_CHARS characters of each text are compared, so one
     comparison costs at most about 2,000 x 2,000 / 64 machine words.
     """
-    return Indel.normalized_similarity(_compared(a), _compared(b))
+    return Indel.normalized_similarity(compared_text(a), compared_text(b))
 
 
-def _compared(text: str) -> str:
+def compared_text(text: str) -> str:
+    """The part of `text` that graded similarity looks at, normalized."""
     return normalize_text(text if len(text) <= TEXT_COMPARE_CHARS else text[:TEXT_COMPARE_CHARS])
 
 

@@ -6,8 +6,10 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Hashable, Sequence
 
-from .normalize import ABSENT, canonical
-from .similarity import agreement
+from rapidfuzz.distance import Indel
+
+from .normalize import ABSENT, canonical, normalize_text
+from .similarity import agreement, compared_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,14 +26,55 @@ def vote_leaf(votes: Sequence[Any], tolerance: float, long_text_threshold: int) 
     like the most votes, then the lowest pass index."""
     present = [i for i, v in enumerate(votes) if v is not ABSENT]
     long_text = any(_is_long(votes[i], long_text_threshold) for i in present)
-    forms = Counter(canonical(votes[i]) for i in present)
+    forms = {i: canonical(votes[i]) for i in present}
+    counts = Counter(forms.values())
+    support = _supports(votes, present, forms, tolerance, long_text)
     winner, best = None, (0.0, 0)
     for i in present:
-        support = math.fsum(agreement(votes[i], votes[j], tolerance, long_text) for j in present)
-        rank = (support, forms[canonical(votes[i])])
+        rank = (support[i], counts[forms[i]])
         if winner is None or rank > best:
             winner, best = i, rank
     return Ballot(winner, best[0], len(present))
+
+
+def _supports(votes, present: list[int], forms: dict[int, str], tolerance: float, long_text: bool) -> dict[int, float]:
+    """Each present vote's support: the sum of every present vote's agreement with it.
+
+    Exact agreement (short text, booleans, null, containers) is an equivalence, so votes
+    are counted by key in O(n); numbers (closeness is not transitive) and long text
+    (graded) are compared pairwise, each pair once (both are symmetric)."""
+    keys = {i: _agreement_key(votes[i], forms[i], long_text) for i in present}
+    counts = Counter(k for k in keys.values() if k is not None)
+    pairwise = [i for i in present if keys[i] is None]
+    support = {i: float(counts[keys[i]]) for i in present if keys[i] is not None}
+    texts = {i: compared_text(votes[i]) for i in pairwise if long_text and isinstance(votes[i], str)}
+    grades: dict[tuple[int, int], float] = {}
+    for i in pairwise:
+        for j in pairwise:
+            pair = (i, j) if i <= j else (j, i)
+            if pair not in grades:
+                grades[pair] = _graded(votes, texts, i, j, tolerance, long_text)
+        support[i] = math.fsum(grades[(i, j) if i <= j else (j, i)] for j in pairwise)
+    return support
+
+
+def _agreement_key(vote: Any, form: str, long_text: bool) -> Hashable | None:
+    """What two votes must share to agree (1, else 0); None for votes compared pairwise."""
+    if isinstance(vote, str):
+        return None if long_text else ("s", normalize_text(vote))
+    if isinstance(vote, bool):
+        return ("b", vote)
+    if vote is None:
+        return ("null",)
+    if isinstance(vote, (dict, list)):
+        return ("c", form)
+    return None
+
+
+def _graded(votes, texts: dict[int, str], i: int, j: int, tolerance: float, long_text: bool) -> float:
+    if i in texts and j in texts:
+        return Indel.normalized_similarity(texts[i], texts[j])
+    return agreement(votes[i], votes[j], tolerance, long_text)
 
 
 def vote_labels(keys: Sequence[Hashable], labels: Sequence[Any]) -> Ballot:
