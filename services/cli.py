@@ -23,6 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--data-dir", type=Path)
     serve.add_argument("--with-projector", action="store_true",
                        help="with Kafka configured, also run a projector in this process")
+    serve.add_argument("--worker", metavar="MODULE:FUNCTION",
+                       help="also run this block over new runs in this process, for every organisation "
+                            "(e.g. services.worker.demo_block:demo_block); see docs/workers.md")
+    serve.add_argument("--worker-concurrency", type=int, default=8, help="passes in flight at once (default 8)")
 
     project = commands.add_parser("project", help="run a projector: one member of the projector consumer group")
     project.add_argument("--group", default="runledger-projector", help="consumer group (default: %(default)s)")
@@ -65,8 +69,16 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(settings: Settings, args) -> int:
     from .server import serve
     projector = settings.embedded or args.with_projector
+    if args.worker:
+        from .worker.blocks import load_block
+        try:
+            load_block(args.worker)
+        except (ValueError, ImportError, AttributeError) as exc:
+            print(f"runledger serve: --worker {args.worker}: {exc}", file=sys.stderr)
+            return 2
     try:
-        asyncio.run(serve(settings.with_(host=args.host, port=args.port, projector=projector)))
+        asyncio.run(serve(settings.with_(host=args.host, port=args.port, projector=projector),
+                          args.worker, args.worker_concurrency))
     except KeyboardInterrupt:
         pass  # uvicorn already shut down gracefully on the first Ctrl-C
     return 0

@@ -13,8 +13,10 @@ from .settings import Settings
 log = logging.getLogger("runledger")
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, worker: str | None = None, worker_concurrency: int = 8) -> None:
+    """`worker` (MODULE:FUNCTION): also run that block over pending runs, in this process."""
     runtime = await start_runtime(settings)
+    in_server = None
     try:
         key = await ensure_bootstrap_key(runtime.control, settings.bootstrap_key)
         if key:
@@ -25,6 +27,12 @@ async def serve(settings: Settings) -> None:
                  settings.read_model_url.split("@")[-1])
         config = uvicorn.Config(create_app(runtime), host=settings.host, port=settings.port,
                                 log_level="warning", lifespan="on")
+        if worker:
+            from .worker.in_server import InServerWorker
+            in_server = InServerWorker(worker, runtime.log, worker_concurrency)
+            in_server.start()
         await uvicorn.Server(config).serve()
     finally:
+        if in_server is not None:
+            await in_server.stop()
         await runtime.close()

@@ -54,11 +54,15 @@ class UpdateExperimentBody(_Body):
     name: str | None = None
 
 
+TriggerType = Literal["manual", "api", "schedule", "webhook", "email", "custom", "restart"]
+"""What started a run: the trigger types the retab SDK knows (TriggerInfoType)."""
+
+
 class CreateRunBody(_Body):
     experiment_id: str = Field(min_length=1)
     workflow_id: str | None = None
     plan_token: str | None = None
-    trigger_type: str = Field(default="manual", min_length=1, max_length=64)
+    trigger_type: TriggerType | None = None  # None: `api`, or the `trigger_type` query parameter
 
 
 class DefineBlockBody(_Body):
@@ -67,7 +71,7 @@ class DefineBlockBody(_Body):
 
 
 class IngestEvent(_Body):
-    type: Literal["RunStarted", "DocumentPassCompleted", "DocumentPassFailed", "RunFailed"]
+    type: Literal["RunQueued", "RunStarted", "DocumentPassCompleted", "DocumentPassFailed", "RunFailed"]
     run_id: str = Field(min_length=1)
     payload: dict[str, Any] = Field(default_factory=dict)
     event_id: str | None = None

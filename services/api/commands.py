@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from events.catalogue import (
     BlockDefined, DocumentSpec, ExperimentCreated, ExperimentDeleted, ExperimentUpdated, RunCancelRequested,
-    RunCreated, RunQueued,
+    RunCreated,
 )
 from events.codec import UndecodableEvent, build
 from events.envelope import Event, new_event
 from events.log import Position
 from projections import views
 from projections.scoring import config_problem
-from projections.state import RUN_TERMINAL, ExperimentState
+from projections.state import RUN_TERMINAL, BlockState, ExperimentState
 
 from .. import fingerprints as fp
 from .bodies import (
@@ -18,6 +18,7 @@ from .bodies import (
 )
 from .context import Ctx, require
 from .errors import ApiError, invalid, not_found
+from .plan import check_token, plan_of
 
 
 def _event(ctx: Ctx, payload, aggregate_id: str) -> Event:
@@ -136,7 +137,7 @@ async def delete_experiment(ctx: Ctx, experiment_id: str) -> list[Position]:
     return await ctx.ledger.record([_event(ctx, ExperimentDeleted(), experiment_id)])
 
 
-async def create_run(ctx: Ctx, body: CreateRunBody) -> tuple[str, list[Position]]:
+async def _run_plan(ctx: Ctx, body: CreateRunBody) -> tuple[ExperimentState, BlockState, dict]:
     exp = await load_experiment(ctx, body.experiment_id)
     if body.workflow_id is not None and body.workflow_id != exp.workflow_id:
         raise ApiError(404, "experiment_not_found",
@@ -146,31 +147,47 @@ async def create_run(ctx: Ctx, body: CreateRunBody) -> tuple[str, list[Position]
         raise ApiError(409, "no_documents", "the experiment has no documents; add some before running it")
     async with ctx.connect() as conn:
         block = await _require_block(ctx, conn, exp.workflow_id, exp.block_id)
+    return exp, block, plan_of(ctx.org_id, exp, block)
+
+
+async def plan_run(ctx: Ctx, body: CreateRunBody) -> dict:
+    """What `create_run` would freeze now, with the token that pins it."""
+    return (await _run_plan(ctx, body))[2]
+
+
+async def create_run(ctx: Ctx, body: CreateRunBody, trigger_type: str = "api") -> tuple[str, list[Position]]:
+    """Appends `RunCreated` only: the run is `pending` until a worker (or producer)
+    takes it with `RunQueued` (docs/workers.md)."""
+    exp, block, plan = await _run_plan(ctx, body)
+    check_token(body.plan_token, plan)
+    async with ctx.connect() as conn:
         parent = await views.latest_run(conn, ctx.org_id, exp.experiment_id)
     run_id = fp.new_id("run")
     version = block.current
-    doc_ids = [d["document_id"] for d in exp.documents]
     payload = RunCreated(
         experiment_id=exp.experiment_id, workflow_id=exp.workflow_id,
         workflow_version_id="wfv_" + fp.digest([exp.workflow_id, version.version_id])[:24],
         block_id=exp.block_id, block_type=version.block_type, block_version_id=version.version_id,
         block_config=dict(version.config), n_consensus=exp.n_consensus,
         documents=tuple(DocumentSpec(**d) for d in exp.documents),
-        block_execution_fingerprint=fp.execution_fingerprint(version.block_type, dict(version.config),
-                                                             exp.n_consensus),
-        documents_fingerprint=fp.documents_fingerprint(doc_ids),
-        trigger_type=body.trigger_type, parent_run_id=parent.run_id if parent else None,
+        block_execution_fingerprint=plan["block_execution_fingerprint"],
+        documents_fingerprint=plan["documents_fingerprint"],
+        trigger_type=body.trigger_type or trigger_type, parent_run_id=parent.run_id if parent else None,
     )
-    events = [_event(ctx, payload, run_id), _event(ctx, RunQueued(), run_id)]
-    return run_id, await ctx.ledger.record(events)
+    return run_id, await ctx.ledger.record([_event(ctx, payload, run_id)])
 
 
 async def cancel_run(ctx: Ctx, run_id: str, reason: str | None) -> list[Position]:
-    """Idempotent for a cancelled run; 404 for an unknown or finished one."""
+    """Idempotent for a cancelled run; 404 for an unknown or finished one (as the retab
+    SDK documents), the message saying which."""
     async with ctx.connect() as conn:
         run = await views.get_run(conn, ctx.org_id, run_id)
-    if run is None or run.status in ("completed", "error"):
+    if run is None:
         raise not_found("run", run_id)
+    if run.status in ("completed", "error"):
+        raise ApiError(404, "run_not_cancellable",
+                       f"run is {run.status}; only pending, queued or running runs can be cancelled",
+                       {"id": run_id, "status": run.status})
     if run.status == "cancelled":
         return []
     payload = RunCancelRequested(reason=reason or "cancelled by user", requested_by=ctx.org_id)

@@ -2,10 +2,12 @@
 non-answers (stale_metrics, no_metrics), shaped as the retab SDK parses them."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from projections import aggregate
+from projections.consensus.normalize import label_text
 from projections.state import BlockState, DocumentState, ExperimentState, RunState
 
 from .errors import invalid, not_found
@@ -92,7 +94,13 @@ def by_document(data: MetricsInput, document_id: str | None) -> dict[str, Any]:
 
 
 def by_target(data: MetricsInput, target_path: str | None) -> dict[str, Any]:
+    """A target is a path (`vendor`, `category`, `pages.3`) or, for classifier and split
+    runs, a consensus label (`invoice`): its confusion slice and the documents voting it."""
     path = _require(target_path, "target_path")
+    if data.block_type in LABEL_BLOCKS and _target_in_any(data.documents, path) is None:
+        confusion = aggregate.confusion(data.run.metrics)
+        if path in confusion["diag"]:
+            return _label_target(data, path, confusion)
     documents = []
     for doc in data.documents:
         target = _target(doc, path)
@@ -108,6 +116,38 @@ def by_target(data: MetricsInput, target_path: str | None) -> dict[str, Any]:
         "score": likelihoods.get(path), "prior_score": prior,
         "confusion": _label_slice(data, path), "documents": documents,
     }
+
+
+def _label_target(data: MetricsInput, label: str, confusion: dict[str, Any]) -> dict[str, Any]:
+    """One consensus label: `score` is the mean likelihood of the questions (the
+    classifier's category, a split's pages) whose consensus is this label; each document
+    shows its own mean over those questions and `value` = the label."""
+    documents = []
+    for doc in data.documents:
+        own = _label_scores(doc, label)
+        if own:
+            documents.append({"id": doc.document_id, "filename": doc.filename, "score": _mean(own), "value": label,
+                              "prior_score": _mean(_label_scores(data.prior_documents.get(doc.document_id), label))})
+    prior = [s for d in data.prior_documents.values() for s in _label_scores(d, label)]
+    return {
+        "run_id": data.run.run_id, "kind": "by_target", "view": "by_target", "target": label,
+        "score": _mean([s for d in data.documents for s in _label_scores(d, label)]),
+        "prior_score": _mean(prior), "confusion": _slice(confusion, label), "documents": documents,
+    }
+
+
+def _label_scores(doc: DocumentState | None, label: str) -> list[float]:
+    """The likelihoods of a document's questions whose consensus is `label`."""
+    targets = (doc.consensus or {}).get("targets", ()) if doc else ()
+    return [t["score"] for t in targets if t["value"] is not None and label_text(t["value"]) == label]
+
+
+def _mean(values: list[float]) -> float | None:
+    return math.fsum(values) / len(values) if values else None
+
+
+def _target_in_any(documents: list[DocumentState], path: str) -> dict[str, Any] | None:
+    return next((t for d in documents if (t := _target(d, path)) is not None), None)
 
 
 def votes(data: MetricsInput, document_id: str | None, target_path: str | None) -> dict[str, Any]:
@@ -129,9 +169,13 @@ def _label_slice(data: MetricsInput, path: str) -> dict[str, Any] | None:
     if data.block_type not in LABEL_BLOCKS:
         return None
     confusion = aggregate.confusion(data.run.metrics)
-    label = path if path in confusion["diag"] else None
-    if label is None:
-        return None
+    return _slice(confusion, path) if path in confusion["diag"] else None
+
+
+def _slice(confusion: dict[str, Any], label: str) -> dict[str, Any]:
+    """`self`: the share of votes on `label` questions that agree; `flow_to[x]`: the share
+    of them that said x instead; `flow_from[y]`: the share of votes on `y` questions that
+    said `label`."""
     return {
         "self": confusion["diag"][label],
         "flow_from": {f["source"]: f["score"] for f in confusion["flows"] if f["target"] == label},

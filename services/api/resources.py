@@ -29,6 +29,8 @@ def lifecycle(status: str, error: dict | None = None, reason: str | None = None)
 
 
 def run_resource(run: RunState) -> dict[str, Any]:
+    """The schema's flat fields and, beside them, the Create Experiment Run page's
+    example shape (`workflow: {workflow_id, version_id}`, `block_kind`)."""
     spec = run.spec
     fingerprint = spec["block_execution_fingerprint"]
     return {
@@ -36,10 +38,12 @@ def run_resource(run: RunState) -> dict[str, Any]:
         "object": "experiment_run",
         "workflow_id": spec["workflow_id"],
         "workflow_version_id": spec["workflow_version_id"],
+        "workflow": {"workflow_id": spec["workflow_id"], "version_id": spec["workflow_version_id"]},
         "trigger": {"type": spec["trigger_type"]},
         "experiment_id": spec["experiment_id"],
         "block_id": spec["block_id"],
         "block_type": spec["block_type"],
+        "block_kind": spec["block_type"],
         "n_consensus": run.n_consensus,
         "lifecycle": lifecycle(run.status, run.error, run.cancel_reason),
         "timing": {"created_at": _iso(run.created_at), "started_at": _iso(run.started_at),

@@ -94,7 +94,8 @@ async def _start_run(client: httpx.AsyncClient, console: Console, documents: lis
         "workflow_id": WORKFLOW, "block_id": BLOCK, "name": "Demo: sample invoices", "n_consensus": 5,
         "documents": documents,
     }))
-    run = _check(await client.post("/v1/workflows/experiments/runs", json={"experiment_id": experiment["id"]}))
+    body = {"experiment_id": experiment["id"], "trigger_type": "manual"}  # someone at a terminal started it
+    run = _check(await client.post("/v1/workflows/experiments/runs", json=body))
     console.print(f"block [bold]{WORKFLOW}/{BLOCK}[/] (extract) · experiment [bold]{experiment['id']}[/] with "
                   f"{len(documents)} sample invoices, 5 passes each · run [bold]{run['id']}[/]")
     return run["id"]
@@ -105,8 +106,8 @@ def _where(settings: Settings) -> str:
 
 
 def _check_seen(run: dict, seconds: float, worker: Worker, where: str) -> None:
-    """A run still queued that the worker never read means it reads another log."""
-    if run["lifecycle"]["status"] == "queued" and seconds > UNSEEN_AFTER and run["id"] not in worker.runs:
+    """A run still pending that the worker never read means it reads another log."""
+    if run["lifecycle"]["status"] in ("pending", "queued") and seconds > UNSEEN_AFTER and run["id"] not in worker.runs:
         raise SetupError(f"after {UNSEEN_AFTER} s the worker has not seen run {run['id']} in {where}: is --data-dir "
                          f"(or RUNLEDGER_DATA_DIR, or the Kafka settings) the same as the server's?")
 

@@ -4,9 +4,13 @@ A worker is a member of the consumer group `runledger-workers`; a run belongs to
 the member that owns its partition. On assignment the worker reads its partitions
 from offset 0, folding each run with the same pure fold as the projector, so it
 knows every run's spec, which passes already have a fact, and whether the run was
-cancelled. Only once a partition is caught up does it start work there: for each
-queued or running run it emits RunStarted (if not yet started), then calls the
+cancelled. Only once a partition is caught up does it start work there: it takes
+each pending run (RunQueued), starts each queued one (RunStarted), then calls the
 block for every document × pass without a fact, with bounded concurrency.
+RunQueued has a deterministic id, so two workers taking the same run count once.
+
+`org_id=None` works for every organisation (the in-server worker of `runledger serve
+--worker`): `producer` then offers `async for_org(org) -> Producer`.
 
 A killed worker's partitions go to another member, which refolds them and runs
 only the passes that still have no fact. A pass that was in flight when its
@@ -39,7 +43,7 @@ log = logging.getLogger("runledger.worker")
 
 class Worker:
     def __init__(
-        self, block: BlockFunction, producer: Any, log_: EventLog, *, org_id: str, concurrency: int = 8,
+        self, block: BlockFunction, producer: Any, log_: EventLog, *, org_id: str | None, concurrency: int = 8,
         max_attempts: int = 3, backoff: float = 0.5, max_backoff: float = 30.0,
         select: Callable[[RunState], bool] | None = None, group: str = GROUP, name: str | None = None,
     ):
@@ -118,7 +122,9 @@ class Worker:
             event = decode(record.value)
         except UndecodableEvent:
             return None  # poison is the projector's to report; a worker has nothing to do with it
-        if event.type not in RUN_EVENT_TYPES or event.org_id != self.org_id or event.aggregate_id in self._ignored:
+        if event.type not in RUN_EVENT_TYPES or event.aggregate_id in self._ignored:
+            return None
+        if self.org_id is not None and event.org_id != self.org_id:
             return None
         return event
 
@@ -157,8 +163,10 @@ class Worker:
 
     async def _work_on(self, work: RunWork) -> None:
         try:
-            if work.state.status == "queued":
-                await self._emit(self.producer.run_started, work.run_id, worker=self.name)
+            if work.state.status == "pending":
+                await self._send(work, "emit", "RunQueued", work.run_id, {})
+            if work.state.status in ("pending", "queued"):
+                await self._send(work, "run_started", work.run_id, worker=self.name)
                 log.info("worker %s: started run %s", self.name, work.run_id)
             for document_id, pass_index in work.missing():
                 slot = await Slot.take(self._slots)
@@ -225,18 +233,18 @@ class Worker:
                 raise InvalidOutput(problem)
         except Retryable as exc:
             final = attempt >= self.max_attempts
-            await self._emit(self.producer.pass_failed, run_id, document_id, pass_index, attempt=attempt,
+            await self._send(work, "pass_failed", run_id, document_id, pass_index, attempt=attempt,
                              message=_message(exc), code=exc.code or "retryable", final=final)
             self.stats.failed += final
             self.stats.retried += not final
             return "failed" if final else "retry"
         except Exception as exc:
-            await self._emit(self.producer.pass_failed, run_id, document_id, pass_index, attempt=attempt,
+            await self._send(work, "pass_failed", run_id, document_id, pass_index, attempt=attempt,
                              message=_message(exc), code=_code(exc), final=True)
             self.stats.failed += 1
             return "failed"
         duration_ms = int((time.monotonic() - began) * 1000)
-        await self._emit(self.producer.pass_completed, run_id, document_id, pass_index, output,
+        await self._send(work, "pass_completed", run_id, document_id, pass_index, output,
                          duration_ms=duration_ms, attempt=attempt)
         self.stats.completed += 1
         return "done"
@@ -247,6 +255,11 @@ class Worker:
             await asyncio.wait_for(self._stopping.wait(), seconds)
         except asyncio.TimeoutError:
             pass
+
+    async def _send(self, work: RunWork, method: str, *args, **kwargs) -> None:
+        """Emit through the producer of the run's organisation."""
+        producer = self.producer if self.org_id is not None else await self.producer.for_org(work.state.org_id)
+        await self._emit(getattr(producer, method), *args, **kwargs)
 
     async def _emit(self, send, *args, **kwargs) -> None:
         """Send through the producer (which retries transient errors itself). A 404 can

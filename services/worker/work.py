@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from projections.state import RunState
 
-ACTIVE = frozenset({"queued", "running"})
+ACTIVE = frozenset({"pending", "queued", "running"})  # pending: not yet taken; this worker takes it
 PassKey = tuple[str, int]  # (document_id, pass_index)
 
 

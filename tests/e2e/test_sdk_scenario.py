@@ -28,14 +28,14 @@ def test_a_run_from_creation_to_completion_through_the_sdk(server):
     assert experiment.document_count == 3 and experiment.n_consensus == 3 and experiment.status == "draft"
 
     run = sdk.workflows.experiments.runs.create(experiment_id=experiment.id)
-    assert run.lifecycle.status == "queued" and run.total_document_count == 3
+    assert run.lifecycle.status == "pending" and run.total_document_count == 3
     assert run.block_execution_fingerprint and run.documents_fingerprint
     raw = http(server).get(f"/v1/workflows/experiments/runs/{run.id}").json()
     assert raw["definition_fingerprint"] == run.block_execution_fingerprint
 
     results = sdk.workflows.experiments.results.list(run_id=run.id, order="asc")
     doc_ids = [r.document_id for r in results.data]
-    assert len(doc_ids) == 3 and all(r.lifecycle.status == "queued" for r in results.data)
+    assert len(doc_ids) == 3 and all(r.lifecycle.status == "pending" for r in results.data)
 
     labels = ["invoice", "invoice", "receipt"]
     events = [{"type": "RunStarted", "run_id": run.id, "payload": {"worker": "test"}}]
@@ -67,12 +67,12 @@ def test_a_run_from_creation_to_completion_through_the_sdk(server):
 
     history = http(server).get(f"/v1/workflows/experiments/runs/{run.id}/events", params={"order": "asc", "limit": 100}).json()
     items = history["data"]
-    assert [i["type"] for i in items[:3]] == ["RunCreated", "RunQueued", "RunStarted"]
+    assert [i["type"] for i in items[:2]] == ["RunCreated", "RunStarted"]  # no worker took it: no RunQueued
     rejected = [i for i in items if i["status"] == "rejected"]
     assert len(rejected) == 2
     assert any("already completed" in i["reason"] for i in rejected)
     assert any("out of range" in i["reason"] for i in rejected)
-    assert len(items) == 2 + 1 + 9 + 2
+    assert len(items) == 1 + 1 + 9 + 2
     offsets = [i["offset"] for i in items]
     assert offsets == sorted(offsets)
 
@@ -92,8 +92,8 @@ def test_history_and_run_lists_paginate_with_cursors(server):
 
     back = sdk.workflows.experiments.runs.list(experiment_id=experiment.id, limit=2, before=run_ids[2])
     assert [r.id for r in back.data] == [run_ids[4], run_ids[3]]
-    assert sdk.workflows.experiments.runs.list(experiment_id=experiment.id, status="queued").data
-    assert not sdk.workflows.experiments.runs.list(experiment_id=experiment.id, exclude_status="queued").data
+    assert sdk.workflows.experiments.runs.list(experiment_id=experiment.id, status="pending").data
+    assert not sdk.workflows.experiments.runs.list(experiment_id=experiment.id, exclude_status="pending").data
     window = sdk.workflows.experiments.runs.list(experiment_id=experiment.id,
                                                  from_date=datetime(2000, 1, 1).isoformat(), limit=10)
     assert len(window.data) == 5

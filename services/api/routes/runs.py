@@ -11,7 +11,7 @@ from projections.pagination import MAX_OFFSET, PageRequest
 from projections.state import RunState
 
 from .. import commands
-from ..bodies import CreateRunBody
+from ..bodies import CreateRunBody, TriggerType
 from ..context import Ctx, context, require
 from ..errors import ApiError
 from ..resources import lifecycle, run_resource
@@ -27,10 +27,19 @@ async def load_run(ctx: Ctx, run_id: str) -> RunState:
 
 
 @router.post("", status_code=201)
-async def create_run(body: CreateRunBody, response: Response, ctx: Ctx = Depends(context)):
-    run_id, positions = await commands.create_run(ctx, body)
+async def create_run(body: CreateRunBody, response: Response, ctx: Ctx = Depends(context),
+                     trigger_type: TriggerType = Query("api", description="what started the run (the body's wins)")):
+    """The run starts `pending`; the SDK sends extra keyword arguments as query
+    parameters, so `runs.create(..., trigger_type="schedule")` lands here."""
+    run_id, positions = await commands.create_run(ctx, body, trigger_type)
     mark_positions(response, positions)
     return run_resource(await load_run(ctx, run_id))
+
+
+@router.post("/plan")
+async def plan_run(body: CreateRunBody, ctx: Ctx = Depends(context)):
+    """Preview a run: what it would freeze, and the `plan_token` that pins it."""
+    return await commands.plan_run(ctx, body)
 
 
 @router.get("")
