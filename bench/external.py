@@ -36,7 +36,8 @@ def rebuild(args, say) -> list[Row]:
     if not REBUILD.exists():
         return [Row("rebuild of a large log (rate, peak RSS)", Figure("events/s", note="not yet"))]
     say(f"rebuild: {REBUILD.name}")
-    done = _run(REBUILD, *(["--quick"] if args.quick else []))
+    size = ["--quick"] if args.quick else ["--events", str(args.rebuild_events)] if args.rebuild_events else []
+    done = _run(REBUILD, *size)
     last = (done.stdout.strip().splitlines() or ["(no output)"])[-1]
     note = last if done.returncode == 0 else f"failed ({done.returncode}): {done.stderr.strip()[-200:]}"
     return [Row("rebuild of a large log (bench/bench_rebuild.py)", Figure("", note=note))]
