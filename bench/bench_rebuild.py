@@ -1,0 +1,143 @@
+"""Rebuild rate and memory: `runledger rebuild`'s replay of a generated embedded log.
+
+    python bench/bench_rebuild.py [--events 1000000] [--keep DIR]
+    python bench/bench_rebuild.py --quick          # 20,000 events
+
+Writes a log of about `--events` events (runs of 50 documents x 3 passes of a small
+invoice extraction, 20 % of passes disagreeing, a run's passes interleaved with its
+neighbours'), then runs the rebuild (projections.rebuild, consensus on, as in
+production) in a fresh process and reports events/s and its peak RSS, with the RSS
+sampled along the way: flat RSS means the replay streams (batch by batch) instead of
+accumulating. The last line is the summary bench/run.py shows. Not a test.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.workload import invoice, setup_events  # noqa: E402
+from events.catalogue import DocumentPassCompleted  # noqa: E402
+from events.codec import encode  # noqa: E402
+from events.log import Message  # noqa: E402
+from tests.builders import RunScript  # noqa: E402
+
+DOCS, N, WINDOW = 50, 3, 8  # documents per run, passes per document, runs interleaved at once
+
+
+async def generate(data_dir: Path, events: int) -> int:
+    """Append about `events` events, WINDOW runs at a time, never holding more in memory."""
+    from events.sqlite_log import SqliteEventLog
+
+    log = SqliteEventLog(data_dir / "log.db", partitions=6)
+    await log.start()
+    rng, written, per_run = random.Random(7), 0, DOCS * N + 3
+    try:
+        setup = setup_events()
+        await log.append([Message(e.aggregate_id, encode(e)) for e in setup])
+        written += len(setup)
+        run = 0
+        while written + per_run <= events:
+            window = []
+            for _ in range(min(WINDOW, (events - written) // per_run)):
+                window.append(_run_events(rng, f"run_{run}"))
+                run += 1
+            lifecycle = [e for evs in window for e in evs[:3]]
+            passes = [e for evs in window for e in evs[3:]]
+            rng.shuffle(passes)
+            for chunk in (lifecycle, passes):
+                await log.append([Message(e.aggregate_id, encode(e)) for e in chunk])
+            written += len(lifecycle) + len(passes)
+    finally:
+        await log.close()
+    return written
+
+
+def _run_events(rng: random.Random, run_id: str) -> list:
+    script = RunScript(run_id=run_id, docs=DOCS, n=N, block_type="extract")
+    events = [script.created(), script.queued(), script.started()]
+    for d, doc in enumerate(script.doc_ids):
+        events += [script.event(DocumentPassCompleted(document_id=doc, pass_index=i, output=invoice(rng, d),
+                                                      duration_ms=100)) for i in range(N)]
+    return events
+
+
+async def measure(data_dir: Path) -> dict:
+    """In its own process: the rebuild of `data_dir`'s log into read-model version 2."""
+    from projections import control, rebuild
+    from projections.database import create_schema, make_engine
+    from events.sqlite_log import SqliteEventLog
+
+    base_url = f"sqlite+aiosqlite:///{data_dir / 'readmodel.db'}"
+    base, ctrl = make_engine(base_url), make_engine(f"sqlite+aiosqlite:///{data_dir / 'control.db'}")
+    await create_schema(base)
+    await control.create_control_schema(ctrl)
+    log = SqliteEventLog(data_dir / "log.db", partitions=6)
+    await log.start()
+    samples: list[tuple[int, float]] = []
+
+    def sample(progress) -> None:
+        if not samples or progress.done_events - samples[-1][0] >= max(1, progress.total_events // 10):
+            samples.append((progress.done_events, _rss_mb()))
+
+    started = time.perf_counter()
+    try:
+        progress = await rebuild.rebuild(log, ctrl, base_url, report=sample, linger=0.0)
+    finally:
+        await log.close()
+        await base.dispose()
+        await ctrl.dispose()
+    seconds = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"events": progress.done_events, "seconds": round(seconds, 1),
+            "events_per_second": round(progress.done_events / seconds), "peak_rss_mb": round(peak_mb),
+            "rss_mb_along_the_way": [[n, round(mb)] for n, mb in samples]}
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--quick", action="store_true", help="20,000 events")
+    parser.add_argument("--keep", type=Path, help="generate into (or reuse) this directory")
+    parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(asyncio.run(measure(args.measure))))
+        return 0
+    events = 20_000 if args.quick else args.events
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = args.keep or Path(tmp)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if not (data_dir / "log.db").exists():
+            started = time.perf_counter()
+            written = asyncio.run(generate(data_dir, events))
+            print(f"generated {written:,} events in {time.perf_counter() - started:.0f} s", flush=True)
+        done = subprocess.run([sys.executable, __file__, "--measure", str(data_dir)], capture_output=True, text=True)
+        if done.returncode != 0:
+            print(done.stderr[-2000:], file=sys.stderr)
+            return done.returncode
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"RSS (MB) along the replay, [events, MB]: {result['rss_mb_along_the_way']}")
+    print(f"rebuild: {result['events']:,} events in {result['seconds']} s = {result['events_per_second']:,} events/s, "
+          f"peak RSS {result['peak_rss_mb']} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
