@@ -1,10 +1,16 @@
-"""Fold a partition's records in memory and write each touched row once.
+"""One partition's batch in three steps: load (a short read), fold (pure CPU, run by the
+projector in a worker thread, outside any transaction), save (inside the caller's write
+transaction, with the checkpoint's compare-and-set).
 
-Everything here runs inside the caller's transaction; the checkpoint commits with it.
+The fold goes aggregate by aggregate: when it raises on one (a bug, deterministic), that
+aggregate's events of the batch are parked and it is quarantined; the others go on. A
+store error is isolated the same way by `save(..., isolate=True)`, one savepoint each.
 """
 from __future__ import annotations
 
+import time
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,10 +22,15 @@ from events.codec import UndecodableEvent, decode
 from events.envelope import Event
 from events.log import Record
 
+from . import clock, quarantine
 from . import serialize as ser
+from . import fold as fold_module
 from .fold import AGGREGATE_KIND, apply
 from .state import RunState
 from .tables import blocks, dead_letters, document_targets, event_index, experiments, run_documents, runs
+from .transient import is_transient
+
+Key = tuple[str, str]  # (kind, aggregate id)
 
 
 def result_id(run_id: str, document_id: str) -> str:
@@ -32,12 +43,17 @@ class Batch:
     projection: str
     records: list[Record]
     events: list[tuple[Record, Event | None, str | None]] = field(default_factory=list)
-    loaded: dict[tuple[str, str], Any] = field(default_factory=dict)
-    states: dict[tuple[str, str], Any] = field(default_factory=dict)
+    loaded: dict[Key, Any] = field(default_factory=dict)
+    states: dict[Key, Any] = field(default_factory=dict)
     loaded_docs: dict[tuple[str, str], Any] = field(default_factory=dict)
-    index_rows: list[dict] = field(default_factory=list)
-    finished: list[tuple[str, str]] = field(default_factory=list)
+    index_rows: dict[Key, list[dict]] = field(default_factory=dict)
+    finished: dict[Key, list[tuple[str, str]]] = field(default_factory=dict)
+    quarantined: set[Key] = field(default_factory=set)  # already quarantined: park, don't fold
+    failures: dict[Key, str] = field(default_factory=dict)  # quarantined by this batch
+    parked: dict[Key, list[Record]] = field(default_factory=dict)
+    consensus_seconds: list[float] = field(default_factory=list)
     poison: int = 0
+    _grouped: dict[Key, list[tuple[Record, Event]]] | None = field(default=None, repr=False)
 
     def decode_all(self) -> None:
         for record in self.records:
@@ -46,34 +62,77 @@ class Batch:
             except UndecodableEvent as exc:
                 self.events.append((record, None, str(exc)))
 
+    def by_aggregate(self) -> dict[Key, list[tuple[Record, Event]]]:
+        """The decoded events per aggregate, in log order."""
+        if self._grouped is None:
+            self._grouped = defaultdict(list)
+            for record, event, _ in self.events:
+                if event is not None:
+                    self._grouped[(AGGREGATE_KIND[event.type], event.aggregate_id)].append((record, event))
+        return self._grouped
+
     def fold(self) -> None:
-        for record, event, _ in self.events:
-            if event is None:
+        """Pure: no I/O. Cost: the fold of each event, plus consensus for each document
+        that finishes (bounded per document by the event contract and the engine)."""
+        for key, events in self.by_aggregate().items():
+            if key in self.quarantined:
+                self.parked[key] = [record for record, _ in events]
                 continue
-            key = (AGGREGATE_KIND[event.type], event.aggregate_id)
-            applied = apply(self.states.get(key), event)
-            self.states[key] = applied.state
-            self.finished.extend((event.aggregate_id, d) for d in applied.finished_documents)
-            self.index_rows.append(_index_row(record, event, applied.accepted, applied.reason))
+            try:
+                self._fold_one(key, events)
+            except _FoldFailed as failed:  # a bug on a valid event: quarantine its run
+                self.quarantine(key, failed.record, f"{type(failed.error).__name__}: {failed.error}")
+
+    def quarantine(self, key: Key, failed_at: Record, error: str) -> None:
+        """Set the aggregate aside: nothing of it in this batch is written but its parked events."""
+        self.failures[key] = f"offset {failed_at.offset}: {error}"
+        self.parked[key] = [record for record, _ in self.by_aggregate()[key]]
+        self.states[key] = self.loaded.get(key)
+        self.index_rows.pop(key, None)
+        self.finished.pop(key, None)
+
+    def _fold_one(self, key: Key, events: list[tuple[Record, Event]]) -> None:
+        state, rows, finished = self.states.get(key), [], []
+        for record, event in events:
+            try:
+                applied = apply(state, event, self._timed_scorer, clock.appended_at(record))
+            except Exception as exc:  # noqa: BLE001 - named with its position, then quarantined
+                raise _FoldFailed(record, exc) from exc
+            state = applied.state
+            finished.extend((event.aggregate_id, d) for d in applied.finished_documents)
+            rows.append(_index_row(record, event, applied.accepted, applied.reason))
+        self.states[key], self.index_rows[key], self.finished[key] = state, rows, finished
+
+    def _timed_scorer(self, spec, votes):
+        started = time.perf_counter()
+        try:
+            return fold_module.score_document(spec, votes)  # looked up here: a bench swaps it
+        finally:
+            self.consensus_seconds.append(time.perf_counter() - started)
 
 
-async def project(conn: AsyncConnection, batch: Batch) -> None:
-    batch.decode_all()
-    await _load(conn, batch)
-    batch.fold()
-    await _save(conn, batch)
+class _FoldFailed(Exception):
+    def __init__(self, record: Record, error: Exception):
+        super().__init__(record.offset)
+        self.record, self.error = record, error
 
 
-async def _load(conn: AsyncConnection, batch: Batch) -> None:
+async def load(conn: AsyncConnection, batch: Batch, honour_quarantine: bool = True) -> None:
+    """Read what the fold needs: the touched aggregates' states, and which are quarantined
+    (not with `honour_quarantine=False`: a retry of their parked events)."""
+    grouped = batch.by_aggregate()
+    if honour_quarantine:
+        batch.quarantined = await quarantine.which(conn, batch.projection, set(grouped))
     wanted: dict[str, set[str]] = {"run": set(), "experiment": set(), "block": set()}
     docs: set[tuple[str, str]] = set()
-    for _, event, _ in batch.events:
-        if event is None:
+    for (kind, agg_id), events in grouped.items():
+        if (kind, agg_id) in batch.quarantined:
             continue
-        wanted[AGGREGATE_KIND[event.type]].add(event.aggregate_id)
-        document_id = getattr(event.payload, "document_id", None)
-        if document_id:
-            docs.add((event.aggregate_id, document_id))
+        wanted[kind].add(agg_id)
+        for _, event in events:
+            document_id = getattr(event.payload, "document_id", None)
+            if document_id:
+                docs.add((agg_id, document_id))
     await _load_runs(conn, batch, wanted["run"], docs)
     await _load_simple(conn, batch, "experiment", experiments, experiments.c.experiment_id,
                        wanted["experiment"], ser.experiment_from_json)
@@ -107,19 +166,39 @@ async def _load_runs(conn, batch: Batch, run_ids: set[str], docs: set[tuple[str,
         batch.loaded[("run", run_id)] = ser.run_from_json(state, by_run[run_id])
 
 
-async def _save(conn: AsyncConnection, batch: Batch) -> None:
-    for (kind, agg_id), state in batch.states.items():
-        if state is None or state is batch.loaded.get((kind, agg_id)):
+async def save(conn: AsyncConnection, batch: Batch, isolate: bool = False, park: bool = True) -> None:
+    """Write the batch. With `isolate`, each aggregate in its own savepoint: one that the
+    store refuses (deterministically) is rolled back and quarantined, the others commit.
+    `park=False` (a retry of parked events) leaves quarantine rows to the caller."""
+    for key in sorted(set(batch.index_rows) | {k for k, s in batch.states.items() if s is not None}):
+        if key in batch.failures or key in batch.parked:
             continue
-        exists = (kind, agg_id) in batch.loaded
-        await _SAVERS[kind](conn, batch, agg_id, state, exists)
-    if batch.index_rows:
-        await conn.execute(insert(event_index), batch.index_rows)
-    await _save_targets(conn, batch)
+        if not isolate:
+            await _save_aggregate(conn, batch, key)
+            continue
+        try:
+            async with conn.begin_nested():
+                await _save_aggregate(conn, batch, key)
+        except Exception as exc:  # noqa: BLE001 - sorted below: transient faults go up
+            if is_transient(exc):
+                raise
+            batch.quarantine(key, batch.by_aggregate()[key][0][0], f"store: {type(exc).__name__}: {exc}")
     dead = [_dead_row(batch.projection, r, reason) for r, e, reason in batch.events if e is None]
     if dead:
         batch.poison = len(dead)
         await conn.execute(insert(dead_letters), dead)
+    if park:
+        await quarantine.park(conn, batch.projection, batch.parked, batch.failures, batch.events)
+
+
+async def _save_aggregate(conn: AsyncConnection, batch: Batch, key: Key) -> None:
+    kind, agg_id = key
+    state = batch.states.get(key)
+    if state is not None and state is not batch.loaded.get(key):
+        await _SAVERS[kind](conn, batch, agg_id, state, key in batch.loaded)
+    if batch.index_rows.get(key):
+        await conn.execute(insert(event_index), batch.index_rows[key])
+    await _save_targets(conn, batch, batch.finished.get(key, ()))
 
 
 async def _save_run(conn, batch: Batch, run_id: str, run: RunState, exists: bool) -> None:
@@ -152,9 +231,9 @@ async def _save_run(conn, batch: Batch, run_id: str, run: RunState, exists: bool
         await conn.execute(insert(run_documents), new_docs)
 
 
-async def _save_targets(conn: AsyncConnection, batch: Batch) -> None:
+async def _save_targets(conn: AsyncConnection, batch: Batch, finished) -> None:
     rows = []
-    for run_id, doc_id in batch.finished:
+    for run_id, doc_id in finished:
         doc = batch.states[("run", run_id)].documents[doc_id]
         for target in (doc.consensus or {}).get("targets", ()):
             rows.append(dict(run_id=run_id, document_id=doc_id, path=target["path"],
@@ -185,6 +264,7 @@ _SAVERS = {"run": _save_run, "experiment": _save_experiment, "block": _save_bloc
 
 
 def _index_row(record: Record, event: Event, accepted: bool, reason: str | None) -> dict:
+    event = clock.as_timed(event, record)  # as the fold timed it, so every refold from the index agrees
     return dict(
         partition=record.partition, offset=record.offset, event_id=str(event.event_id),
         aggregate_id=event.aggregate_id, org_id=event.org_id, type=event.type,

@@ -1,11 +1,24 @@
 """The projector loop: consume the log, fold batches, commit rows + checkpoint together.
 
-A partition whose fold raises on a valid event stops (a bug must not be skipped);
-the others go on. `status()` and `wait()` serve health, lag and read-your-writes.
+A batch is: load (a short read) -> fold (CPU, in a worker thread: never on the event
+loop, never inside an open write transaction) -> one write transaction (the checkpoint's
+compare-and-set first, then the rows). The compare-and-set is what keeps folding outside
+the transaction safe: a projector that lost the partition meanwhile cannot commit.
+
+Three kinds of failure, three answers. Poison (undecodable) is dead-lettered by the
+batch. A transient fault (locked database, dropped connection, restart, failover) is
+retried with backoff for as long as it lasts (projections.transient); it stops nothing.
+A deterministic failure on a valid event quarantines that run (projections.quarantine);
+the partition goes on. Only a store error that no single run explains stops a
+partition (`PartitionStatus.stopped`), loudly.
+
+Offsets are increasing, not contiguous: the checkpoint means "resume at or after", so
+the gaps Kafka leaves (transaction markers, aborted records) are stepped over.
 
 In a consumer group, rebalance callbacks run concurrently with the loop, so a batch
 and a revoke/assign never interleave (`_batch_lock`): a revoke waits for the batch in
-hand to commit, and records fetched for a partition we no longer hold are dropped.
+hand to commit, and records fetched for a partition we no longer hold, or fetched
+before its last seek, are dropped (and the partition sought again).
 """
 from __future__ import annotations
 
@@ -15,14 +28,17 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from events.log import EventLog, LogConsumer, Position, Record
 
-from . import checkpoints
-from .batch import Batch, project
+from . import checkpoints, heartbeat
+from .batch import Batch, load, save
 from .checkpoints import LostPartition
+from .transient import is_transient, retry_transient
 
 log = logging.getLogger("runledger.projector")
 
@@ -33,87 +49,172 @@ class PartitionStatus:
     stopped: str | None = None
     applied: int = 0
     poison: int = 0
+    seek: int = 0  # serial of the latest seek: records fetched before it are stale
+
+
+class Observer:
+    """Hooks for telemetry (services/telemetry.py fills them with Prometheus metrics)."""
+
+    def batch(self, partition: int, events: int, seconds: float, consensus: list[float]) -> None: ...
+    def transient(self, error: BaseException) -> None: ...
+    def quarantined(self, count: int) -> None: ...
 
 
 class Projector:
-    def __init__(self, log_: EventLog, engine: AsyncEngine, name: str = "main", batch_size: int = 500):
+    def __init__(self, log_: EventLog, engine: AsyncEngine, name: str = "main", batch_size: int = 500,
+                 observer: Observer | None = None, heartbeat_interval: float = 2.0):
         self.log = log_
         self.engine = engine
         self.name = name
         self.batch_size = batch_size
+        self.observer = observer or Observer()
+        self.heartbeat_interval = heartbeat_interval
+        self.member = heartbeat.Member(name)
         self.partitions: dict[int, PartitionStatus] = {}
-        self.batches = 0
-        self.applied_total = 0
-        self.poison_total = 0
+        self.batches = self.applied_total = self.poison_total = 0
+        self.transient_total = self.quarantined_total = 0
+        self.retrying: str | None = None  # the transient fault being retried, if any
+        self.last_batch_at: datetime | None = None
         self._progress = asyncio.Condition()
         self._consumer: LogConsumer | None = None
         self._stopping = asyncio.Event()
         self._batch_lock = asyncio.Lock()
+        self._seeks = 0
 
     async def run(self, group: str = "runledger-projector", partitions: list[int] | None = None) -> None:
         """As a member of `group`; or, given `partitions`, on those alone with no group
-        (a rebuild replaying into a new read-model version)."""
+        (a rebuild replaying into a new read-model version). Re-runnable after a crash."""
+        self.partitions = {}
         self._consumer = consumer = self.log.consumer()
-        if partitions is None:
-            await consumer.subscribe(group, self._on_assigned, self._on_revoked)
-        else:
-            consumer.assign(partitions)
-            await self._on_assigned(set(partitions))
+        beating = asyncio.create_task(self._beat_forever())
         try:
+            if partitions is None:
+                await self._transiently(lambda: consumer.subscribe(group, self._on_assigned, self._on_revoked),
+                                        "joining the group")
+            else:
+                consumer.assign(partitions)
+                await self._on_assigned(set(partitions))
             while not self._stopping.is_set():
-                records = await consumer.poll(timeout=0.5, max_records=self.batch_size)
+                seen = {p: s.seek for p, s in self.partitions.items()}
+                records = await self._transiently(lambda: consumer.poll(timeout=0.5, max_records=self.batch_size),
+                                                  "polling the log")
                 if records:
-                    await self.process(records)
+                    await self.process(records, seen)
         finally:
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await beating
             await consumer.close()
+            with contextlib.suppress(Exception):
+                await heartbeat.forget(self.engine, self.member)
 
     def stop(self) -> None:
         """Finish the batch in hand, then leave the loop."""
         self._stopping.set()
 
-    async def process(self, records: list[Record]) -> None:
+    async def process(self, records: list[Record], seen: dict[int, int] | None = None) -> None:
+        """Apply fetched records. `seen`: each partition's seek count when they were fetched."""
         by_partition: dict[int, list[Record]] = defaultdict(list)
         for record in records:
             by_partition[record.partition].append(record)
         async with self._batch_lock:
             for partition, batch in sorted(by_partition.items()):
+                status = self.partitions.get(partition)
+                if status is not None and seen is not None and seen.get(partition) != status.seek:
+                    self._seek(partition, status.next_offset)  # fetched before a seek: fetch again
+                    continue
                 await self._process_partition(partition, batch)
 
     async def _process_partition(self, partition: int, records: list[Record]) -> None:
         status = self.partitions.get(partition)
         if status is None or status.stopped:
-            return  # revoked since the fetch, or stopped on a bug
+            return  # revoked since the fetch, or stopped
         records = [r for r in records if r.offset >= status.next_offset]  # re-fetched after a seek
         if not records:
             return
         expected, new = status.next_offset, records[-1].offset + 1
-        if records[0].offset != expected:
-            log.warning("partition %s: records start at %s, checkpoint is %s; seeking back",
-                        partition, records[0].offset, expected)
-            self._seek(partition, expected)
-            return
-        batch = Batch(self.name, records)
+        started = time.perf_counter()
         try:
-            async with self.engine.begin() as conn:
-                # The compare-and-set goes first: it takes the checkpoint row's lock, and a
-                # projector that lost the partition fails here before writing anything.
-                await checkpoints.advance(conn, self.name, partition, expected, new)
-                await project(conn, batch)
+            batch = await self._transiently(lambda: self._apply(partition, records, expected, new),
+                                            f"partition {partition} at offset {expected}")
         except LostPartition as exc:
             log.warning("%s; resuming from the stored checkpoint", exc)
             await self._resync(partition)
             return
-        except Exception as exc:  # a bug in the fold or the store: stop this partition, loudly
+        except Exception as exc:  # noqa: BLE001 - transient while stopping, or a store bug no run explains
+            if self._stopping.is_set() and is_transient(exc):
+                return
             log.exception("partition %s stopped at offset %s", partition, expected)
             status.stopped = f"offset {expected}: {type(exc).__name__}: {exc}"
             return
-        status.next_offset, status.applied = new, status.applied + len(records)
-        status.poison += batch.poison
-        self.batches += 1
-        self.applied_total += len(records)
-        self.poison_total += batch.poison
+        self._applied(status, batch, new, time.perf_counter() - started)
         async with self._progress:
             self._progress.notify_all()
+
+    async def _apply(self, partition: int, records: list[Record], expected: int, new: int) -> Batch:
+        batch = Batch(self.name, records)
+        batch.decode_all()
+        async with self.engine.connect() as conn:
+            await load(conn, batch)
+        await asyncio.to_thread(batch.fold)
+        try:
+            await self._write(batch, partition, expected, new, isolate=False)
+        except Exception as exc:
+            if is_transient(exc) or isinstance(exc, LostPartition):
+                raise
+            log.warning("partition %s offsets %s..%s: the store refused the batch (%s: %s); isolating runs",
+                        partition, expected, new - 1, type(exc).__name__, exc)
+            await self._write(batch, partition, expected, new, isolate=True)
+        return batch
+
+    async def _write(self, batch: Batch, partition: int, expected: int, new: int, isolate: bool) -> None:
+        async with self.engine.begin() as conn:
+            # The compare-and-set goes first: it takes the checkpoint row's lock, and a
+            # projector that lost the partition fails here before writing anything.
+            await checkpoints.advance(conn, self.name, partition, expected, new)
+            await save(conn, batch, isolate=isolate)
+
+    def _applied(self, status: PartitionStatus, batch: Batch, new: int, seconds: float) -> None:
+        status.next_offset, status.applied = new, status.applied + len(batch.records)
+        status.poison += batch.poison
+        self.batches += 1
+        self.applied_total += len(batch.records)
+        self.poison_total += batch.poison
+        self.last_batch_at = datetime.now(timezone.utc)
+        if batch.failures:
+            self.quarantined_total += len(batch.failures)
+            self.observer.quarantined(len(batch.failures))
+            for key, error in batch.failures.items():
+                log.error("quarantined %s %s: %s; its events are parked until `runledger quarantine retry`",
+                          key[0], key[1], error)
+        self.observer.batch(batch.records[0].partition, len(batch.records), seconds, batch.consensus_seconds)
+
+    async def _transiently(self, work: Callable[[], Any], what: str) -> Any:
+        """`await work()`, retried through transient faults until it succeeds or we stop."""
+        def noted(exc: BaseException) -> None:
+            self.transient_total += 1
+            self.retrying = f"{what}: {type(exc).__name__}"
+            self.observer.transient(exc)
+
+        try:
+            return await retry_transient(work, what, self._stopping.is_set, noted)
+        finally:
+            self.retrying = None
+
+    async def _beat_forever(self) -> None:
+        while True:
+            try:
+                await heartbeat.beat(self.engine, self.member, **self.heartbeat_values())
+            except Exception as exc:  # noqa: BLE001 - a missed beat is what health looks for
+                log.warning("heartbeat not written: %s: %s", type(exc).__name__, exc)
+            await asyncio.sleep(self.heartbeat_interval)
+
+    def heartbeat_values(self) -> dict[str, Any]:
+        stopped = {p: s.stopped for p, s in self.partitions.items() if s.stopped}
+        state = "stopped" if stopped else "retrying" if self.retrying else "running"
+        detail = "; ".join(f"partition {p}: {e}" for p, e in stopped.items()) or self.retrying
+        return dict(partitions=sorted(self.partitions), state=state, detail=detail,
+                    applied=self.applied_total, last_batch_at=self.last_batch_at)
 
     async def switch_engine(self, engine: AsyncEngine, ready=None) -> None:
         """Project into `engine` (another read-model version, projections/follow.py) from
@@ -133,14 +234,17 @@ class Projector:
 
     async def _on_assigned(self, partitions: set[int]) -> None:
         async with self._batch_lock:
-            async with self.engine.connect() as conn:
-                stored = await checkpoints.load(conn, self.name)
+            stored = await self._transiently(self._stored_checkpoints, "loading checkpoints")
             for partition in partitions:
                 offset = stored.get(partition, 0)
                 self.partitions[partition] = PartitionStatus(next_offset=offset)
-                self._consumer.seek(partition, offset)
+                self._seek(partition, offset, assigned=True)
         log.info("projector %s: assigned partitions %s at %s", self.name, sorted(partitions),
                  {p: stored.get(p, 0) for p in sorted(partitions)})
+
+    async def _stored_checkpoints(self) -> dict[int, int]:
+        async with self.engine.connect() as conn:
+            return await checkpoints.load(conn, self.name)
 
     async def _on_revoked(self, partitions: set[int]) -> None:
         async with self._batch_lock:  # the batch in hand commits first
@@ -155,16 +259,19 @@ class Projector:
         stale view, e.g. across a rebalance) go on from the stored checkpoint; a true zombie
         does the same until the group takes the partition away, and its compare-and-set
         keeps it from ever committing over the owner."""
-        async with self.engine.connect() as conn:
-            stored = (await checkpoints.load(conn, self.name)).get(partition, 0)
+        stored = (await self._transiently(self._stored_checkpoints, "loading checkpoints")).get(partition, 0)
         if self._consumer is None or partition not in self._consumer.assignment():
             self.partitions.pop(partition, None)
             return
         self.partitions.setdefault(partition, PartitionStatus()).next_offset = stored
         self._seek(partition, stored)
 
-    def _seek(self, partition: int, offset: int) -> None:
-        if self._consumer is not None and partition in self._consumer.assignment():
+    def _seek(self, partition: int, offset: int, assigned: bool = False) -> None:
+        status = self.partitions.get(partition)
+        if status is not None:
+            self._seeks += 1
+            status.seek = self._seeks
+        if self._consumer is not None and (assigned or partition in self._consumer.assignment()):
             self._consumer.seek(partition, offset)
 
     def passed(self, position: Position) -> bool:

@@ -147,3 +147,49 @@ dead_letters = Table(
 )
 
 # API keys are not projected: they live in the control store (projections/control.py).
+
+# -- projector resilience (migration 0003) ------------------------------------------
+# A run (or experiment, block) whose fold or store raised deterministically on a valid
+# event: quarantined with the error; its later events are parked until `retry_parked`.
+quarantined = Table(
+    "quarantined", metadata,
+    Column("projection", String(64), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("aggregate_id", Text, primary_key=True),
+    Column("org_id", Text, nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),  # the first event that could not be applied
+    Column("error", NulFreeText, nullable=False),
+    Column("parked", Integer, nullable=False),
+    Column("quarantined_at", TS, nullable=False),
+)
+
+parked_events = Table(
+    "parked_events", metadata,
+    Column("projection", String(64), primary_key=True),
+    Column("partition", Integer, primary_key=True, autoincrement=False),
+    Column("offset", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", String(16), nullable=False),
+    Column("aggregate_id", Text, nullable=False),
+    Column("key", NulFreeText),
+    Column("value", LargeBinary, nullable=False),
+    Column("timestamp_ms", BigInteger, nullable=False),
+    Index("ix_parked_events_aggregate", "projection", "aggregate_id", "offset"),
+)
+
+# One row per live projector process (embedded task or `runledger project`), rewritten
+# every few seconds: the API's health reads them, so every replica tells the truth.
+projector_heartbeats = Table(
+    "projector_heartbeats", metadata,
+    Column("member_id", String(96), primary_key=True),
+    Column("projection", String(64), nullable=False),
+    Column("host", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("partitions", JSON, nullable=False),
+    Column("state", String(16), nullable=False),  # running | retrying | down
+    Column("detail", NulFreeText),
+    Column("applied", BigInteger, nullable=False),
+    Column("started_at", TS, nullable=False),
+    Column("beat_at", TS, nullable=False),
+    Column("last_batch_at", TS),
+)

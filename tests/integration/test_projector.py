@@ -1,4 +1,5 @@
-"""The projector against real stores: one transaction per batch, resume, poison, bugs, zombies."""
+"""The projector against real stores: one transaction per batch, resume, poison, zombies.
+Bugs (quarantine): test_projector_quarantine.py; transient faults: tests/fault/."""
 from __future__ import annotations
 
 import asyncio
@@ -8,7 +9,6 @@ from sqlalchemy import func, select
 
 from events.codec import encode
 from events.log import Message
-from projections import batch as batch_module
 from projections import views
 from projections.projector import PartitionStatus, Projector
 from projections.tables import dead_letters, event_index
@@ -85,39 +85,6 @@ async def test_poison_is_dead_lettered_and_the_partition_goes_on(log, engine):
     assert [offset for offset, _ in reasons] == [p.offset for p in positions[1:3]]
     assert "not JSON" in reasons[0][1] and "unknown event type" in reasons[1][1]
     assert projector.poison_total == 2
-
-
-async def test_a_bug_in_the_fold_stops_its_partition_loudly_and_commits_nothing(log, engine, monkeypatch):
-    script = RunScript(docs=1, n=3)
-    positions = await append(log, [script.created(), *script.all_passes()])
-    real_apply = batch_module.apply
-
-    def buggy(state, event):
-        if event.type == "DocumentPassCompleted" and event.payload.pass_index == 2:
-            raise ZeroDivisionError("simulated bug")
-        return real_apply(state, event)
-
-    monkeypatch.setattr(batch_module, "apply", buggy)
-    projector = Projector(log, engine)
-    task = asyncio.create_task(projector.run())
-    partition, stopped = positions[0].partition, None
-    for _ in range(200):
-        status = projector.partitions.get(partition)
-        if status and status.stopped:
-            stopped = status.stopped
-            break
-        await asyncio.sleep(0.05)
-    projector.stop()
-    await asyncio.wait_for(task, 15)
-    assert "ZeroDivisionError: simulated bug" in stopped
-    async with engine.connect() as conn:
-        assert await views.get_run_any(conn, script.run_id) is None  # the whole batch rolled back
-        assert (await views.projection_checkpoints(conn)).get("main", {}).get(partition, 0) == 0
-
-    monkeypatch.setattr(batch_module, "apply", real_apply)  # the fix is deployed: it resumes
-    await project_until(Projector(log, engine), positions[-1:])
-    run, _ = await read_run(engine, script.run_id)
-    assert run.status == "completed"
 
 
 async def test_a_zombie_projector_cannot_commit_over_the_new_owner(log, engine):
