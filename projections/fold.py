@@ -7,12 +7,13 @@ rejected with a reason. Only envelope data is used, never the wall clock.
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 from typing import Any, Callable
 
 from events.envelope import Event
 
+from . import aggregate, clock
 from .outputs import output_problem
-from . import aggregate
 from .scoring import config_problem, score_document
 from .state import (
     RUN_TERMINAL, Applied, BlockState, BlockVersion, DocumentState, ExperimentState, PassFact, RunState,
@@ -33,13 +34,21 @@ def handles(event_type: str, kind: str) -> Callable[[Handler], Handler]:
     return register
 
 
-def apply(state: Any, event: Event, score: Scorer | None = None) -> Applied:
+def apply(state: Any, event: Event, score: Scorer | None = None, appended_at: datetime | None = None) -> Applied:
     """`score(spec, votes) -> (score, consensus)` runs when a document finishes; the
     default is the consensus engine. Readers that need lifecycle only (workers) pass
-    `no_scores` and skip its cost."""
+    `no_scores` and skip its cost.
+
+    `appended_at` is the log's append time of the event's record (data, not the wall
+    clock, so a replay decides the same): the event is timed within bounds of it
+    (projections/clock.py) and a noticeable clamp is noted as the outcome's reason.
+    Without it (an event already timed, as the event index keeps them) the stamp is used as is."""
     if state is not None and state.org_id != event.org_id:
         return reject(state, f"organisation {event.org_id!r} does not own {event.aggregate_id!r}")
-    return _HANDLERS[event.type](state, event, score or score_document)
+    timed = clock.timed_event(event, appended_at)
+    applied = _HANDLERS[event.type](state, timed, score or score_document)
+    note = clock.clamp_note(event.occurred_at, timed.occurred_at) if timed is not event else None
+    return replace(applied, reason=note) if note and applied.accepted and applied.reason is None else applied
 
 
 def no_scores(spec: Any, votes: list) -> tuple[None, None]:

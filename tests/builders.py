@@ -10,7 +10,9 @@ from events.catalogue import (
 )
 from events.envelope import Event, new_event
 
-T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+T0 = (datetime.now(timezone.utc) - timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+"""A day ago, on the hour: events projected through a real log are timed against its append
+clock (projections/clock.py), so test stamps sit where real ones do, a little in the past."""
 
 
 class RunScript:
