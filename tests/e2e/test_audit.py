@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import datetime, timedelta
 
 from retab import Retab
 
@@ -16,7 +17,10 @@ def test_a_run_as_of_a_position_and_as_of_a_time(server):
     sdk = Retab(api_key=KEY, base_url=server.url, max_retries=0)
     run = sdk.workflows.experiments.runs.create(experiment_id=setup_experiment(server, sdk, DOCS[:1]).id)
     doc = sdk.workflows.experiments.results.list(run_id=run.id).data[0].document_id
-    passes = [{"type": "DocumentPassCompleted", "run_id": run.id, "occurred_at": f"2030-01-01T00:00:0{i}Z",
+    # stamps between the run's creation and now: the log's append time bounds them (projections/clock.py)
+    created = datetime.fromisoformat(http(server).get(f"/v1/workflows/experiments/runs/{run.id}").json()["timing"]["created_at"])
+    at = [created + timedelta(microseconds=i + 1) for i in range(3)]
+    passes = [{"type": "DocumentPassCompleted", "run_id": run.id, "occurred_at": at[i].isoformat(),
                "payload": {"document_id": doc, "pass_index": i, "output": {"category": "invoice"}}} for i in range(3)]
     assert http(server).post("/v1/ledger/events", json={"events": passes}).status_code == 202
     wait_for(lambda: sdk.workflows.experiments.runs.get(run.id), lambda r: r.lifecycle.status == "completed")
@@ -26,7 +30,7 @@ def test_a_run_as_of_a_position_and_as_of_a_time(server):
     then = http(server).get(f"/v1/workflows/experiments/runs/{run.id}", params={"as_of": after_first_pass}).json()
     assert then["lifecycle"]["status"] == "running" and then["document_count"] == 1
     assert then["as_of_event_count"] == 2
-    at_time = http(server).get(f"/v1/workflows/experiments/runs/{run.id}", params={"as_of": "2030-01-01T00:00:01Z"}).json()
+    at_time = http(server).get(f"/v1/workflows/experiments/runs/{run.id}", params={"as_of": at[1].isoformat()}).json()
     assert at_time["lifecycle"]["status"] == "running"
     final = http(server).get(f"/v1/workflows/experiments/runs/{run.id}", params={"as_of": history[-1]["position"]}).json()
     now = http(server).get(f"/v1/workflows/experiments/runs/{run.id}").json()
