@@ -126,6 +126,10 @@ class Producer:
                 raise InvalidEvent(f"events[{index}]: {exc}") from None
         return await self.send(built)
 
+    async def run_queued(self, run_id: str) -> Position:
+        """Take a pending run (its id is deterministic: taking it twice counts once)."""
+        return await self.emit("RunQueued", run_id, {})
+
     async def run_started(self, run_id: str, worker: str | None = None) -> Position:
         return await self.emit("RunStarted", run_id, {"worker": worker})
 

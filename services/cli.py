@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .settings import Settings
 from . import keys_cli
-from .ops import audit_cli, replay_cli
+from .ops import audit_cli, replay_cli, runs_cli
 from .worker import commands as worker_commands
 
 
@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     worker_commands.add_parsers(commands)
     replay_cli.add_parsers(commands)
     audit_cli.add_parsers(commands)
+    runs_cli.add_parsers(commands)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -59,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         return replay_cli.handle(settings, args)
     if args.command in audit_cli.HANDLED:
         return audit_cli.handle(settings, args)
+    if args.command in runs_cli.HANDLED:
+        return runs_cli.handle(settings, args)
     if args.command == "worker":
         return worker_commands.worker(settings, args)
     if args.command == "demo":

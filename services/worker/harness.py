@@ -164,7 +164,7 @@ class Worker:
     async def _work_on(self, work: RunWork) -> None:
         try:
             if work.state.status == "pending":
-                await self._send(work, "emit", "RunQueued", work.run_id, {})
+                await self._send(work, "run_queued", work.run_id)
             if work.state.status in ("pending", "queued"):
                 await self._send(work, "run_started", work.run_id, worker=self.name)
                 log.info("worker %s: started run %s", self.name, work.run_id)

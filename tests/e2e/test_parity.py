@@ -2,6 +2,10 @@
 through the pinned SDK against a live server, on every configured backend."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 from retab import Retab
 from retab.exceptions import APIError
@@ -97,6 +101,14 @@ def test_trigger_type_is_api_unless_the_caller_says_otherwise(server):
     with pytest.raises(APIError) as err:
         sdk.workflows.experiments.runs.create(experiment_id=exp.id, trigger_type="cron")
     assert err.value.status_code == 422
+
+    def cli_run(*extra: str) -> dict:
+        out = subprocess.run([sys.executable, "-m", "services.cli", "run", exp.id, "--api-url", server.url,
+                              "--api-key", KEY, "--json", *extra], capture_output=True, text=True, check=True)
+        return json.loads(out.stdout)
+
+    assert cli_run()["trigger"] == {"type": "manual"}  # someone at a terminal
+    assert cli_run("--trigger-type", "restart")["trigger"] == {"type": "restart"}
 
 
 # 3. the page's example shape beside the schema's ----------------------------------
