@@ -40,9 +40,10 @@ def server(server_env, tmp_path):
         yield process
 
 
-def create_key(server: ServerProcess, org: str) -> str:
+def create_key(server: ServerProcess, org: str, admin: bool = False) -> str:
     out = subprocess.run(
-        [sys.executable, "-m", "services.cli", "keys", "create", "--org", org, "--data-dir", str(server.data_dir)],
+        [sys.executable, "-m", "services.cli", "keys", "create", "--org", org, "--data-dir", str(server.data_dir),
+         *(["--admin"] if admin else [])],
         env=server.env, capture_output=True, text=True, check=True,
     )
     return out.stdout.strip().splitlines()[-1]

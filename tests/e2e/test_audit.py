@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from retab import Retab
 
-from tests.e2e.conftest import KEY, http
+from tests.e2e.conftest import KEY, create_key, http
 from tests.e2e.test_sdk_scenario import DOCS, setup_experiment
 from tests.waiting import wait_for
 from tests.server import ServerProcess
@@ -46,7 +46,7 @@ def test_a_run_as_of_a_position_and_as_of_a_time(server):
 def test_projection_status_health_and_prometheus(server):
     sdk = Retab(api_key=KEY, base_url=server.url, max_retries=0)
     setup_experiment(server, sdk, DOCS[:1])
-    status = http(server).get("/v1/ledger/projections").json()
+    status = http(server, create_key(server, "ops", admin=True)).get("/v1/ledger/projections").json()
     main = status["projections"][0]
     assert main["name"] == "main" and main["lag"] == 0 and main["dead_letters"] == 0
     assert sum(p["end_offset"] for p in main["partitions"]) >= 2
@@ -54,6 +54,7 @@ def test_projection_status_health_and_prometheus(server):
     text = http(server).get("/metrics").text
     assert re.search(r'runledger_projection_lag\{projection="main",partition="0"\} 0', text)
     assert http(server, key="").get("/v1/ledger/projections").status_code == 401
+    assert http(server).get("/v1/ledger/projections").status_code == 403  # a tenant key: whole-ledger figures are not for it
 
 
 def test_first_start_prints_a_key_once_and_it_works(tmp_path):

@@ -5,7 +5,7 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.e2e.conftest import KEY, http
+from tests.e2e.conftest import KEY, create_key, http
 from tests.e2e.test_sdk_scenario import DOCS, setup_experiment
 
 json_values = st.recursive(
@@ -61,8 +61,10 @@ def test_one_invalid_event_means_none_is_appended(server):
             "payload": {"document_id": doc, "pass_index": 0, "output": {"category": "invoice"}}}
     bad = {"type": "DocumentPassCompleted", "run_id": run.id, "payload": {"document_id": doc, "pass_index": "x"}}
 
+    admin = create_key(server, "ops", admin=True)
+
     def log_end() -> int:
-        status = http(server).get("/v1/ledger/projections").json()
+        status = http(server, admin).get("/v1/ledger/projections").json()
         return sum(p["end_offset"] for p in status["projections"][0]["partitions"])
 
     before = log_end()

@@ -17,12 +17,11 @@ from events.log import Position
 from projections import versions
 from projections.database import create_schema, make_engine
 from projections.projector import Projector
-from services import keys
 from services.bootstrap import build_log
 from services.settings import Settings
 from tests.e2e.conftest import KEY, create_key, http
 from tests.e2e.test_sdk_scenario import setup_experiment
-from tests.state_hash import state_hashes
+from projections.state_hash import state_hashes
 from tests.waiting import wait_for
 
 N = 3
@@ -124,24 +123,13 @@ def test_rebuild_switches_under_load_and_equals_a_clean_replay(server):
     assert traffic.errors == [] and traffic.regressions == []
     assert traffic.reads > 0 and len(traffic.acked) == len(traffic.todo)
     assert traffic.acked_while_rebuilding > 0
-    admin = http(server, admin_key(server)).get("/v1/ledger/read-models").json()
+    admin = http(server, create_key(server, "ops", admin=True)).get("/v1/ledger/read-models").json()
     assert admin["serving_version"] == 2 and admin["active_version"] == 2
     assert (done.document_count, done.completed_document_count) == (len(doc_ids), len(doc_ids))
     listing = json.loads(cli(server, "projections", "list", "--json").stdout)
     assert [(v["version"], v["status"]) for v in listing] == [(1, "retired"), (2, "active")]
     assert http(server, tenant_key).get("/v1/ledger/whoami").json()["org_id"] == "org_b"
     assert asyncio.run(_live_and_replay_hashes(server)) is None
-
-
-def admin_key(server) -> str:
-    async def create() -> str:
-        settings = Settings.from_env(server.env).with_(data_dir=server.data_dir)
-        control = make_engine(settings.control_url)
-        try:
-            return (await keys.create_key(control, "ops", "operator", role="admin"))[0]
-        finally:
-            await control.dispose()
-    return asyncio.run(create())
 
 
 def _complete(server, sdk: Retab, run_id: str) -> None:

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from projections.tables import runs
 
 from .. import commands
+from ..auth import Caller, require_admin
 from ..bodies import DefineBlockBody, IngestBody
 from ..context import Ctx, context
 from ..errors import ApiError
@@ -53,7 +54,8 @@ async def whoami(ctx: Ctx = Depends(context)):
 
 
 @router.get("/v1/ledger/projections")
-async def projections(request: Request, ctx: Ctx = Depends(context)):
+async def projections(request: Request, _: Caller = Depends(require_admin)):
+    """Whole-ledger figures (every partition's offsets): admin keys only."""
     return await projection_status(request.app.state.runtime)
 
 
