@@ -61,18 +61,18 @@ def offer(server: ServerProcess, key: str, chunked: bool) -> tuple[int, int, flo
 
 
 def main() -> None:
-    print(f"{"case":50} {'status':>6} {'sent MiB':>9} {'s':>6} {'peak RSS MiB':>13}")
+    print(f"{'case':50} {'status':>6} {'sent MiB':>9} {'s':>6} {'peak RSS MiB':>13}")
     for limit in (None, 2 * BODY):
         env = {"RUNLEDGER_BOOTSTRAP_KEY": KEY}
         if limit:
             env["RUNLEDGER_MAX_BODY_BYTES"] = str(limit)
         with ServerProcess(Path(tempfile.mkdtemp()) / "data", env) as server:
             label = "default limit (8 MiB)" if limit is None else "limit raised to 300 MB"
-            print(f"{label + ": idle":50} {'':>6} {'':>9} {'':>6} {peak_rss_mib(server.proc.pid):13.0f}")
+            print(f"{label + ': idle':50} {'':>6} {'':>9} {'':>6} {peak_rss_mib(server.proc.pid):13.0f}")
             for name, key, chunked in (("wrong key", "wrong", False), ("valid key, Content-Length", KEY, False),
                                        ("valid key, chunked", KEY, True)):
                 status, sent, seconds = offer(server, key, chunked)
-                print(f"{label + ": " + name:50} {status:6} {sent / 2**20:9.0f} {seconds:6.2f} "
+                print(f"{label + ': ' + name:50} {status:6} {sent / 2**20:9.0f} {seconds:6.2f} "
                       f"{peak_rss_mib(server.proc.pid):13.0f}")
 
 
