@@ -1,7 +1,7 @@
 """One run's rows, read from the read model or derived afresh from its own events.
 
-`refold(bodies)` replays a run's events (as the event index stores them) through the
-fold, and `derived_rows` lays the result out exactly as the projector's batch writes
+`refold` replays a run's records (read from the log at the positions the event index
+lists) through the projector's own batch fold, and `derived_rows` lays the result out exactly as the projector's batch writes
 it, so the two can be compared row by row (`projections.verify`). Cost: one fold of
 the run's events, consensus included for every finished document, so it runs in a
 CLI process or a worker thread, never on an API event loop.
@@ -14,11 +14,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from events.codec import from_dict
+from events.log import EventLog, Position, Record
 
 from . import serialize as ser
-from .batch import result_id
-from .fold import apply
+from .batch import Batch, result_id
 from .state import RunState
 from .tables import document_targets, event_index, run_documents, runs
 
@@ -36,6 +35,7 @@ class Refolded:
     state: RunState | None
     index: list[dict[str, Any]] = field(default_factory=list)
     finished: list[str] = field(default_factory=list)
+    failure: str | None = None  # the fold raised (the run would be quarantined)
 
 
 async def live_rows(conn: AsyncConnection, run_id: str) -> dict[str, list[dict[str, Any]]]:
@@ -47,28 +47,32 @@ async def live_rows(conn: AsyncConnection, run_id: str) -> dict[str, list[dict[s
     return rows
 
 
-async def stored_events(conn: AsyncConnection, run_id: str) -> list[Any]:
-    """The run's event-index rows (position and body), in log order."""
-    query = (select(event_index.c.partition, event_index.c.offset, event_index.c.body)
+async def stored_positions(conn: AsyncConnection, run_id: str) -> list[Position]:
+    """Where the run's events are on the log, as the event index says, in log order."""
+    query = (select(event_index.c.partition, event_index.c.offset)
              .where(event_index.c.aggregate_id == run_id).order_by(event_index.c.offset))
-    return list((await conn.execute(query)).all())
+    return [Position(p, o) for p, o in (await conn.execute(query)).all()]
 
 
-def refold(indexed: list[Any]) -> Refolded:
-    """Replay the run's events; index rows get their accepted/reason anew."""
-    result = Refolded(None)
-    for row in indexed:
-        event = from_dict(row.body)
-        applied = apply(result.state, event)
-        result.state = applied.state
-        result.finished.extend(applied.finished_documents)
-        result.index.append(dict(
-            partition=row.partition, offset=row.offset, event_id=str(event.event_id),
-            aggregate_id=event.aggregate_id, org_id=event.org_id, type=event.type,
-            occurred_at=event.occurred_at, producer=event.producer, accepted=applied.accepted,
-            reason=applied.reason, body=event.model_dump(mode="json"),
-        ))
-    return result
+async def read_records(log: EventLog, positions: list[Position]) -> list[Record]:
+    """The run's records themselves, from the log (the source of truth, append times included)."""
+    records = []
+    for position in positions:
+        found = await log.read(position.partition, position.offset, 1)
+        if not found or found[0].offset != position.offset:
+            raise LookupError(f"the log has no record at {position.token()}")
+        records.append(found[0])
+    return records
+
+
+def refold(run_id: str, records: list[Record], projection: str = "main") -> Refolded:
+    """Fold the run's records from nothing, exactly as the projector's batch folds them."""
+    batch = Batch(projection, records)
+    batch.decode_all()
+    batch.fold()
+    key = ("run", run_id)
+    return Refolded(batch.states.get(key), list(batch.index_rows.get(key, [])),
+                    [doc for _, doc in batch.finished.get(key, [])], batch.failures.get(key))
 
 
 def derived_rows(refolded: Refolded) -> dict[str, list[dict[str, Any]]]:

@@ -11,16 +11,19 @@ cannot interleave.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Iterator
 
 import orjson
 from sqlalchemy import delete, insert, select, union, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .run_rows import RUN_TABLES, derived_rows, live_rows, refold, stored_events
+from events.log import EventLog
+
+from .run_rows import RUN_TABLES, derived_rows, live_rows, read_records, refold, stored_positions
+from .state_hash import canonical
 from .tables import event_index, runs
 
 
@@ -59,16 +62,25 @@ class RunNotFound(LookupError):
     pass
 
 
-async def verify_run(conn: AsyncConnection, run_id: str) -> RunCheck:
-    indexed = await stored_events(conn, run_id)
+async def verify_run(conn: AsyncConnection, log: EventLog, run_id: str) -> RunCheck:
+    live, derived, events, failure = await _live_and_derived(conn, log, run_id)
+    check = RunCheck(run_id, rows_hash(live), rows_hash(derived), events, list(differences(live, derived)))
+    if failure:
+        check.differences.insert(0, Difference("(fold)", run_id, "(error)", None, failure))
+    return check
+
+
+async def _live_and_derived(conn: AsyncConnection, log: EventLog, run_id: str):
+    positions = await stored_positions(conn, run_id)
     live = await live_rows(conn, run_id)
-    if not indexed and not live["runs"]:
+    if not positions and not live["runs"]:
         raise RunNotFound(run_id)
-    derived = derived_rows(refold(indexed))
-    return RunCheck(run_id, rows_hash(live), rows_hash(derived), len(indexed), list(differences(live, derived)))
+    records = await read_records(log, positions)
+    refolded = await asyncio.to_thread(refold, run_id, records)  # consensus is CPU: off the event loop
+    return live, derived_rows(refolded), len(positions), refolded.failure
 
 
-async def verify_all(engine: AsyncEngine) -> AsyncIterator[RunCheck]:
+async def verify_all(engine: AsyncEngine, log: EventLog) -> AsyncIterator[RunCheck]:
     """Every run (and every run id with events but no row), one at a time: memory stays flat."""
     async with engine.connect() as conn:
         ids = union(select(runs.c.run_id), select(event_index.c.aggregate_id).where(
@@ -76,19 +88,22 @@ async def verify_all(engine: AsyncEngine) -> AsyncIterator[RunCheck]:
         run_ids = [row[0] for row in (await conn.execute(ids)).all()]
     for run_id in sorted(run_ids):
         async with engine.connect() as conn:
-            yield await verify_run(conn, run_id)
+            yield await verify_run(conn, log, run_id)
 
 
-async def repair_run(engine: AsyncEngine, run_id: str) -> RunCheck:
-    """Rewrite the run's rows from its events in one transaction; returns what differed."""
+async def repair_run(engine: AsyncEngine, log: EventLog, run_id: str) -> RunCheck:
+    """Rewrite the run's rows from its events in one transaction; returns what differed.
+    A run whose fold raises is left alone (the check names the error)."""
     async with engine.begin() as conn:
         # A no-op write first: takes the run's row lock (PostgreSQL) or the write lock
         # (SQLite), so the projector's next batch for this run waits for us.
         await conn.execute(update(runs).where(runs.c.run_id == run_id).values(run_id=runs.c.run_id))
-        check = await verify_run(conn, run_id)
-        if check.ok:
+        live, derived, events, failure = await _live_and_derived(conn, log, run_id)
+        check = RunCheck(run_id, rows_hash(live), rows_hash(derived), events, list(differences(live, derived)))
+        if check.ok or failure:
+            if failure:
+                check.differences.insert(0, Difference("(fold)", run_id, "(error)", None, failure))
             return check
-        derived = derived_rows(refold(await stored_events(conn, run_id)))
         for name, (table, _) in RUN_TABLES.items():
             id_column = table.c.aggregate_id if name == "event_index" else table.c.run_id
             await conn.execute(delete(table).where(id_column == run_id))
@@ -145,22 +160,6 @@ def _first_difference(live: Any, replayed: Any, path: str = "") -> tuple[str, An
 def _keyed(name: str, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     key_columns = RUN_TABLES[name][1]
     return {"/".join(str(row[k]) for k in key_columns): canonical(row) for row in rows}
-
-
-def canonical(value: Any) -> Any:
-    """The comparable form of a stored value: what the read model gives back on every backend."""
-    if isinstance(value, dict):
-        return {str(k): canonical(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [canonical(v) for v in value]
-    if isinstance(value, datetime):
-        value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-        return value.isoformat()
-    if isinstance(value, (bytes, memoryview)):
-        return bytes(value).hex()
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")  # NUL-free text columns store U+FFFD
-    return value
 
 
 def _short(value: Any) -> str:

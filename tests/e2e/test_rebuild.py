@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 import threading
 import time
 
+import pytest
 from retab import Retab
 
 from events.log import Position
@@ -95,7 +97,27 @@ class Traffic:
                 self.regressions.append(f"runs.list lost the run: {[r.id for r in listed.data]}")
 
 
-def test_rebuild_switches_under_load_and_equals_a_clean_replay(server):
+@pytest.fixture
+def projectors(server):
+    """On Kafka, two more projector processes join the server's in-process one: the
+    switch must be followed by every member of the group."""
+    if "RUNLEDGER_KAFKA_BOOTSTRAP" not in server.env:
+        yield []
+        return
+    procs = [subprocess.Popen([sys.executable, "-m", "services.cli", "project", "--data-dir", str(server.data_dir)],
+                              env=server.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+    yield procs
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_rebuild_switches_under_load_and_equals_a_clean_replay(server, projectors):
     sdk = Retab(api_key=KEY, base_url=server.url, max_retries=0)
     tenant_key = create_key(server, "org_b")
     experiment = setup_experiment(server, sdk, documents=DOCS, n=N)
@@ -129,6 +151,7 @@ def test_rebuild_switches_under_load_and_equals_a_clean_replay(server):
     listing = json.loads(cli(server, "projections", "list", "--json").stdout)
     assert [(v["version"], v["status"]) for v in listing] == [(1, "retired"), (2, "active")]
     assert http(server, tenant_key).get("/v1/ledger/whoami").json()["org_id"] == "org_b"
+    assert all(proc.poll() is None for proc in projectors)  # every group member lived through the switch
     assert asyncio.run(_live_and_replay_hashes(server)) is None
 
 

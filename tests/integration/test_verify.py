@@ -30,13 +30,13 @@ async def _corrupt_counter(engine, run_id: str) -> None:
         await conn.execute(update(runs).where(runs.c.run_id == run_id).values(state=state))
 
 
-async def _all(engine) -> list[verify.RunCheck]:
-    return [check async for check in verify.verify_all(engine)]
+async def _all(engine, log) -> list[verify.RunCheck]:
+    return [check async for check in verify.verify_all(engine, log)]
 
 
 async def test_an_untouched_model_verifies(event_log, engine):
     await _project_runs(event_log, engine)
-    checks = await _all(engine)
+    checks = await _all(engine, event_log)
     assert [c.run_id for c in checks] == ["run_a", "run_b", "run_c"]
     assert all(c.ok for c in checks), [d.describe() for c in checks for d in c.differences]
     assert all(c.live_hash == c.replayed_hash for c in checks)
@@ -45,7 +45,7 @@ async def test_an_untouched_model_verifies(event_log, engine):
 async def test_a_counter_changed_behind_the_projectors_back_is_found_and_named(event_log, engine):
     await _project_runs(event_log, engine)
     await _corrupt_counter(engine, "run_b")
-    checks = {c.run_id: c for c in await _all(engine)}
+    checks = {c.run_id: c for c in await _all(engine, event_log)}
     assert checks["run_a"].ok and checks["run_c"].ok
     bad = checks["run_b"]
     assert not bad.ok and bad.live_hash != bad.replayed_hash
@@ -59,18 +59,18 @@ async def test_repair_rewrites_the_run_and_reports_what_changed(event_log, engin
     await _corrupt_counter(engine, "run_a")
     async with engine.begin() as conn:  # and lose a consensus target row
         await conn.execute(document_targets.delete().where(document_targets.c.run_id == "run_c"))
-    repaired = await verify.repair_run(engine, "run_a")
+    repaired = await verify.repair_run(engine, event_log, "run_a")
     assert [d.field for d in repaired.differences] == ["state.completed_document_count"]
-    fixed_c = await verify.repair_run(engine, "run_c")
+    fixed_c = await verify.repair_run(engine, event_log, "run_c")
     assert {d.table for d in fixed_c.differences} == {"document_targets"}
-    assert all(c.ok for c in await _all(engine))
+    assert all(c.ok for c in await _all(engine, event_log))
 
 
 async def test_an_unknown_run_is_not_found(event_log, engine):
     await _project_runs(event_log, engine)
     async with engine.connect() as conn:
         try:
-            await verify.verify_run(conn, "run_nope")
+            await verify.verify_run(conn, event_log, "run_nope")
         except verify.RunNotFound:
             return
     raise AssertionError("verify of an unknown run must raise RunNotFound")
