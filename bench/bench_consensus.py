@@ -1,6 +1,16 @@
-"""Consensus engine benchmark: one invoice-like document, 7 passes with seeded disagreement.
+"""Consensus engine benchmark: CPU time per document, from a small invoice to the worst
+document the event contract allows.
 
-Run from the repository root:  .venv/bin/python bench/bench_consensus.py [--runs 50]
+Run from the repository root:
+    .venv/bin/python bench/bench_consensus.py [--runs 50]            # the reference invoice, in detail
+    .venv/bin/python bench/bench_consensus.py --cases                 # every case, one table
+
+Cases: `small` (the projector bench's invoice: 5 fields + 5 lines x 5 passes),
+`reference` (40 fields + 25 lines x 7 passes), `lines-2000` (the reference invoice with the
+longest list allowed, 2,000 lines x 7), `worst-list` (7 x 2,000 items of 20 fields, no item
+identical across passes: every item takes the full banded comparison; ~42,000 values a pass),
+`worst-text` (7 x 250 non-ASCII texts of 2,000 characters, all in long-text mode),
+`worst-deep` (7 x 600 nested lists of depth 32). The contract's limits: events/bounds.py.
 """
 from __future__ import annotations
 
@@ -104,11 +114,95 @@ def passes(seed: int = SEED, line_items: int = N_LINE_ITEMS) -> list[dict | None
     return [perturb(truth, rng) for _ in range(N_PASSES)]
 
 
+def small_invoice(rng: random.Random, doc: int) -> dict:
+    """bench/workload.py's document: 5 header fields, 5 lines, 20 % of passes drift."""
+    drift = rng.random() < 0.2
+    return {
+        "vendor": "ACME Corp" if not drift else "Acme Corporation",
+        "number": f"INV-{doc:05d}",
+        "total": round(100 + doc * 1.5 + (0.5 if drift else 0), 2),
+        "currency": "EUR",
+        "lines": [{"sku": f"S{i}", "qty": i + 1, "price": 9.99 + i} for i in range(5)],
+    }
+
+
+def worst_list(p: int, items: int = 2000, fields: int = 20) -> dict:
+    return {"rows": [{f"f{f}": (k * 31 + f + p) % 997 if f % 2 else f"v{k}.{f}.{p}" for f in range(fields)}
+                     for k in range(items)]}
+
+
+def worst_text(p: int, texts: int = 250, chars: int = 2000) -> dict:
+    rng = random.Random(p)
+    base = "Zürich Straße Ærøskøbing École naïve façade "
+    return {"notes": [(base * (chars // len(base) + 1))[: chars - 8] + f"{rng.randrange(10**8):08d}"
+                      for _ in range(texts)]}
+
+
+def worst_deep(p: int, lists: int = 600, depth: int = 32) -> dict:
+    out = []
+    for k in range(lists):
+        value = f"leaf {k} {p % 2}"
+        for _ in range(depth - 2):
+            value = [value]
+        out.append(value)
+    return {"deep": out}
+
+
+CASES = {
+    "small": lambda: [small_invoice(random.Random(7 + i), 3) for i in range(5)],
+    "reference": lambda: passes(),
+    "lines-2000": lambda: passes(line_items=2000),
+    "worst-list": lambda: [worst_list(p) for p in range(N_PASSES)],
+    "worst-text": lambda: [worst_text(p) for p in range(N_PASSES)],
+    "worst-deep": lambda: [worst_deep(p) for p in range(N_PASSES)],
+}
+
+
+def cpu_ms(votes: list, runs: int) -> list[float]:
+    compute_consensus("extract", {}, votes)
+    times = []
+    for _ in range(runs):
+        start = time.process_time()
+        compute_consensus("extract", {}, votes)
+        times.append((time.process_time() - start) * 1000)
+    return times
+
+
+def table(runs: int) -> None:
+    print(f"python {platform.python_version()} on {platform.machine()}; CPU ms per document (median, max)")
+    print("| case | passes | values per pass (max) | JSON bytes per pass (max) | runs | CPU median | CPU max |")
+    print("|---|---|---|---|---|---|---|")
+    for name, make in CASES.items():
+        votes = make()
+        n_runs = runs if name in ("small", "reference") else max(1, min(runs, 3))
+        times = cpu_ms(votes, n_runs)
+        values = max(_count(v) for v in votes)
+        size = max(len(json.dumps(v, ensure_ascii=False).encode()) for v in votes)
+        print(f"| {name} | {len(votes)} | {values} | {size} | {n_runs} | {statistics.median(times):.2f} ms"
+              f" | {max(times):.2f} ms |")
+
+
+def _count(value) -> int:
+    stack, count = [value], 0
+    while stack:
+        node = stack.pop()
+        count += 1
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return count
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--line-items", type=int, default=N_LINE_ITEMS)
+    parser.add_argument("--cases", action="store_true", help="every case, one table")
     args = parser.parse_args()
+    if args.cases:
+        table(args.runs)
+        return
     votes = passes(line_items=args.line_items)
     size = len(json.dumps(votes))
     compute_consensus("extract", {}, votes)  # warm caches and imports

@@ -56,20 +56,31 @@ def _normalize(text: str) -> str:
 
 
 def _normalize_unicode(text: str) -> str:
-    out: list[str] = []
-    gap = False
-    for ch in unicodedata.normalize("NFKD", text.casefold()):
-        category = unicodedata.category(ch)
+    """Combining marks (Mn) dropped, punctuation/separators/controls (P*, Z*, Cc) turned
+    into spaces, in C through str.translate; then runs of spaces become one."""
+    spaced = unicodedata.normalize("NFKD", text.casefold()).translate(_CHARACTER_CLASSES)
+    return _SPACES.sub(" ", spaced).strip(" ")
+
+
+class _CharacterClasses(dict):
+    """code point -> None (drop), " " (a gap) or itself; filled as characters are met,
+    up to a bound (beyond it, looked up without being kept)."""
+
+    def __missing__(self, code: int) -> str | None:
+        category = unicodedata.category(chr(code))
         if category == "Mn":
-            continue
-        if category[0] in "PZ" or category == "Cc":
-            gap = True
-            continue
-        if gap and out:
-            out.append(" ")
-        gap = False
-        out.append(ch)
-    return "".join(out)
+            result = None
+        elif category[0] in "PZ" or category == "Cc":
+            result = " "
+        else:
+            result = chr(code)
+        if len(self) < 1 << 16:
+            self[code] = result
+        return result
+
+
+_CHARACTER_CLASSES = _CharacterClasses()
+_SPACES = re.compile(" {2,}")
 
 
 def is_number(value: Any) -> bool:

@@ -5,6 +5,7 @@ import math
 from typing import Any
 
 from collections import Counter
+from functools import lru_cache
 
 from rapidfuzz.distance import Indel
 from scipy.optimize import linear_sum_assignment
@@ -24,7 +25,13 @@ def text_similarity(a: str, b: str) -> float:
 
 def compared_text(text: str) -> str:
     """The part of `text` that graded similarity looks at, normalized."""
-    return normalize_text(text if len(text) <= TEXT_COMPARE_CHARS else text[:TEXT_COMPARE_CHARS])
+    return _compared(text if len(text) <= TEXT_COMPARE_CHARS else text[:TEXT_COMPARE_CHARS])
+
+
+@lru_cache(maxsize=4096)
+def _compared(prefix: str) -> str:
+    """Normalized prefixes, remembered (at most 4,096 x 2,000 characters)."""
+    return normalize_text(prefix)
 
 
 def agreement(a: Any, b: Any, tolerance: float, long_text: bool) -> float:

@@ -8,7 +8,7 @@ from typing import Any, Hashable, Sequence
 
 from rapidfuzz.distance import Indel
 
-from .normalize import ABSENT, canonical, normalize_text
+from .normalize import ABSENT, canonical, is_number, normalize_text, numbers_close
 from .similarity import agreement, compared_text
 
 
@@ -41,21 +41,35 @@ def _supports(votes, present: list[int], forms: dict[int, str], tolerance: float
     """Each present vote's support: the sum of every present vote's agreement with it.
 
     Exact agreement (short text, booleans, null, containers) is an equivalence, so votes
-    are counted by key in O(n); numbers (closeness is not transitive) and long text
-    (graded) are compared pairwise, each pair once (both are symmetric)."""
+    are counted by key in O(n). Numbers (closeness is not transitive) and long texts
+    (graded) agree only within their own kind and are compared pairwise, each pair once
+    (both measures are symmetric); anything else goes through `agreement`."""
     keys = {i: _agreement_key(votes[i], forms[i], long_text) for i in present}
     counts = Counter(k for k in keys.values() if k is not None)
-    pairwise = [i for i in present if keys[i] is None]
     support = {i: float(counts[keys[i]]) for i in present if keys[i] is not None}
-    texts = {i: compared_text(votes[i]) for i in pairwise if long_text and isinstance(votes[i], str)}
-    grades: dict[tuple[int, int], float] = {}
-    for i in pairwise:
-        for j in pairwise:
-            pair = (i, j) if i <= j else (j, i)
-            if pair not in grades:
-                grades[pair] = _graded(votes, texts, i, j, tolerance, long_text)
-        support[i] = math.fsum(grades[(i, j) if i <= j else (j, i)] for j in pairwise)
+    pairwise = [i for i in present if keys[i] is None]
+    numbers = [i for i in pairwise if is_number(votes[i])]
+    texts = {i: compared_text(votes[i]) for i in pairwise if isinstance(votes[i], str)}
+    others = [i for i in pairwise if i not in texts and not is_number(votes[i])]
+    close = lambda i, j: 1.0 if numbers_close(votes[i], votes[j], tolerance) else 0.0
+    support.update(_symmetric_sums(numbers, close))
+    support.update(_symmetric_sums(list(texts), lambda i, j: Indel.normalized_similarity(texts[i], texts[j])))
+    for i in others:
+        support[i] = math.fsum(agreement(votes[i], votes[j], tolerance, long_text) for j in others)
     return support
+
+
+def _symmetric_sums(members: list[int], measure) -> dict[int, float]:
+    """For each member, the exact sum of `measure` with every member (itself included),
+    computing each unordered pair once."""
+    grades: dict[int, list[float]] = {i: [] for i in members}
+    for a, i in enumerate(members):
+        for j in members[a:]:
+            grade = measure(i, j)
+            grades[i].append(grade)
+            if j != i:
+                grades[j].append(grade)
+    return {i: math.fsum(values) for i, values in grades.items()}
 
 
 def _agreement_key(vote: Any, form: str, long_text: bool) -> Hashable | None:
@@ -69,12 +83,6 @@ def _agreement_key(vote: Any, form: str, long_text: bool) -> Hashable | None:
     if isinstance(vote, (dict, list)):
         return ("c", form)
     return None
-
-
-def _graded(votes, texts: dict[int, str], i: int, j: int, tolerance: float, long_text: bool) -> float:
-    if i in texts and j in texts:
-        return Indel.normalized_similarity(texts[i], texts[j])
-    return agreement(votes[i], votes[j], tolerance, long_text)
 
 
 def vote_labels(keys: Sequence[Hashable], labels: Sequence[Any]) -> Ballot:
