@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 from pathlib import Path
 
 from rich.live import Live
@@ -52,6 +53,8 @@ def handle(settings: Settings, args: argparse.Namespace) -> int:
 async def _rebuild(settings: Settings, args) -> int:
     from projections import rebuild, versions
 
+    for name in ("runledger.projector", "runledger.follow"):  # the live display says it all
+        logging.getLogger(name).setLevel(logging.WARNING)
     async with local_runtime(settings) as runtime:
         try:
             if args.json:
