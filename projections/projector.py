@@ -75,6 +75,8 @@ class Projector:
         self.transient_total = self.quarantined_total = 0
         self.retrying: str | None = None  # the transient fault being retried, if any
         self.last_batch_at: datetime | None = None
+        self.running = False  # in the poll loop
+        self.down: str | None = None  # set by a supervisor while the loop is dead
         self._progress = asyncio.Condition()
         self._consumer: LogConsumer | None = None
         self._stopping = asyncio.Event()
@@ -94,6 +96,7 @@ class Projector:
             else:
                 consumer.assign(partitions)
                 await self._on_assigned(set(partitions))
+            self.running, self.down = True, None
             while not self._stopping.is_set():
                 seen = {p: s.seek for p, s in self.partitions.items()}
                 records = await self._transiently(lambda: consumer.poll(timeout=0.5, max_records=self.batch_size),
@@ -101,6 +104,7 @@ class Projector:
                 if records:
                     await self.process(records, seen)
         finally:
+            self.running = False
             beating.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await beating
@@ -111,6 +115,10 @@ class Projector:
     def stop(self) -> None:
         """Finish the batch in hand, then leave the loop."""
         self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
 
     async def process(self, records: list[Record], seen: dict[int, int] | None = None) -> None:
         """Apply fetched records. `seen`: each partition's seek count when they were fetched."""

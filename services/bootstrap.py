@@ -15,6 +15,7 @@ from projections.projector import Projector
 
 from .datadir import secure_data_dir
 from .settings import Settings
+from .telemetry import Telemetry
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Runtime:
     control: AsyncEngine | None = None  # keys, idempotency (projections/control.py); may be `engine`
     read_model: ActiveReadModel | None = None
     following: asyncio.Task | None = None
+    telemetry: Telemetry | None = None  # this process's Prometheus registry (services/telemetry.py)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -66,8 +68,10 @@ async def start_runtime(settings: Settings, log: EventLog | None = None, with_pr
     control = await open_control_store(settings, engine)
     read_model = await ActiveReadModel(settings.read_model_url, control).open(engine)
     run_projector = settings.projector if with_projector is None else with_projector
-    projector = Projector(log, read_model.engine) if run_projector else None
-    runtime = Runtime(settings, log, engine, projector, control, read_model)
+    telemetry = Telemetry()
+    projector = Projector(log, read_model.engine, observer=telemetry.observer(),
+                          heartbeat_interval=settings.heartbeat_interval) if run_projector else None
+    runtime = Runtime(settings, log, engine, projector, control, read_model, telemetry=telemetry)
     runtime.following = asyncio.create_task(read_model.follow(projector))
     return runtime
 

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from pathlib import Path
 
 from .settings import Settings
 from . import keys_cli
-from .ops import audit_cli, replay_cli, runs_cli
+from .ops import audit_cli, quarantine_cli, replay_cli, runs_cli
 from .worker import commands as worker_commands
 
 
@@ -31,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     project = commands.add_parser("project", help="run a projector: one member of the projector consumer group")
     project.add_argument("--group", default="runledger-projector", help="consumer group (default: %(default)s)")
     project.add_argument("--data-dir", type=Path)
+    project.add_argument("--health-port", type=int, help="also serve this process's /healthz and /metrics there")
 
     migrate = commands.add_parser("migrate", help="bring the read model's schema to the latest version")
     migrate.add_argument("--sql", action="store_true", help="print the DDL (PostgreSQL) instead of running it")
@@ -40,17 +40,17 @@ def main(argv: list[str] | None = None) -> int:
     worker_commands.add_parsers(commands)
     replay_cli.add_parsers(commands)
     audit_cli.add_parsers(commands)
+    quarantine_cli.add_parsers(commands)
     runs_cli.add_parsers(commands)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # runledger.migrate says what changed
+    logs.configure()  # text, or JSON lines with RUNLEDGER_LOG_FORMAT=json
     settings = Settings.from_env().with_(data_dir=getattr(args, "data_dir", None))
     if args.command == "serve":
         return _serve(settings, args)
     if args.command == "project":
         from .projector_process import run_projector
-        asyncio.run(run_projector(settings, args.group))
+        asyncio.run(run_projector(settings, args.group, args.health_port))
         return 0
     if args.command == "migrate":
         return asyncio.run(_migrate(settings, args.sql))
@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         return replay_cli.handle(settings, args)
     if args.command in audit_cli.HANDLED:
         return audit_cli.handle(settings, args)
+    if args.command in quarantine_cli.HANDLED:
+        return quarantine_cli.handle(settings, args)
     if args.command in runs_cli.HANDLED:
         return runs_cli.handle(settings, args)
     if args.command == "worker":

@@ -20,6 +20,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     max_body_bytes: int = 8 * 1024 * 1024
+    heartbeat_interval: float = 2.0  # projector heartbeats (projections/heartbeat.py)
+    heartbeat_ttl: float = 10.0  # a member silent for longer is dead to /healthz
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -35,6 +37,8 @@ class Settings:
             bootstrap_key=env.get("RUNLEDGER_BOOTSTRAP_KEY") or None,
             wait_timeout=float(env.get("RUNLEDGER_WAIT_TIMEOUT", "10")),
             max_body_bytes=int(env.get("RUNLEDGER_MAX_BODY_BYTES", str(8 * 1024 * 1024))),
+            heartbeat_interval=float(env.get("RUNLEDGER_HEARTBEAT_INTERVAL", "2")),
+            heartbeat_ttl=float(env.get("RUNLEDGER_HEARTBEAT_TTL", "10")),
         )
 
     def with_(self, **changes) -> Settings:

@@ -8,6 +8,8 @@ from fastapi import Depends, FastAPI
 
 from ..bootstrap import Runtime
 from ..ledger import Ledger, ProjectionLag
+from ..projector_process import supervise
+from ..telemetry import RequestMetrics, Telemetry
 from . import errors
 from .accepted import accepted
 from .auth import KeyCache
@@ -21,7 +23,7 @@ from .routes import experiments, ledger, metrics, replay, results, runs
 def create_app(runtime: Runtime) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        task = asyncio.create_task(runtime.projector.run()) if runtime.projector else None
+        task = asyncio.create_task(supervise(runtime.projector)) if runtime.projector else None
         try:
             yield
         finally:
@@ -40,6 +42,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     # Outermost last: request id -> guard (key, then body size) -> idempotency -> routes.
     app.add_middleware(Idempotency, engine_of=lambda: control)
     app.add_middleware(RequestGuard, max_body_bytes=runtime.settings.max_body_bytes)
+    app.state.telemetry = runtime.telemetry or Telemetry()
+    app.add_middleware(RequestMetrics, telemetry=app.state.telemetry)  # outermost: times everything
     errors.install(app)
 
     @app.exception_handler(ProjectionLag)

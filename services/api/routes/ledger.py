@@ -2,17 +2,19 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
+from projections import quarantine
 from projections.tables import runs
 
 from .. import commands
-from ..auth import Caller, require_admin
+from ..auth import Caller, is_admin, require_admin
 from ..bodies import DefineBlockBody, IngestBody
 from ..context import Ctx, context
 from ..errors import ApiError
-from ..status import projection_status, prometheus_text
+from ...telemetry import CONTENT_TYPE_LATEST
+from ..status import projection_status, public
 from .common import mark_positions
 
 router = APIRouter(tags=["ledger"])
@@ -61,13 +63,30 @@ async def projections(request: Request, _: Caller = Depends(require_admin)):
 
 @router.get("/healthz")
 async def healthz(request: Request):
+    """200 or 503 on every replica; the details (offsets, members, errors) for admin keys only."""
     status = await projection_status(request.app.state.runtime)
-    healthy = not any(p["stopped"] for proj in status["projections"] for p in proj["partitions"])
-    return JSONResponse({"status": "ok" if healthy else "degraded", **status}, 200 if healthy else 503)
+    body = status if await is_admin(request) else public(status)
+    return JSONResponse(body, 200 if status["status"] == "ok" else 503)
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
+@router.get("/metrics")
 async def metrics(request: Request):
-    return prometheus_text(await projection_status(request.app.state.runtime))
+    """Prometheus text (prometheus-client). No series carries a tenant-identifying label."""
+    text = request.app.state.telemetry.exposition(await projection_status(request.app.state.runtime))
+    return Response(text, media_type=CONTENT_TYPE_LATEST)
 
 
+@router.get("/v1/ledger/quarantine")
+async def quarantined(request: Request, _: Caller = Depends(require_admin)):
+    """Runs set aside on a deterministic failure, with the error and how many events wait."""
+    async with request.app.state.runtime.engine.connect() as conn:
+        return {"data": [q.as_json() for q in await quarantine.list_quarantined(conn)]}
+
+
+@router.post("/v1/ledger/quarantine/{aggregate_id}/retry")
+async def retry_quarantined(aggregate_id: str, request: Request, _: Caller = Depends(require_admin)):
+    """Fold the parked events again (after the fix shipped); lifts the quarantine if they apply."""
+    outcome = await quarantine.retry_parked(request.app.state.runtime.engine, aggregate_id)
+    if outcome.error == "not quarantined":
+        raise ApiError(404, "not_quarantined", f"{aggregate_id!r} is not quarantined", {"aggregate_id": aggregate_id})
+    return JSONResponse(outcome.as_json(), 200 if outcome.lifted else 409)
