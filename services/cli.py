@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from .settings import Settings
-from . import keys_cli
+from . import keys_cli, logs
 from .ops import audit_cli, quarantine_cli, replay_cli, runs_cli
 from .worker import commands as worker_commands
 

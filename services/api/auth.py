@@ -28,7 +28,7 @@ from datetime import datetime, timedelta, timezone
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .. import keys
+from .. import keys, logs
 from ..keys import KeyRecord
 from .errors import ApiError
 
@@ -102,6 +102,7 @@ async def authenticate(request: Request) -> Caller:
         raise ApiError(401, "unauthorized", "this API key has been revoked", {"key_id": record.key_id})
     caller = Caller(record.key_id, record.org_id, record.role)
     request.state.caller = caller
+    logs.org_id.set(caller.org_id)
     return caller
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 import uuid
 
 import orjson
@@ -15,6 +16,8 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from projections.pagination import InvalidCursor
+
+from .. import logs
 
 log = logging.getLogger("runledger.api")
 
@@ -103,12 +106,18 @@ def install(app: FastAPI) -> None:
     async def request_id(request: Request, call_next):
         rid = request.headers.get("x-request-id") or uuid.uuid4().hex
         request.state.request_id = rid
+        logs.request_id.set(rid)  # JSON log lines carry it (services/logs.py)
+        started = time.perf_counter()
         try:
             response = await call_next(request)
         except Exception:
             log.exception("unhandled error (request %s)", rid)
             response = _envelope(500, "internal_error", "internal error", {"request_id": rid})
         response.headers["x-request-id"] = rid
+        route = getattr(request.scope.get("route"), "path", None) or "unmatched"
+        logs.log_request(request.method, route, response.status_code, time.perf_counter() - started,
+                         request.scope.get("path_params") or {},
+                         getattr(getattr(request.state, "caller", None), "org_id", None))
         return response
 
     @app.exception_handler(ApiError)
