@@ -97,8 +97,11 @@ class KafkaEventLog:
         return KafkaConsumer(self)
 
     def _client_options(self) -> dict:
+        """read_committed: records of aborted (or still open) transactions of an outside
+        transactional producer are never delivered; their offsets and the transaction
+        markers are gaps, which the projector steps over (offsets increase, not contiguously)."""
         return dict(bootstrap_servers=self.bootstrap, client_id=self._client_id,
-                    enable_auto_commit=False, auto_offset_reset="earliest")
+                    enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed")
 
     async def _ensure_reader(self) -> AIOKafkaConsumer:
         if self._reader is None:
@@ -164,6 +167,7 @@ async def _read_until(reader: AIOKafkaConsumer, tp: TopicPartition, stop: int) -
                 break
             records.append(_record(message))
             next_offset = message.offset + 1
+        next_offset = max(next_offset, await reader.position(tp))  # past gaps (markers, aborted records)
     if next_offset < stop and not records:
         raise KafkaError(f"reading {tp.topic}[{tp.partition}]: no records within {READ_TIMEOUT:g}s")
     return records
