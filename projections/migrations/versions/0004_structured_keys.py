@@ -1,4 +1,10 @@
-"""Unambiguous composite keys (blocks, results).
+"""Unambiguous composite keys (blocks, results): nothing to migrate.
+
+`events/keys.py` keeps every key ever written from ordinary ids in its old joined form
+(`block:{org}:{workflow}:{block}`, result ids hashed from `{run}/{document}`) and gives
+the structured form only to ids that made the joined one ambiguous; those had collided
+already, and the codec re-keys their `BlockDefined` events by payload on replay. So no
+stored key changes and this revision alters no table.
 
 Revision ID: 0004
 Revises: 0003
