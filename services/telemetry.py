@@ -57,6 +57,19 @@ class Telemetry:
         self.projectors = Gauge("runledger_projector_processes_alive", "Projector processes with a fresh heartbeat.",
                                 registry=registry)
         self.healthy = Gauge("runledger_healthy", "1 when /healthz answers ok.", registry=registry)
+        self.serving_version = Gauge("runledger_read_model_serving_version",
+                                     "The read-model version this process reads.", registry=registry)
+        self.version_lag = Gauge("runledger_read_model_lag", "Events a read-model version is behind the log "
+                                 "(a rebuild's progress while it is building).", ["version", "status"],
+                                 registry=registry)
+
+    def read_models(self, figures: dict) -> None:
+        """Set the read-model gauges from services/api/read_models.py's figures."""
+        self.serving_version.set(figures["serving_version"])
+        self.version_lag.clear()
+        for v in figures["versions"]:
+            if "lag" in v:
+                self.version_lag.labels(str(v["version"]), v["status"]).set(v["lag"])
 
     def observer(self) -> Observer:
         return _ProjectorObserver(self)

@@ -147,6 +147,9 @@ def test_rebuild_switches_under_load_and_equals_a_clean_replay(server, projector
     assert traffic.acked_while_rebuilding > 0
     admin = http(server, create_key(server, "ops", admin=True)).get("/v1/ledger/read-models").json()
     assert admin["serving_version"] == 2 and admin["active_version"] == 2
+    metrics = http(server).get("/metrics").text
+    assert "runledger_read_model_serving_version 2.0" in metrics
+    assert 'runledger_read_model_lag{status="retired",version="1"}' in metrics
     assert (done.document_count, done.completed_document_count) == (len(doc_ids), len(doc_ids))
     listing = json.loads(cli(server, "projections", "list", "--json").stdout)
     assert [(v["version"], v["status"]) for v in listing] == [(1, "retired"), (2, "active")]

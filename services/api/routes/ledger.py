@@ -14,6 +14,7 @@ from ..bodies import DefineBlockBody, IngestBody
 from ..context import Ctx, context
 from ..errors import ApiError
 from ...telemetry import CONTENT_TYPE_LATEST
+from ..read_models import read_model_figures
 from ..status import projection_status, public
 from .common import mark_positions
 
@@ -72,6 +73,7 @@ async def healthz(request: Request):
 @router.get("/metrics")
 async def metrics(request: Request):
     """Prometheus text (prometheus-client). No series carries a tenant-identifying label."""
+    request.app.state.telemetry.read_models(await read_model_figures(request.app.state.runtime))
     text = request.app.state.telemetry.exposition(await projection_status(request.app.state.runtime))
     return Response(text, media_type=CONTENT_TYPE_LATEST)
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
 
-from projections import checkpoints, verify, versions
+from projections import verify
 from projections.tables import runs
 
 from ..auth import Caller, authenticate, require_admin
 from ..errors import not_found
+from ..read_models import read_model_figures
 
 router = APIRouter(tags=["ledger"])
 
@@ -33,33 +33,4 @@ async def verify_run(run_id: str, request: Request, caller: Caller = Depends(aut
 async def read_models(request: Request, _: Caller = Depends(require_admin)):
     """Every read-model version, the active one, the one this replica serves, and each
     version's checkpoints against the log's end (a rebuild's progress)."""
-    runtime = request.app.state.runtime
-    ends = await runtime.log.end_offsets()
-    rows = await versions.list_versions(runtime.control)
-    listed = []
-    for row in rows:
-        entry = {"version": row.version, "status": row.status, "created_at": row.created_at,
-                 "activated_at": row.activated_at,
-                 "location": versions.locate(runtime.settings.read_model_url, row.version).describe()}
-        if row.status != versions.DROPPED:
-            applied = await _checkpoints_of(runtime, row.version)
-            entry["applied"] = sum(applied.values())
-            entry["lag"] = sum(max(0, end - applied.get(p, 0)) for p, end in ends.items())
-        listed.append(entry)
-    active = next((r.version for r in rows if r.status == versions.ACTIVE), 1)
-    return {"active_version": active, "serving_version": runtime.read_model.version, "versions": listed}
-
-
-async def _checkpoints_of(runtime, version: int) -> dict[int, int]:
-    if version == runtime.read_model.version:
-        engine, own = runtime.engine, False
-    else:
-        engine, own = versions.open_engine(versions.locate(runtime.settings.read_model_url, version)), True
-    try:
-        async with engine.connect() as conn:
-            return await checkpoints.load(conn, "main")
-    except SQLAlchemyError:  # a version whose tables are not there yet (or any more)
-        return {}
-    finally:
-        if own:
-            await engine.dispose()
+    return await read_model_figures(request.app.state.runtime)
