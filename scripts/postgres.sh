@@ -7,6 +7,7 @@
 #   scripts/postgres.sh start DIR     initdb a FRESH cluster for DIR, start it; prints the SQLAlchemy URL
 #                                     postgresql+asyncpg://runledger@127.0.0.1:<port>/runledger
 #   scripts/postgres.sh stop DIR      pg_ctl stop -m fast; idempotent
+#   scripts/postgres.sh restart DIR   pg_ctl restart -m fast: same cluster, data and port (fault tests)
 #   scripts/postgres.sh status DIR    exit 0 (and print the URL) if running, else 1
 #
 # Files in DIR: url, port, pgdata (path of the cluster), postgres.log, and normally
@@ -261,6 +262,18 @@ cmd_stop() {
     fi
 }
 
+cmd_restart() { # same cluster, same port: every connection is dropped (fault tests)
+    [[ $# -eq 1 ]] || die "usage: postgres.sh restart DIR"
+    local dir pgdata bindir
+    dir="$(abs_dir "$1")"
+    pgdata="$(pgdata_of "$dir")"
+    [[ -n "$(postmaster_pid "$pgdata")" ]] || die "no cluster is running for $dir"
+    bindir="$(find_bindir)"
+    as_owner "$bindir/pg_ctl" restart -D "$pgdata" -m fast -w -t "$START_TIMEOUT" </dev/null >>"$dir/postgres.log" 2>&1 ||
+        die "pg_ctl restart failed (log: $dir/postgres.log)"
+    cat "$dir/url"
+}
+
 cmd_status() {
     [[ $# -eq 1 ]] || die "usage: postgres.sh status DIR"
     [[ -d "$1" ]] || return 1
@@ -277,8 +290,9 @@ main() {
         install) cmd_install "$@" ;;
         start) cmd_start "$@" ;;
         stop) cmd_stop "$@" ;;
+        restart) cmd_restart "$@" ;;
         status) cmd_status "$@" ;;
-        *) die "usage: postgres.sh {install|start DIR|stop DIR|status DIR}" ;;
+        *) die "usage: postgres.sh {install|start DIR|stop DIR|restart DIR|status DIR}" ;;
     esac
 }
 

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["BrokerHandle", "InfraError", "kafka_broker", "postgres_server", "REPO_ROOT"]
+__all__ = ["BrokerHandle", "InfraError", "kafka_broker", "postgres_server", "restart_postgres", "REPO_ROOT"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KAFKA_SH = REPO_ROOT / "scripts" / "kafka.sh"
@@ -165,3 +165,9 @@ def postgres_server(tmp_dir: str | os.PathLike[str]) -> Iterator[str]:
             _run(POSTGRES_SH, "stop", str(directory), timeout=STOP_TIMEOUT)
         finally:
             _untrack(POSTGRES_SH, str(directory))
+
+
+def restart_postgres(tmp_dir: str | os.PathLike[str]) -> str:
+    """Restart the cluster ``postgres_server(tmp_dir)`` started: same data, same port;
+    every open connection is dropped. Returns the (unchanged) URL."""
+    return _run(POSTGRES_SH, "restart", str(Path(tmp_dir).resolve()), timeout=STOP_TIMEOUT + START_TIMEOUT)
