@@ -181,10 +181,9 @@ def test_an_idempotency_key_answers_the_first_answer_and_never_runs_twice(server
 
 # -- finding 5: a revoked key is refused by every replica within seconds ------------------
 
-def test_a_revoked_key_is_refused_by_every_replica(tmp_path):
-    env = {"RUNLEDGER_BOOTSTRAP_KEY": KEY}
-    data = tmp_path / "shared"
-    with ServerProcess(data, env) as one, ServerProcess(data, env) as two:
+def test_a_revoked_key_is_refused_by_every_replica(server_env, tmp_path):
+    data = tmp_path / "shared"  # embedded: both replicas share the data directory; else the same database
+    with ServerProcess(data, server_env) as one, ServerProcess(data, server_env) as two:
         key = create_key(one, "acme")
         for replica in (one, two):
             assert http(replica, key).get("/v1/ledger/whoami").json() == {"org_id": "acme"}
