@@ -15,6 +15,10 @@ fi
 export RUNLEDGER_TEST_BACKENDS="${RUNLEDGER_TEST_BACKENDS:-embedded,kafka,postgres}"
 case ",$RUNLEDGER_TEST_BACKENDS," in *,kafka,*) bash scripts/kafka.sh install ;; esac
 case ",$RUNLEDGER_TEST_BACKENDS," in *,postgres,*) bash scripts/postgres.sh install ;; esac
+# The console's browser tests (tests/browser, marker `browser`) drive Debian's Chromium.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+fi
 set +e
 .venv/bin/python -m pytest tests -q -p no:cacheprovider -n "${RUNLEDGER_TEST_WORKERS:-3}" "$@"
 status=$?

@@ -28,6 +28,14 @@ def when(value: Any) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S") + (" UTC" if moment.utcoffset() is not None else "")
 
 
+def when_short(value: Any) -> str:
+    """Month-day and minutes, for dense tables (the full time is in the title)."""
+    if not value:
+        return "—"
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.strftime("%b %d, %H:%M")
+
+
 def duration(ms: int | None) -> str:
     if ms is None:
         return "—"
@@ -44,7 +52,7 @@ def pct(value: float | None, digits: int = 1) -> str:
     return "—" if value is None else f"{value * 100:.{digits}f}%"
 
 
-templates.env.filters.update(when=when, duration=duration, pct=pct)
+templates.env.filters.update(when=when, when_short=when_short, duration=duration, pct=pct)
 templates.env.globals.update(charts=charts)
 
 

@@ -21,5 +21,5 @@ async def operations_page(request: Request, ctx: Ctx = Depends(console_ctx)):
 
     status = await projection_status(ctx.runtime)
     letters = await dead_letters(ctx.runtime.engine)
-    return render(request, "operations.html", nav="operations", status=status, letters=letters[:LETTERS_SHOWN],
+    return render(request, "operations.html", nav="operations", ledger=status, letters=letters[:LETTERS_SHOWN],
                   letter_count=len(letters))

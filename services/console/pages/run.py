@@ -53,8 +53,8 @@ async def run_live(run_id: str, request: Request, ctx: Ctx = Depends(console_ctx
 async def cancel(run_id: str, request: Request, ctx: Ctx = Depends(console_ctx)):
     reason = (await checked_form(request)).get("reason", "").strip() or "cancelled from the console"
     positions = await commands.cancel_run(ctx, run_id, reason[:500])
-    token = ",".join(p.token() for p in positions)
-    return RedirectResponse(f"/console/runs/{quote(run_id)}?position={quote(token)}", 303)
+    await ctx.ledger.settle(positions)  # read-your-writes: the page after the redirect shows it cancelled
+    return RedirectResponse(f"/console/runs/{quote(run_id)}", 303)
 
 
 @router.get("/console/runs/{run_id}/timeline")
