@@ -7,6 +7,7 @@ import contextlib
 from fastapi import Depends, FastAPI
 
 from ..bootstrap import Runtime
+from ..console import install as install_console
 from ..ledger import Ledger, ProjectionLag
 from ..projector_process import supervise
 from ..telemetry import RequestMetrics, Telemetry
@@ -55,5 +56,6 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     for router in (runs.router, results.router, metrics.router, ledger.router, experiments.router, replay.router):
         app.include_router(router)
+    install_console(app)  # the web console at /console (services/console)
     errors.document_responses(app)
     return app
