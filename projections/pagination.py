@@ -110,12 +110,27 @@ def _cursor_of(row, by_offset: bool) -> str:
 async def _locate(conn, query: Select, sort, id_col, cursor: Any) -> tuple[Any, Any]:
     decoded = decode_cursor(str(cursor))
     if decoded is not None:
+        if not (_fits(sort, decoded[0]) and _fits(id_col, decoded[1])):
+            raise InvalidCursor(cursor, "from another list")
         return decoded
     lookup = query.with_only_columns(sort.label("k")).where(id_col == cursor)  # an old bare-id cursor
     found = (await conn.execute(lookup)).first()
     if found is None:
         raise InvalidCursor(cursor)
     return found.k, cursor
+
+
+def _fits(column, value: Any) -> bool:
+    """A cursor's value has the type of the column it is compared with (else a cursor from
+    another list would reach the database as a type error)."""
+    kind = getattr(column.type, "impl_instance", column.type)  # a TypeDecorator: the type under it
+    try:
+        expected = kind.python_type
+    except NotImplementedError:
+        return True
+    if expected is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, expected)
 
 
 def _beyond(sort, id_col, key: Any, ident: Any, descending: bool):

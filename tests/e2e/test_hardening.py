@@ -232,6 +232,10 @@ def test_unknown_cursors_and_offsets_are_422(server):
         for cursor in ("no_such_row", "c1.!!!", "c1.WyJ4Il0"):
             for side in ("after", "before"):
                 assert_envelope(client.get(path, params={**params, side: cursor}), 422, "invalid_cursor")
+    client.post("/v1/workflows/experiments/runs", json={"experiment_id": experiment_id}).raise_for_status()
+    runs_cursor = client.get("/v1/workflows/experiments/runs", params={"limit": 1}).json()["list_metadata"]["after"]
+    assert_envelope(client.get("/v1/workflows/experiments/results", params={"run_id": run_id, "after": runs_cursor}),
+                    422, "invalid_cursor")  # a cursor from another list: its key has another type
     for offset in ("-5", str(10**20), "abc"):
         assert_envelope(client.get(f"/v1/workflows/experiments/runs/{run_id}/events", params={"after": offset}),
                         422, "invalid_cursor")
