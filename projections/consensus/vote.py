@@ -25,8 +25,10 @@ def vote_leaf(votes: Sequence[Any], tolerance: float, long_text_threshold: int) 
     """The vote with the most support wins; on equal support the one written exactly
     like the most votes, then the lowest pass index."""
     present = [i for i, v in enumerate(votes) if v is not ABSENT]
-    long_text = any(_is_long(votes[i], long_text_threshold) for i in present)
     forms = {i: canonical(votes[i]) for i in present}
+    if _unanimous(votes, present, forms):
+        return Ballot(present[0], float(len(present)), len(present))
+    long_text = any(_is_long(votes[i], long_text_threshold) for i in present)
     counts = Counter(forms.values())
     support = _supports(votes, present, forms, tolerance, long_text)
     winner, best = None, (0.0, 0)
@@ -35,6 +37,18 @@ def vote_leaf(votes: Sequence[Any], tolerance: float, long_text_threshold: int) 
         if winner is None or rank > best:
             winner, best = i, rank
     return Ballot(winner, best[0], len(present))
+
+
+def _unanimous(votes, present: list[int], forms: dict[int, str]) -> bool:
+    """Every present vote written identically (the common case): each agrees fully with
+    each, so every support is the number of votes and the first one wins. Not for `null`
+    forms, which NaN and infinities share with null without agreeing with it."""
+    if not present:
+        return False
+    first = forms[present[0]]
+    kind = type(votes[present[0]])
+    return (first != "null" or votes[present[0]] is None) and all(
+        forms[i] == first and type(votes[i]) is kind for i in present)
 
 
 def _supports(votes, present: list[int], forms: dict[int, str], tolerance: float, long_text: bool) -> dict[int, float]:
@@ -52,8 +66,10 @@ def _supports(votes, present: list[int], forms: dict[int, str], tolerance: float
     texts = {i: compared_text(votes[i]) for i in pairwise if isinstance(votes[i], str)}
     others = [i for i in pairwise if i not in texts and not is_number(votes[i])]
     close = lambda i, j: 1.0 if numbers_close(votes[i], votes[j], tolerance) else 0.0
-    support.update(_symmetric_sums(numbers, close))
-    support.update(_symmetric_sums(list(texts), lambda i, j: Indel.normalized_similarity(texts[i], texts[j])))
+    if numbers:
+        support.update(_symmetric_sums(numbers, close))
+    if texts:
+        support.update(_symmetric_sums(list(texts), lambda i, j: Indel.normalized_similarity(texts[i], texts[j])))
     for i in others:
         support[i] = math.fsum(agreement(votes[i], votes[j], tolerance, long_text) for j in others)
     return support
