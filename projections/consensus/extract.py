@@ -52,8 +52,12 @@ def walk(votes: Sequence[Any], path: str, presence: float | None, ctx: Walk, dep
 
 def _shape(present: list[Any]) -> type | None:
     """The most common shape; on a tie object beats list beats scalar (never pass order)."""
-    objects = sum(isinstance(v, dict) for v in present)
-    lists = sum(isinstance(v, list) for v in present)
+    objects = lists = 0
+    for v in present:
+        if isinstance(v, dict):
+            objects += 1
+        elif isinstance(v, list):
+            lists += 1
     scalars = len(present) - objects - lists
     counts = [(objects, 2, dict), (lists, 1, list), (scalars, 0, None)]
     return max(counts, key=lambda c: (c[0], c[1]))[2]
@@ -152,7 +156,14 @@ def alignment_work(output: Any) -> int:
         if depth > MAX_WALK_DEPTH:
             continue
         if isinstance(node, dict):
-            stack.extend((child, enclosing, depth + 1) for child in node.values())
+            children, inner = node.values(), enclosing
         elif isinstance(node, list):
-            stack.extend((child, enclosing + len(node), depth + 1) for child in node)
+            children, inner = node, enclosing + len(node)
+        else:
+            continue
+        for child in children:
+            if isinstance(child, (dict, list)):
+                stack.append((child, inner, depth + 1))
+            else:
+                work += inner
     return work
