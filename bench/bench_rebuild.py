@@ -89,7 +89,8 @@ async def measure(data_dir: Path) -> dict:
         if not samples or progress.done_events - samples[-1][0] >= max(1, progress.total_events // 10):
             samples.append((progress.done_events, _rss_mb()))
 
-    started = time.perf_counter()
+    started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+    cpu_before = before.ru_utime + before.ru_stime
     try:
         progress = await rebuild.rebuild(log, ctrl, base_url, report=sample, linger=0.0)
     finally:
@@ -97,9 +98,11 @@ async def measure(data_dir: Path) -> dict:
         await base.dispose()
         await ctrl.dispose()
     seconds = time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime - cpu_before
     return {"events": progress.done_events, "seconds": round(seconds, 1),
-            "events_per_second": round(progress.done_events / seconds), "peak_rss_mb": round(peak_mb),
+            "events_per_second": round(progress.done_events / seconds), "peak_rss_mb": round(usage.ru_maxrss / 1024),
+            "cpu_seconds": round(cpu, 1), "events_per_cpu_second": round(progress.done_events / cpu),
             "rss_mb_along_the_way": [[n, round(mb)] for n, mb in samples]}
 
 
@@ -134,8 +137,8 @@ def main() -> int:
             return done.returncode
         result = json.loads(done.stdout.strip().splitlines()[-1])
     print(f"RSS (MB) along the replay, [events, MB]: {result['rss_mb_along_the_way']}")
-    print(f"rebuild: {result['events']:,} events in {result['seconds']} s = {result['events_per_second']:,} events/s, "
-          f"peak RSS {result['peak_rss_mb']} MB")
+    print(f"rebuild: {result['events']:,} events in {result['seconds']} s = {result['events_per_second']:,} events/s "
+          f"({result['events_per_cpu_second']:,} per CPU-second), peak RSS {result['peak_rss_mb']} MB")
     return 0
 
 

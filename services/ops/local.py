@@ -27,7 +27,7 @@ async def local_runtime(settings: Settings):
 
 
 def print_json(value: Any, compact: bool = False) -> None:
-    option = 0 if compact else orjson.OPT_INDENT_2
+    option = orjson.OPT_NON_STR_KEYS | (0 if compact else orjson.OPT_INDENT_2)
     sys.stdout.write(orjson.dumps(value, default=str, option=option).decode() + "\n")
     sys.stdout.flush()
 
