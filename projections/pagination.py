@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -61,14 +61,14 @@ def decode_cursor(cursor: str) -> tuple[Any, Any] | None:
     try:
         tag, key, ident = orjson.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
         if tag == "t":
-            key = datetime.fromisoformat(key)
+            key = datetime.fromisoformat(key).astimezone(timezone.utc)  # out of range: OverflowError
         elif tag != "v" or not isinstance(key, (int, float, str, type(None))) or isinstance(key, bool):
             raise ValueError(tag)
         if not isinstance(ident, (str, int)) or isinstance(ident, bool):
             raise ValueError(ident)
         _check_int(key)
         _check_int(ident)
-    except (ValueError, TypeError, orjson.JSONDecodeError):
+    except (ValueError, TypeError, OverflowError, orjson.JSONDecodeError):
         raise InvalidCursor(cursor, "malformed") from None
     return key, ident
 

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy.exc import StatementError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from projections.pagination import InvalidCursor
@@ -134,6 +135,14 @@ def install(app: FastAPI) -> None:
         """Input the log cannot hold (lone surrogates, integers beyond 64 bits) reached an event."""
         return _envelope(422, "invalid_request", f"the request holds a value an event cannot carry: {exc}",
                          {"reason": str(exc)[:200]})
+
+    @app.exception_handler(StatementError)
+    async def unstorable(request: Request, exc: StatementError):
+        """A value that parsed but no store can hold (9999-12-31T23:59:59-14:00 is past the
+        last UTC datetime) fails as it is bound: a client mistake. Anything else is a bug."""
+        if not isinstance(exc.orig, OverflowError):
+            raise exc
+        return _envelope(422, "invalid_request", f"a value is out of range: {exc.orig}", {"reason": str(exc.orig)})
 
     @app.exception_handler(InvalidCursor)
     async def invalid_cursor(_request: Request, exc: InvalidCursor):

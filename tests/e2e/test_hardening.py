@@ -236,6 +236,11 @@ def test_unknown_cursors_and_offsets_are_422(server):
     runs_cursor = client.get("/v1/workflows/experiments/runs", params={"limit": 1}).json()["list_metadata"]["after"]
     assert_envelope(client.get("/v1/workflows/experiments/results", params={"run_id": run_id, "after": runs_cursor}),
                     422, "invalid_cursor")  # a cursor from another list: its key has another type
+    past_the_last_utc_time = "c1.WyJ0IiwiOTk5OS0xMi0zMVQyMzo1OTo1OS0xNDowMCIsInIiXQ"  # 9999-12-31T23:59:59-14:00
+    assert_envelope(client.get("/v1/workflows/experiments/runs", params={"after": past_the_last_utc_time}),
+                    422, "invalid_cursor")
+    for params in ({"from_date": "9999-12-31T23:59:59-14:00"}, {"to_date": "0001-01-01T00:00:00+14:00"}):
+        assert_envelope(client.get("/v1/workflows/experiments/runs", params=params), 422, "invalid_request")
     for offset in ("-5", str(10**20), "abc"):
         assert_envelope(client.get(f"/v1/workflows/experiments/runs/{run_id}/events", params={"after": offset}),
                         422, "invalid_cursor")
