@@ -2,6 +2,7 @@
 its timeline with the as-of slider, and cancel."""
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
@@ -77,7 +78,7 @@ async def as_of(run_id: str, request: Request, ctx: Ctx = Depends(console_ctx)):
     run = await load_run(ctx, run_id)
     rows = await history.event_rows(ctx, run_id)
     index = _index(request.query_params.get("i"), len(rows))
-    entry = history.fold_timeline(rows[: index + 1])[-1]
+    entry = (await asyncio.to_thread(history.fold_timeline, rows[: index + 1]))[-1]
     then = await run_as_of(ctx, run, entry.position)
     return render(request, "_as_of.html", run=run_resource(run), then=then, entry=entry, total=len(rows))
 
