@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-.venv/bin/pip install -q --disable-pip-version-check -e ".[bench]"
+.venv/bin/pip install -q --disable-pip-version-check -c requirements.lock -e ".[bench]"
 if ! command -v wrk >/dev/null; then
     if [ "$(id -u)" -eq 0 ]; then
         apt-get install -y -q wrk >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }
