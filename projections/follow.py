@@ -73,14 +73,14 @@ class ActiveReadModel:
         old, old_version = self._engine, self.version
         log.info("read model: switching from version %s to %s", old_version, version)
 
-        async def ready() -> None:
-            await self._wait_caught_up(old, new)
+        def switched() -> None:
             self._engine, self.version = new, version
 
         if projector is not None:
-            await projector.switch_engine(new, ready)
+            await projector.switch_engine(new, ready=lambda: self._wait_caught_up(old, new), switched=switched)
         else:
-            await ready()
+            await self._wait_caught_up(old, new)
+            switched()
         log.info("read model: now on version %s", version)
         asyncio.get_running_loop().call_later(30, lambda: asyncio.ensure_future(self._retire(old_version)))
 

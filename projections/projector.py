@@ -224,16 +224,19 @@ class Projector:
         return dict(partitions=sorted(self.partitions), state=state, detail=detail,
                     applied=self.applied_total, last_batch_at=self.last_batch_at)
 
-    async def switch_engine(self, engine: AsyncEngine, ready=None) -> None:
+    async def switch_engine(self, engine: AsyncEngine, ready=None, switched=None) -> None:
         """Project into `engine` (another read-model version, projections/follow.py) from
         now on. The batch in hand commits first; `await ready()` runs while no batch does;
-        then each held partition resumes from the new engine's stored checkpoint."""
+        then each held partition resumes from the new engine's stored checkpoint, and
+        `switched()` (plain, no await) runs in the same step, before any batch or waiter."""
         async with self._batch_lock:
             if ready is not None:
                 await ready()
-            self.engine = engine
             async with engine.connect() as conn:
                 stored = await checkpoints.load(conn, self.name)
+            self.engine = engine
+            if switched is not None:
+                switched()
             for partition, status in self.partitions.items():
                 status.next_offset = stored.get(partition, 0)
                 self._seek(partition, status.next_offset)
