@@ -10,7 +10,7 @@ from functools import lru_cache
 from rapidfuzz.distance import Indel
 from scipy.optimize import linear_sum_assignment
 
-from .limits import NESTED_EXACT_PAIRS, SIMILARITY_DEPTH, TEXT_COMPARE_CHARS
+from .limits import CACHED_TEXT_CHARS, NESTED_EXACT_PAIRS, SIMILARITY_DEPTH, TEXT_COMPARE_CHARS
 from .normalize import canonical, is_number, normalize_text, number_similarity, numbers_close
 
 
@@ -25,6 +25,8 @@ def text_similarity(a: str, b: str) -> float:
 
 def compared_text(text: str) -> str:
     """The part of `text` that graded similarity looks at, normalized."""
+    if len(text) <= CACHED_TEXT_CHARS:
+        return normalize_text(text)
     return _compared(text if len(text) <= TEXT_COMPARE_CHARS else text[:TEXT_COMPARE_CHARS])
 
 
