@@ -1,6 +1,10 @@
 """Setting up a story over HTTP, and small helpers for driving the console."""
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -79,3 +83,30 @@ def shoot(driver, where: Path, name: str) -> None:
     driver.execute_script("window.scrollTo(0, 0)")
     driver.save_screenshot(str(where / f"{name}.png"))
     driver.set_window_size(1360, 900)
+
+
+def steady_block(block_type: str, config: dict, handle_inputs: dict, pass_index: int) -> dict:
+    """The block a `runledger worker` runs in the browser story: a little slow, so the
+    run is seen in progress; pass 0 disagrees on the vendor."""
+    time.sleep(0.3)
+    return {"total": 100, "vendor": "Globex" if pass_index == 0 else "ACME"}
+
+
+@contextlib.contextmanager
+def worker(server: ServerProcess, key: str):
+    """`runledger worker` against the server (its log; emitting over HTTP), stopped on exit."""
+    log_path = server.data_dir / "console-worker.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "worker", "--block", "tests.browser.pages:steady_block",
+             "--api-url", server.url, "--data-dir", str(server.data_dir), "--concurrency", "1"],
+            env={**server.env, "RUNLEDGER_API_KEY": key}, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,5 +1,6 @@
 """The console in headless Chromium, as its users meet it: sign in, watch a run finish
-live (no reload), read its timeline and go back in time with the as-of slider, read
+live with no reload (passes posted over HTTP while the page is open, then a run taken
+from pending to completed by a real `runledger worker`), read its timeline and go back in time with the as-of slider, read
 its metrics down to one field's votes and the events that carried them, cancel another
 run, sign out; another organisation's run is never reachable by URL.
 
@@ -11,7 +12,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 from tests.browser.conftest import KEY, create_key
-from tests.browser.pages import Story, passes, shoot, shows, text_of, wait
+from tests.browser.pages import Story, passes, shoot, shows, text_of, wait, worker
 
 ACME, GLOBEX = {"total": 100, "vendor": "ACME"}, {"total": 100, "vendor": "Globex"}
 
@@ -55,6 +56,7 @@ def test_console_story(browser, console_server, screenshots):
     metrics_and_votes(d, shots, docs[0])
     cancel(d, server.url, second_id, shots)
     assert mine.run_status(second_id) == "cancelled"
+    a_worker_takes_a_run_to_completed_live(d, server, mine, experiment, shots)
     experiments(d, server.url, experiment, shots)
     never_another_organisations_run(d, server.url, foreign_run, shots)
     sign_out(d, server.url)
@@ -127,6 +129,27 @@ def cancel(d, url: str, run_id: str, shots) -> None:
     wait(d, shows("#run-status", "cancelled"))
     assert "wrong documents" in d.page_source
     shoot(d, shots, "10-run-cancelled")
+
+
+def a_worker_takes_a_run_to_completed_live(d, server, mine: Story, experiment: str, shots) -> None:
+    run_id, _ = mine.run(experiment)
+    d.get(f"{server.url}/console/runs")
+    row = f"#run-{run_id}"
+    assert wait(d, shows(row)).get_attribute("data-status") in ("pending", "queued")
+    d.execute_script("window.sameDocument = true")
+    seen: set[str] = set()
+
+    def finished(driver):
+        status = driver.find_element(By.CSS_SELECTOR, row).get_attribute("data-status")
+        seen.add(status)
+        return status == "completed"
+
+    with worker(server, KEY):
+        wait(d, finished, timeout=120)
+    assert d.execute_script("return window.sameDocument") is True, "the page reloaded"
+    assert text_of(d, f"{row} [data-k=passes-done]") == "6"
+    shoot(d, shots, "10b-runs-worker-done")
+    print(f"statuses seen while the worker ran: {sorted(seen)}")
 
 
 def experiments(d, url: str, experiment_id: str, shots) -> None:
