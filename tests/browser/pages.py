@@ -23,13 +23,13 @@ class Story:
     def __init__(self, server: ServerProcess, key: str):
         self.client = httpx.Client(base_url=server.url, headers={"Api-Key": key}, timeout=60)
 
-    def experiment(self, name: str, documents: int = 2, n: int = 3) -> str:
-        assert self.client.put(f"/v1/workflows/{WORKFLOW}/blocks/{BLOCK}",
-                               json={"type": "extract", "config": {}}).status_code in (200, 201)
+    def experiment(self, name: str, documents: int = 2, n: int = 3, block: str = BLOCK, kind: str = "extract") -> str:
+        assert self.client.put(f"/v1/workflows/{WORKFLOW}/blocks/{block}",
+                               json={"type": kind, "config": {}}).status_code in (200, 201)
         docs = [{"handle_inputs": {"invoice": {"type": "json", "data": {"name": name, "n": i}}}}
                 for i in range(documents)]
         answer = self.client.post("/v1/workflows/experiments", json={
-            "workflow_id": WORKFLOW, "block_id": BLOCK, "documents": docs, "n_consensus": n, "name": name})
+            "workflow_id": WORKFLOW, "block_id": block, "documents": docs, "n_consensus": n, "name": name})
         assert answer.status_code == 201, answer.text
         return answer.json()["id"]
 

@@ -10,8 +10,9 @@ import pytest
 
 from services.console.session import COOKIE, csrf_token
 from tests.browser.conftest import KEY
-from tests.browser.pages import Story
+from tests.browser.pages import Story, passes
 from tests.server import ServerProcess
+from tests.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +75,32 @@ def test_api_paths_keep_their_json_errors(server):
     assert answer.status_code == 404 and answer.json()["detail"]["code"] == "run_not_found"
     page = console(server).get("/console/runs/run_missing")
     assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+
+
+def test_metrics_page_explains_no_metrics_and_stale_metrics_in_words(server):
+    story = Story(server, KEY)
+    experiment = story.experiment("states")
+    run_id, docs = story.run(experiment)
+    page = console(server).get(f"/console/runs/{run_id}/metrics").text
+    assert 'id="no-metrics"' in page and "No metrics yet" in page
+    story.emit(run_id, [e for doc in docs for e in passes(doc, [{"total": 1}] * 3)])
+    wait_for(lambda: story.run_status(run_id), lambda status: status == "completed")
+    assert 'id="likelihoods"' in console(server).get(f"/console/runs/{run_id}/metrics").text
+    assert story.client.patch(f"/v1/workflows/experiments/{experiment}", json={"n_consensus": 5}).status_code == 200
+    stale = console(server).get(f"/console/runs/{run_id}/metrics").text
+    assert 'id="stale"' in stale and "the block's definition has changed since" in stale
+    assert 'id="likelihoods"' not in stale
+    anyway = console(server).get(f"/console/runs/{run_id}/metrics", params={"allow_stale": "true"}).text
+    assert 'id="likelihoods"' in anyway and "stale, shown on request" in anyway
+
+
+def test_classifier_metrics_show_the_confusion_matrix(server):
+    story = Story(server, KEY)
+    run_id, docs = story.run(story.experiment("labels", block="labels", kind="classifier"))
+    invoice, receipt = {"category": "invoice"}, {"category": "receipt"}
+    story.emit(run_id, passes(docs[0], [invoice, invoice, receipt]) + passes(docs[1], [receipt] * 3))
+    wait_for(lambda: story.run_status(run_id), lambda status: status == "completed")
+    page = console(server).get(f"/console/runs/{run_id}/metrics").text
+    matrix = page[page.index('id="confusion"'):page.index("</table>", page.index('id="confusion"'))]
+    rows = {row[0]: row[1:] for row in (re.findall(r">([^<>]+)</t[hd]>", r) for r in matrix.split("<tr>")[2:])}
+    assert rows == {"invoice": ["66.7%", "33.3%"], "receipt": ["·", "100.0%"]}
