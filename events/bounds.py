@@ -47,6 +47,9 @@ MAX_TEXT_CHARS = 16_384
 MAX_ID_CHARS, MAX_ID_BYTES = 256, 768
 """Ids and names from outside (org, workflow, block, document, producer)."""
 MAX_AGGREGATE_ID_CHARS, MAX_AGGREGATE_ID_BYTES = 1024, 1024
+MAX_PAYLOAD_BYTES = 960 * 1024
+"""One event's payload as JSON: with the envelope it stays under Kafka's default
+`message.max.bytes` (1 MiB), whatever mix of bounded fields it carries."""
 MAX_DOCUMENTS = 5_000
 """Documents frozen into one experiment or run."""
 MAX_DOCUMENTS_BYTES = 768 * 1024
@@ -96,65 +99,90 @@ def checked_json(value: Any) -> Any:
 
 def json_problem(value: Any) -> str | None:
     """None when `value` is within every bound, else the first problem and where."""
-    walker = _Walk()
-    problem = walker.walk(value)
+    problem = _walk(value)
     if problem is None and len(orjson.dumps(value)) > MAX_JSON_BYTES:
         problem = f"larger than {MAX_JSON_BYTES} bytes as JSON"
     return problem
 
 
-class _Walk:
-    def __init__(self) -> None:
-        self.nodes = 0
-        self.chars = 0
-
-    def walk(self, root: Any) -> str | None:
-        stack: list[tuple[Any, int, int, str]] = [(root, 1, 0, "")]
-        while stack:
-            node, depth, path_bytes, path = stack.pop()
-            problem = self._node(node, depth)
-            if problem:
-                return _at(problem, path)
-            if isinstance(node, dict):
-                for key, child in node.items():
+def _walk(root: Any) -> str | None:
+    """One pass with an explicit stack of containers; each child is checked where it sits
+    (inline: this loop runs once per value of every event decoded). A container's path
+    is a link (parent link, key), spelled out only for a message; keys repeated across
+    list items (the usual shape) are checked once."""
+    if type(root) not in (dict, list):
+        problem = _scalar_problem(root)
+        return _at(problem, None) if problem else None
+    values, chars = 1, 0
+    good_keys: dict[str, int] = {}  # key -> its UTF-8 length
+    stack: list[tuple[Any, int, int, tuple | None]] = [(root, 1, 0, None)]
+    while stack:
+        node, depth, path_bytes, link = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return _at(f"nested deeper than {MAX_JSON_DEPTH}", link)
+        values += len(node)
+        if values > MAX_JSON_NODES:
+            return _at(f"more than {MAX_JSON_NODES} values", link)
+        if type(node) is dict:
+            children = []
+            for key, child in node.items():
+                size = good_keys.get(key) if type(key) is str else None
+                if size is None:
                     problem = key_problem(key)
-                    child_path = f"{path}.{key}" if path else str(key)
-                    child_bytes = path_bytes + len(str(key).encode("utf-8", "surrogatepass")) + bool(path)
-                    if problem is None and child_bytes > MAX_PATH_BYTES:
-                        problem = f"target path longer than {MAX_PATH_BYTES} bytes"
                     if problem:
-                        return _at(problem, path)
-                    stack.append((child, depth + 1, child_bytes, child_path))
-            elif isinstance(node, list):
-                child_path = f"{path}.*" if path else "*"
-                stack.extend((child, depth + 1, path_bytes + 1 + bool(path), child_path) for child in node)
+                        return _at(problem, link)
+                    size = good_keys[key] = len(key) if key.isascii() else len(key.encode("utf-8"))
+                child_bytes = path_bytes + size + (link is not None)
+                if child_bytes > MAX_PATH_BYTES:
+                    return _at(f"target path longer than {MAX_PATH_BYTES} bytes", (link, key))
+                children.append((child, (link, key), child_bytes))
+        else:
+            if len(node) > MAX_JSON_LIST_LENGTH:
+                return _at(f"list longer than {MAX_JSON_LIST_LENGTH} items", link)
+            item_link, item_bytes = (link, "*"), path_bytes + 1 + (link is not None)
+            children = [(child, item_link, item_bytes) for child in node]
+        for child, child_link, child_bytes in children:
+            kind = type(child)
+            if kind is str:
+                chars += len(child)
+                problem = None if child.isascii() else text_problem(child)
+                if chars > MAX_JSON_BYTES:
+                    problem = f"larger than {MAX_JSON_BYTES} bytes as JSON"
+            elif kind is int:
+                problem = None if -MAX_INT <= child <= MAX_INT else f"integer outside ±(2**63 - 1): {_short_int(child)}"
+            elif kind is float:
+                problem = None if math.isfinite(child) else f"{child} is not a JSON number"
+            elif kind is dict or kind is list:
+                stack.append((child, depth + 1, child_bytes, child_link))
+                continue
+            else:
+                problem = _scalar_problem(child)
+            if problem:
+                return _at(problem, child_link)
+    return None
+
+
+def _scalar_problem(value: Any) -> str | None:
+    """The slow path: any scalar, subclasses of the JSON types included (a str enum)."""
+    if value is None or isinstance(value, bool):
         return None
-
-    def _node(self, node: Any, depth: int) -> str | None:
-        self.nodes += 1
-        if self.nodes > MAX_JSON_NODES:
-            return f"more than {MAX_JSON_NODES} values"
-        if node is None or isinstance(node, bool):
-            return None
-        if isinstance(node, str):
-            self.chars += len(node)
-            if self.chars > MAX_JSON_BYTES:
-                return f"larger than {MAX_JSON_BYTES} bytes as JSON"
-            return text_problem(node)
-        if isinstance(node, int):
-            return None if -MAX_INT <= node <= MAX_INT else f"integer outside ±(2**63 - 1): {_short_int(node)}"
-        if isinstance(node, float):
-            return None if math.isfinite(node) else f"{node} is not a JSON number"
-        if isinstance(node, (dict, list)):
-            if depth > MAX_JSON_DEPTH:
-                return f"nested deeper than {MAX_JSON_DEPTH}"
-            if isinstance(node, list) and len(node) > MAX_JSON_LIST_LENGTH:
-                return f"list longer than {MAX_JSON_LIST_LENGTH} items"
-            return None
-        return f"{type(node).__name__} is not a JSON value"
+    if isinstance(value, str):
+        return text_problem(value)
+    if isinstance(value, int):
+        return None if -MAX_INT <= value <= MAX_INT else f"integer outside ±(2**63 - 1): {_short_int(value)}"
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{value} is not a JSON number"
+    if isinstance(value, (dict, list)):
+        return f"{type(value).__name__} subclasses are not JSON values"
+    return f"{type(value).__name__} is not a JSON value"
 
 
-def _at(problem: str, path: str) -> str:
+def _at(problem: str, link: tuple | None) -> str:
+    keys = []
+    while link is not None:
+        link, key = link
+        keys.append(str(key))
+    path = ".".join(reversed(keys))
     where = path if len(path) <= 80 else path[:77] + "..."
     return f"{problem} (at {where or 'the top'})"
 

@@ -6,12 +6,14 @@ import uuid
 from datetime import datetime, timezone
 from typing import Annotated, Any, ClassVar
 
+import orjson
 from pydantic import (
     AfterValidator, BaseModel, ConfigDict, SerializeAsAny, StringConstraints, field_validator, model_validator,
 )
 
 from .bounds import (
-    MAX_AGGREGATE_ID_BYTES, MAX_AGGREGATE_ID_CHARS, MAX_ID_BYTES, MAX_ID_CHARS, checked_occurred_at, text_problem,
+    MAX_AGGREGATE_ID_BYTES, MAX_AGGREGATE_ID_CHARS, MAX_ID_BYTES, MAX_ID_CHARS, MAX_PAYLOAD_BYTES, checked_occurred_at,
+    text_problem,
 )
 
 NAMESPACE = uuid.UUID("6f1c2a3e-9b4d-5e8f-a1b2-c3d4e5f60718")
@@ -48,6 +50,13 @@ class Payload(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     TYPE: ClassVar[str]
     VERSION: ClassVar[int] = 1
+
+    @model_validator(mode="after")
+    def _fits_one_message(self) -> Payload:
+        size = len(orjson.dumps(self.model_dump(mode="json")))
+        if size > MAX_PAYLOAD_BYTES:
+            raise ValueError(f"payload is {size} bytes as JSON, more than {MAX_PAYLOAD_BYTES}")
+        return self
 
     def natural_key(self, aggregate_id: str) -> str | None:
         """A stable identity for facts that have one; it becomes the event_id."""

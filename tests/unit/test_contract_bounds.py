@@ -82,6 +82,13 @@ def test_lists_values_and_sizes_are_bounded():
     refused({"text": "x" * bounds.MAX_JSON_BYTES}, "larger than")
 
 
+def test_a_payload_fits_one_kafka_message_whatever_mix_of_bounded_fields_it_carries():
+    half = {"text": "x" * (bounds.MAX_JSON_BYTES - 100)}
+    assert pass_event(half)
+    with pytest.raises(UndecodableEvent, match="more than 983040"):
+        pass_event(half, usage=half)
+
+
 def test_values_that_are_not_json_are_refused():
     refused({"when": uuid.uuid4()}, "not a JSON value")
     refused({1: "x"}, "keys must be strings")
