@@ -112,7 +112,8 @@ def store(events: list[Event], env: dict[str, str]) -> int:
             streams[e.aggregate_id] = Stream(e.type, payload)
         else:
             streams[e.aggregate_id].record(e.type, payload)
-    app.save(*streams.values())
+    for stream in streams.values():  # one save per aggregate: one giant pipelined save can deadlock psycopg
+        app.save(stream)
     last = app.recorder.max_notification_id()
     app.close()
     return last
