@@ -104,3 +104,25 @@ def test_classifier_metrics_show_the_confusion_matrix(server):
     matrix = page[page.index('id="confusion"'):page.index("</table>", page.index('id="confusion"'))]
     rows = {row[0]: row[1:] for row in (re.findall(r">([^<>]+)</t[hd]>", r) for r in matrix.split("<tr>")[2:])}
     assert rows == {"invoice": ["66.7%", "33.3%"], "receipt": ["·", "100.0%"]}
+
+
+def test_the_timeline_filters_by_type_and_outcome_and_shows_why_an_event_was_rejected(server):
+    story = Story(server, KEY)
+    run_id, docs = story.run(story.experiment("timeline"))
+    story.emit(run_id, passes(docs[0], [{"total": 1}] * 2))
+    story.emit(run_id, [{"type": "DocumentPassCompleted",
+                         "payload": {"document_id": "doc_not_in_this_run", "pass_index": 0, "output": {}}}])
+    client = console(server)
+    wait_for(lambda: client.get(f"/console/runs/{run_id}/timeline", params={"outcome": "rejected"}).text,
+             lambda page: 'class="rejected"' in page)
+
+    def rows(**params) -> list[str]:
+        page = client.get(f"/console/runs/{run_id}/timeline", params=params).text
+        return re.findall(r'<tr id="ev-\d+" class="(rejected)?">', page)
+
+    assert len(rows()) >= 4  # RunCreated (and whatever lifecycle events), two passes, the stray pass
+    assert len(rows(type="DocumentPassCompleted")) == 3
+    assert rows(outcome="rejected") == ["rejected"]
+    assert len(rows(type="DocumentPassCompleted", outcome="accepted")) == 2
+    rejected = client.get(f"/console/runs/{run_id}/timeline", params={"outcome": "rejected"}).text
+    assert "doc_not_in_this_run" in rejected and 'class="reason"' in rejected
