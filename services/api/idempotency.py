@@ -62,22 +62,27 @@ class Idempotency:
 
     async def _run_first(self, engine: AsyncEngine, org_id: str, key: str, scope: Scope, body: bytes,
                          send: Send) -> None:
-        status, headers, chunks = 500, [], []
+        """The answer is held back until it is stored, so a repeat sent the moment the
+        client has it finds it stored (never a spurious 409)."""
+        held: list[Message] = []
 
-        async def capture(message: Message) -> None:
-            nonlocal status, headers
-            if message["type"] == "http.response.start":
-                status, headers = message["status"], message.get("headers", [])
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-            await send(message)
+        async def hold(message: Message) -> None:
+            held.append(message)
 
         try:
-            await self.app(scope, _replay(body), capture)
-        finally:
-            if status >= 500:
-                await _release(engine, org_id, key)
-        await _store(engine, org_id, key, status, b"".join(chunks), headers)
+            await self.app(scope, _replay(body), hold)
+        except BaseException:
+            await _release(engine, org_id, key)
+            raise
+        start = next((m for m in held if m["type"] == "http.response.start"), None)
+        status = start["status"] if start else 500
+        if status >= 500:
+            await _release(engine, org_id, key)
+        else:
+            content = b"".join(m.get("body", b"") for m in held if m["type"] == "http.response.body")
+            await _store(engine, org_id, key, status, content, start.get("headers", []))
+        for message in held:
+            await send(message)
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -156,10 +161,13 @@ class _StoredAnswer:
         self.row = row
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = b"" if self.row.status in (204, 304) else self.row.body or b""
         headers = [(k.encode(), v.encode()) for k, v in json.loads(self.row.headers or "{}").items()]
-        headers += [(b"idempotent-replayed", b"true"), (b"content-length", str(len(self.row.body or b"")).encode())]
+        headers.append((b"idempotent-replayed", b"true"))
+        if self.row.status not in (204, 304):
+            headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": self.row.status, "headers": headers})
-        await send({"type": "http.response.body", "body": self.row.body or b""})
+        await send({"type": "http.response.body", "body": body})
 
 
 async def _store(engine: AsyncEngine, org_id: str, key: str, status: int, body: bytes, headers) -> None:

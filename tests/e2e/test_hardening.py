@@ -178,6 +178,11 @@ def test_an_idempotency_key_answers_the_first_answer_and_never_runs_twice(server
     bad = client.post("/v1/workflows/experiments/runs", json=body, headers={"Idempotency-Key": "x" * 300})
     assert bad.status_code == 422
 
+    other_experiment = client.post("/v1/workflows/experiments", json={"workflow_id": "wf", "block_id": "b"}).json()
+    delete = f"/v1/workflows/experiments/{other_experiment['id']}"
+    gone = [client.delete(delete, headers={"Idempotency-Key": "delete-1"}) for _ in range(2)]
+    assert [g.status_code for g in gone] == [204, 204] and gone[1].headers["idempotent-replayed"] == "true"
+
 
 # -- finding 5: a revoked key is refused by every replica within seconds ------------------
 
