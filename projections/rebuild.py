@@ -14,6 +14,7 @@ Replicas and projectors follow the pointer by themselves (`projections.follow`).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -24,6 +25,9 @@ from events.log import EventLog
 
 from . import checkpoints, versions
 from .projector import Projector
+
+
+log = logging.getLogger("runledger.rebuild")
 
 
 class RebuildFailed(RuntimeError):
@@ -96,16 +100,22 @@ async def _replay(projector, task, live_engine, progress: Progress, report, tick
             return
 
 
-async def _linger(projector, task, live_engine, progress: Progress, report, tick: float, linger: float) -> None:
-    """Keep the new version moving until the old one has been still for `linger` seconds."""
-    still_since, last = time.monotonic(), dict(progress.live)
-    while True:
+async def _linger(projector, task, live_engine, progress: Progress, report, tick: float, linger: float,
+                  at_most: float = 120.0) -> None:
+    """Keep the new version moving until the old one has been still for `linger` seconds
+    (every live projector follows within about a second), or for `at_most` seconds: a
+    projector that never follows (a process of an older release) must not hold the
+    rebuild for ever; the followers that did switch project the new version anyway."""
+    still_since, last, started = time.monotonic(), dict(progress.live), time.monotonic()
+    while time.monotonic() - started < at_most:
         await _step(projector, task, live_engine, progress, tick)
         _report(report, progress)
         if progress.live != last:
             still_since, last = time.monotonic(), dict(progress.live)
         elif time.monotonic() - still_since >= linger and _reached(progress.applied, progress.live):
             return
+    log.warning("the previous read-model version still moves after %ss: a projector has not followed the switch",
+                at_most)
 
 
 async def _step(projector: Projector, task: asyncio.Task, live_engine, progress: Progress, tick: float) -> None:
