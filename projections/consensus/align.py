@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 from scipy.optimize import linear_sum_assignment
 
-from .limits import BAND_CANDIDATES
+from .limits import BAND_CANDIDATES, FIELD_CANDIDATES
 from .normalize import canonical
 from .settings import MATCH_THRESHOLD
 from .similarity import item_similarity
@@ -146,11 +146,13 @@ def _match_banded(items: list, slots: list[_Slot], similarity: _Similarity) -> d
     free = sorted((slots[j].anchor, j) for j in range(len(slots)) if j not in taken)
     anchors = [anchor for anchor, _ in free]
     expected = _expected_positions(len(items), matched, slots)
+    by_field = _FieldIndex(free, slots)
     pairs = []
     for i in range(len(items)):
         if i in matched:
             continue
-        for distance, j in _nearest(anchors, free, expected[i]):
+        near = _nearest(anchors, free, expected[i])
+        for distance, j in near + by_field.candidates(items[i], expected[i], {j for _, j in near}):
             sim = similarity(items[i], slots[j].prototype)
             if sim >= MATCH_THRESHOLD:
                 pairs.append((-sim, distance, i, j))
@@ -160,6 +162,39 @@ def _match_banded(items: list, slots: list[_Slot], similarity: _Similarity) -> d
             matched[i] = j
             taken.add(j)
     return matched
+
+
+class _FieldIndex:
+    """Free rows by each scalar field of their (object) prototype, so an item that moved
+    far and changed a field is still compared with the row it shares an identifying
+    field with (a value only that free row holds: its sku, its description; a common
+    value such as a quantity of 1 identifies nothing): at most FIELD_CANDIDATES more rows
+    per item."""
+
+    def __init__(self, free: list[tuple[float, int]], slots: list[_Slot]) -> None:
+        self.rows: dict[tuple[str, str], list[tuple[float, int]]] = {}
+        for anchor, j in free:  # in anchor order, so each list is sorted
+            prototype = slots[j].prototype
+            if isinstance(prototype, dict):
+                for key, value in prototype.items():
+                    if not isinstance(value, (dict, list)):
+                        self.rows.setdefault((key, canonical(value)), []).append((anchor, j))
+
+    def candidates(self, item: Any, position: float, seen: set[int]) -> list[tuple[float, int]]:
+        found: list[tuple[float, int]] = []
+        if not isinstance(item, dict):
+            return found
+        for key, value in item.items():
+            if len(found) >= FIELD_CANDIDATES:
+                break
+            if isinstance(value, (dict, list)):
+                continue
+            rows = self.rows.get((key, canonical(value)))
+            if rows and len(rows) == 1 and rows[0][1] not in seen:
+                anchor, j = rows[0]
+                seen.add(j)
+                found.append((abs(anchor - position), j))
+        return found
 
 
 def _expected_positions(count: int, matched: dict[int, int], slots: list[_Slot]) -> list[float]:

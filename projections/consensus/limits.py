@@ -18,6 +18,9 @@ engine version 1); a larger one has every list aligned by the linear banded path
 BAND_CANDIDATES = 8
 """Linear path: rows each unmatched item is compared with (the nearest by expected position)."""
 
+FIELD_CANDIDATES = 2
+"""Linear path: more rows per unmatched object item, found by an identical scalar field."""
+
 TEXT_COMPARE_CHARS = 2_000
 """Graded text similarity looks at the first this many characters of each string."""
 

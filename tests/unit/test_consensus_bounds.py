@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from projections.consensus import DocumentConsensus, align, compute_consensus
-from projections.consensus.limits import BAND_CANDIDATES, MAX_WALK_DEPTH
+from projections.consensus.limits import BAND_CANDIDATES, FIELD_CANDIDATES, MAX_WALK_DEPTH
 
 EXAMPLES = settings(max_examples=int(os.environ.get("CONSENSUS_EXAMPLES", "150")), deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -56,18 +56,30 @@ class CountingSimilarity:
 
 def distinct_lists(passes: int, items: int) -> list:
     """Adversarial for alignment: no item identical across passes, every pair similar."""
-    return [{"rows": [{"sku": f"S{k}", "note": f"p{p} r{k}"} for k in range(items)]} for p in range(passes)]
+    return [{"rows": [{"sku": f"S{k}", "note": f"p{p} r{k}", "n": k % 3} for k in range(items)]} for p in range(passes)]
 
 
 @pytest.mark.parametrize("items", [400, 2000])
 def test_long_lists_cost_a_bounded_number_of_comparisons_per_item(monkeypatch, items):
     """Before: every unmatched item was compared with every row (7 x 400 items: over a
-    million comparisons). Now at most BAND_CANDIDATES per item and round, plus the medoids."""
+    million comparisons). Now at most BAND_CANDIDATES + FIELD_CANDIDATES per item and round,
+    plus the medoids."""
     counter = CountingSimilarity(monkeypatch)
     passes = 7
     compute_consensus("extract", {}, distinct_lists(passes, items))
     medoids = items * passes * passes
-    assert counter.calls <= 2 * passes * items * BAND_CANDIDATES + medoids
+    assert counter.calls <= 2 * passes * items * (BAND_CANDIDATES + FIELD_CANDIDATES) + medoids
+
+
+def test_the_linear_path_finds_an_item_moved_far_and_changed_by_its_identifying_field():
+    """Every item of the second pass changed (nothing matches identically), and S0 moved
+    to the end: the rows near its position are others', but its sku names its row."""
+    truth = [{"sku": f"S{k}", "qty": k % 7, "text": f"item number {k}"} for k in range(500)]
+    changed = [dict(item, qty=item["qty"] + 100) for item in truth]
+    moved = changed[1:] + changed[:1]
+    result = compute_consensus("extract", {}, [{"rows": truth}, {"rows": moved}, {"rows": truth}])
+    rows = {t.path: t for t in result.targets}["rows.*.sku"].rows
+    assert len(rows) == 500 and all(row.score == 1.0 for row in rows)
 
 
 def test_the_linear_path_still_aligns_shifted_and_changed_items():
