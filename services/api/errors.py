@@ -108,6 +108,7 @@ def install(app: FastAPI) -> None:
         rid = request.headers.get("x-request-id") or uuid.uuid4().hex
         request.state.request_id = rid
         logs.request_id.set(rid)  # JSON log lines carry it (services/logs.py)
+        logs.use_traceparent(request.headers.get("traceparent"))
         started = time.perf_counter()
         try:
             response = await call_next(request)
