@@ -33,11 +33,19 @@ def wait_until(condition, timeout: float = 15.0, what: str = "condition"):
     raise AssertionError(f"{what} not reached within {timeout}s")
 
 
+def settled(client: httpx.Client, response: httpx.Response) -> httpx.Response:
+    """Wait (bounded) until the projection shows a write, even one answered 202."""
+    response.raise_for_status()
+    token = response.headers.get("x-runledger-position", "")
+    wait_until(lambda: client.get("/v1/ledger/whoami", headers={"x-runledger-position": token}).status_code == 200,
+               timeout=60, what="the write visible")
+    return response
+
+
 def setup(client: httpx.Client, workflow: str = "wf") -> str:
-    client.put(f"/v1/workflows/{workflow}/blocks/b", json={"type": "classifier", "config": {}}).raise_for_status()
+    settled(client, client.put(f"/v1/workflows/{workflow}/blocks/b", json={"type": "classifier", "config": {}}))
     exp = client.post("/v1/workflows/experiments", json={"workflow_id": workflow, "block_id": "b", "documents": [DOC]})
-    exp.raise_for_status()
-    return exp.json()["id"]
+    return settled(client, exp).json()["id"]
 
 
 def raw_exchange(server: ServerProcess, head: str, chunks=(), timeout: float = 30.0) -> bytes:

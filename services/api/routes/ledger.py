@@ -70,7 +70,8 @@ async def healthz(request: Request):
     return JSONResponse(body, 200 if status["status"] == "ok" else 503)
 
 
-@router.get("/metrics")
+@router.get("/metrics", responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                                         "description": "Prometheus text exposition"}})
 async def metrics(request: Request):
     """Prometheus text (prometheus-client). No series carries a tenant-identifying label."""
     request.app.state.telemetry.read_models(await read_model_figures(request.app.state.runtime))
