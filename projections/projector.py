@@ -27,6 +27,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -41,6 +42,8 @@ from .checkpoints import LostPartition
 from .transient import is_transient, retry_transient
 
 log = logging.getLogger("runledger.projector")
+
+POOL_FROM_BYTES = 256 * 1024  # smaller batches fold in a thread: their consensus is cheap
 
 
 @dataclass
@@ -60,15 +63,24 @@ class Observer:
     def quarantined(self, count: int) -> None: ...
 
 
+def fold_elsewhere(batch: Batch) -> Batch:
+    """The fold, in a pool's process; the batch travels back pickled (shared references,
+    such as a state that is also the loaded one, survive the trip)."""
+    batch.fold()
+    return batch
+
+
 class Projector:
     def __init__(self, log_: EventLog, engine: AsyncEngine, name: str = "main", batch_size: int = 500,
-                 observer: Observer | None = None, heartbeat_interval: float = 2.0):
+                 observer: Observer | None = None, heartbeat_interval: float = 2.0,
+                 fold_pool: Executor | None = None):
         self.log = log_
         self.engine = engine
         self.name = name
         self.batch_size = batch_size
         self.observer = observer or Observer()
         self.heartbeat_interval = heartbeat_interval
+        self.fold_pool = fold_pool
         self.member = heartbeat.Member(name)
         self.partitions: dict[int, PartitionStatus] = {}
         self.batches = self.applied_total = self.poison_total = 0
@@ -161,10 +173,10 @@ class Projector:
 
     async def _apply(self, partition: int, records: list[Record], expected: int, new: int) -> Batch:
         batch = Batch(self.name, records)
-        batch.decode_all()
+        await asyncio.to_thread(batch.decode_all)  # validation walks every value: CPU, off the loop
         async with self.engine.connect() as conn:
             await load(conn, batch)
-        await asyncio.to_thread(batch.fold)
+        batch = await self._fold(batch)
         try:
             await self._write(batch, partition, expected, new, isolate=False)
         except Exception as exc:
@@ -174,6 +186,15 @@ class Projector:
                         partition, expected, new - 1, type(exc).__name__, exc)
             await self._write(batch, partition, expected, new, isolate=True)
         return batch
+
+    async def _fold(self, batch: Batch) -> Batch:
+        """Off the event loop either way: a heavy batch (POOL_FROM_BYTES of records or more)
+        in `fold_pool` (a process pool: the consensus engine's C code cannot hold the API's
+        GIL there), anything else in a worker thread (no pickling, no process start-up)."""
+        if self.fold_pool is None or sum(len(r.value) for r in batch.records) < POOL_FROM_BYTES:
+            await asyncio.to_thread(batch.fold)
+            return batch
+        return await asyncio.get_running_loop().run_in_executor(self.fold_pool, fold_elsewhere, batch)
 
     async def _write(self, batch: Batch, partition: int, expected: int, new: int, isolate: bool) -> None:
         async with self.engine.begin() as conn:

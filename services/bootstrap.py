@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -36,6 +38,8 @@ class Runtime:
         return self.read_model.engine if self.read_model is not None else self.base_engine
 
     async def close(self) -> None:
+        if self.projector is not None and self.projector.fold_pool is not None:
+            self.projector.fold_pool.shutdown(wait=False, cancel_futures=True)
         if self.following is not None:
             self.following.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -70,10 +74,20 @@ async def start_runtime(settings: Settings, log: EventLog | None = None, with_pr
     run_projector = settings.projector if with_projector is None else with_projector
     telemetry = Telemetry()
     projector = Projector(log, read_model.engine, observer=telemetry.observer(),
-                          heartbeat_interval=settings.heartbeat_interval) if run_projector else None
+                          heartbeat_interval=settings.heartbeat_interval,
+                          fold_pool=fold_pool(settings)) if run_projector else None
     runtime = Runtime(settings, log, engine, projector, control, read_model, telemetry=telemetry)
     runtime.following = asyncio.create_task(read_model.follow(projector))
     return runtime
+
+
+def fold_pool(settings: Settings) -> ProcessPoolExecutor | None:
+    """The projector folds (and scores) in its own process(es), so the consensus engine
+    never holds the GIL of a process serving the API. Spawned, not forked: the API
+    process has threads."""
+    if settings.fold_processes <= 0:
+        return None
+    return ProcessPoolExecutor(settings.fold_processes, mp_context=multiprocessing.get_context("spawn"))
 
 
 async def open_control_store(settings: Settings, read_model: AsyncEngine) -> AsyncEngine:

@@ -22,6 +22,7 @@ class Settings:
     max_body_bytes: int = 8 * 1024 * 1024
     heartbeat_interval: float = 2.0  # projector heartbeats (projections/heartbeat.py)
     heartbeat_ttl: float = 10.0  # a member silent for longer is dead to /healthz
+    fold_processes: int = 1  # the projector's fold (consensus) pool; 0: a worker thread instead
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -39,6 +40,7 @@ class Settings:
             max_body_bytes=int(env.get("RUNLEDGER_MAX_BODY_BYTES", str(8 * 1024 * 1024))),
             heartbeat_interval=float(env.get("RUNLEDGER_HEARTBEAT_INTERVAL", "2")),
             heartbeat_ttl=float(env.get("RUNLEDGER_HEARTBEAT_TTL", "10")),
+            fold_processes=int(env.get("RUNLEDGER_FOLD_PROCESSES", "1")),
         )
 
     def with_(self, **changes) -> Settings:

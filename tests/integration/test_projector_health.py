@@ -64,7 +64,7 @@ def projector_process(data_dir, log_path):
 
 
 async def test_a_dead_projector_process_turns_health_red_on_an_api_without_one(tmp_path):
-    settings = Settings(data_dir=tmp_path / "data", heartbeat_ttl=2.0, heartbeat_interval=0.3)
+    settings = Settings(data_dir=tmp_path / "data", heartbeat_ttl=2.0, heartbeat_interval=0.3, fold_processes=0)
     async with api(settings, with_projector=False) as (runtime, client):
         member = projector_process(settings.data_dir, tmp_path / "projector.log")
         try:
@@ -94,7 +94,7 @@ async def test_a_quarantined_run_turns_health_red_and_shows_in_metrics(tmp_path,
         return real(state, event, *args, **kwargs)
 
     monkeypatch.setattr(batch_module, "apply", buggy)
-    settings = Settings(data_dir=tmp_path / "data", heartbeat_ttl=5.0, heartbeat_interval=0.3)
+    settings = Settings(data_dir=tmp_path / "data", heartbeat_ttl=5.0, heartbeat_interval=0.3, fold_processes=0)
     async with api(settings, with_projector=True) as (runtime, client):
         good, bad = RunScript(run_id="run_good", docs=1, n=3), RunScript(run_id="run_bad", docs=1, n=3)
         await append(runtime.log, [good.created(), bad.created()])
@@ -113,7 +113,7 @@ async def test_a_quarantined_run_turns_health_red_and_shows_in_metrics(tmp_path,
 
 
 async def test_the_embedded_projector_task_is_supervised(tmp_path, monkeypatch):
-    settings = Settings(data_dir=tmp_path / "data", heartbeat_ttl=5.0, heartbeat_interval=0.3)
+    settings = Settings(data_dir=tmp_path / "data", heartbeat_ttl=5.0, heartbeat_interval=0.3, fold_processes=0)
     broken = {"on": True}
 
     def break_the_loop(runtime) -> None:

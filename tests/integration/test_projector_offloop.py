@@ -39,7 +39,7 @@ async def test_the_api_answers_while_a_heavy_document_is_scored(tmp_path, monkey
         return real_score(spec, votes)
 
     monkeypatch.setattr(fold, "score_document", heavy)
-    settings = Settings(data_dir=tmp_path / "data", heartbeat_interval=0.3)
+    settings = Settings(data_dir=tmp_path / "data", heartbeat_interval=0.3, fold_processes=0)
     async with api(settings, with_projector=True) as (runtime, client):
         script = RunScript(run_id="run_heavy", docs=1, n=3)
         positions = await append(runtime.log, [script.created(), *script.all_passes()])
