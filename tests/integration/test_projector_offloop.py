@@ -77,3 +77,37 @@ async def test_as_of_refolds_from_stored_results_without_rescoring(tmp_path, mon
         assert then.status_code == 200, then.text
         assert {k: v for k, v in then.json().items() if not k.startswith("as_of")} == now
         assert now["lifecycle"]["status"] == "completed" and now["score"] is not None
+
+
+async def test_a_batch_folded_in_the_process_pool_writes_what_a_thread_fold_writes(tmp_path, monkeypatch):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from events.sqlite_log import SqliteEventLog
+    from projections import projector as projector_module
+    from projections.database import create_schema, make_engine
+    from projections.projector import Projector
+    from tests.integration.test_projector import project_until
+    from tests.state_hash import state_hashes
+
+    log = SqliteEventLog(tmp_path / "log.db", partitions=3)
+    await log.start()
+    script = RunScript(run_id="run_pool", docs=3, n=3, block_type="extract")
+    outputs = [{"total": 10 + i, "lines": [{"sku": "a", "qty": i}]} for i in range(3)]
+    positions = await append(log, [script.created(), *[script.passed(d, i, outputs[i])
+                                                       for d in script.doc_ids for i in range(3)]])
+    engines = {}
+    for name in ("thread", "pool"):
+        engines[name] = make_engine(f"sqlite+aiosqlite:///{tmp_path / name}.db")
+        await create_schema(engines[name])
+    await project_until(Projector(log, engines["thread"], batch_size=4), positions[-1:])
+    monkeypatch.setattr(projector_module, "POOL_FROM_BYTES", 0)  # every batch goes to the pool
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        await project_until(Projector(log, engines["pool"], batch_size=4, fold_pool=pool), positions[-1:])
+    finally:
+        pool.shutdown()
+    assert await state_hashes(engines["pool"]) == await state_hashes(engines["thread"])
+    for engine in engines.values():
+        await engine.dispose()
+    await log.close()
