@@ -48,16 +48,16 @@ async def park(conn: AsyncConnection, projection: str, parked: dict[Key, list[Re
                failures: dict[Key, str], events) -> None:
     """Inside the batch's transaction: quarantine the new failures, park every set-aside event."""
     org_of = {(e.aggregate_id): e.org_id for _, e, _ in events if e is not None}
-    now = datetime.now(timezone.utc)
     for (kind, agg_id), records in parked.items():
         if not records:
             continue
         if (kind, agg_id) in failures:
             partition, offset = records[0].partition, _failed_offset(failures[(kind, agg_id)], records)
+            failed = next((r for r in records if r.offset == offset), records[0])
             await conn.execute(insert(quarantined).values(
                 projection=projection, kind=kind, aggregate_id=agg_id, org_id=org_of.get(agg_id, ""),
                 partition=partition, offset=offset, error=failures[(kind, agg_id)][:4000],
-                parked=len(records), quarantined_at=now))
+                parked=len(records), quarantined_at=_appended(failed)))
         else:
             bumped = await conn.execute(update(quarantined).where(_key(projection, kind, agg_id)).values(
                 parked=quarantined.c.parked + len(records)))
@@ -66,6 +66,13 @@ async def park(conn: AsyncConnection, projection: str, parked: dict[Key, list[Re
         await conn.execute(insert(parked_events), [dict(
             projection=projection, partition=r.partition, offset=r.offset, kind=kind, aggregate_id=agg_id,
             key=r.key, value=r.value, timestamp_ms=r.timestamp_ms) for r in records])
+
+
+def _appended(record: Record) -> datetime:
+    """The failing record's append time: a replay quarantines at the same instant."""
+    if record.timestamp_ms and record.timestamp_ms > 0:
+        return datetime.fromtimestamp(record.timestamp_ms / 1000, timezone.utc)
+    return datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def _failed_offset(failure: str, records: list[Record]) -> int:
