@@ -53,11 +53,11 @@ async def rows(args, infra: Infra, workload: Workload, say) -> list[Row]:
         await log.close()
     with tempfile.TemporaryDirectory(prefix="rl-bench-http-") as tmp:
         workdir = Path(tmp)
-        async with servers.runledger(infra, TOPIC, workdir) as (server, key):
+        async with servers.runledger(infra, TOPIC, workdir) as (server, key, admin):
             async with httpx.AsyncClient(base_url=server.url, headers={"Api-Key": key}, timeout=120,
                                          limits=httpx.Limits(max_connections=32)) as client:
                 say(f"runledger serve on {server.url}: projecting {len(workload) + 3 * pool.runs:,} events")
-                await servers.caught_up(client)
+                await servers.caught_up(client, admin)
                 paths = endpoints(workload.run_ids[0])
                 saved = workdir / "bodies"
                 saved.mkdir()
@@ -68,15 +68,16 @@ async def rows(args, infra: Infra, workload: Workload, say) -> list[Row]:
                 async with servers.bare(infra, saved, workdir) as bare_url:
                     async with httpx.AsyncClient(base_url=bare_url, timeout=120,
                                                  limits=httpx.Limits(max_connections=32)) as bare:
-                        return await _measure(args, infra, client, key, bare, paths, PassPool(pool), per_rep, say)
+                        return await _measure(args, infra, client, key, admin, bare, paths, PassPool(pool), per_rep,
+                                              say)
 
 
-async def _measure(args, infra, client, key, bare, paths, pool: PassPool, per_rep: int, say) -> list[Row]:
+async def _measure(args, infra, client, key, admin, bare, paths, pool: PassPool, per_rep: int, say) -> list[Row]:
     out: list[Row] = []
     if "api" not in args.skip:
         out += _reads(args, str(client.base_url), key, str(bare.base_url), paths, say)
     if "ingest" not in args.skip:
-        out += await _ingestion(args, infra, client, bare, paths, pool, per_rep, say)
+        out += await _ingestion(args, infra, client, admin, bare, paths, pool, per_rep, say)
     return out
 
 
@@ -99,13 +100,13 @@ def _reads(args, base: str, key: str, bare_base: str, paths: dict[str, str], say
             for name, (ours, yard) in figures.items()]
 
 
-async def _ingestion(args, infra, client, bare, paths, pool: PassPool, per_rep: int, say) -> list[Row]:
+async def _ingestion(args, infra, client, admin, bare, paths, pool: PassPool, per_rep: int, say) -> list[Row]:
     http, http_bare, sdk, sdk_bare = (Figure("passes/s") for _ in range(4))
     for i in range(args.repeat):
         batches = bodies(pool.events(per_rep), BATCH)
         http.values.append(await flat_out(client, INGEST, batches, BATCH))
         http_bare.values.append(await flat_out(bare, "/ingest", batches, BATCH))
-        await servers.caught_up(client)
+        await servers.caught_up(client, admin)
         wire = pool.events(per_rep)
         sdk.values.append(per_rep / await _sdk(infra, wire))
         built = Producer(None, org_id=ORG, producer="bench")
@@ -113,7 +114,7 @@ async def _ingestion(args, infra, client, bare, paths, pool: PassPool, per_rep: 
                     (built.build(w["type"], w["run_id"], w["payload"]) for w in wire)]
         sdk_bare.values.append(per_rep / await bare_kafka.produce(infra.kafka, servers.BARE_TOPIC, PARTITIONS,
                                                                   messages))
-        await servers.caught_up(client)
+        await servers.caught_up(client, admin)
         say(f"ingest rep {i + 1}: HTTP {http.values[-1]:,.0f} vs bare {http_bare.values[-1]:,.0f}; "
             f"SDK {sdk.values[-1]:,.0f} vs bare aiokafka {sdk_bare.values[-1]:,.0f} passes/s")
     rate = statistics.median(http.values) / 2
@@ -127,7 +128,7 @@ async def _ingestion(args, infra, client, bare, paths, pool: PassPool, per_rep: 
             figure.values.append(found.p99_ms)
             figure.p50.append(found.p50_ms)
             figure.p99.append(found.p99_ms)
-            await servers.caught_up(client)
+            await servers.caught_up(client, admin)
         say(f"latency rep {i + 1} at {rate:,.0f} passes/s: p99 {latency.values[-1]:.0f} ms "
             f"vs bare {latency_bare.values[-1]:.0f} ms")
     return [

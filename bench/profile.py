@@ -99,9 +99,9 @@ async def get_run(infra, workload: Workload, out: Path, seconds: float) -> None:
     await log.start()
     await log.close()
     with tempfile.TemporaryDirectory(prefix="rl-profile-") as tmp:
-        async with servers.runledger(infra, TOPIC, Path(tmp)) as (server, key):
+        async with servers.runledger(infra, TOPIC, Path(tmp)) as (server, key, admin):
             async with httpx.AsyncClient(base_url=server.url, headers={"Api-Key": key}, timeout=60) as client:
-                await servers.caught_up(client)
+                await servers.caught_up(client, admin)
             url = server.url + endpoints(workload.run_ids[0])["GET run"]
             for kind, flags in (("wall", []), ("gil", ["--gil"])):  # every sample / only Python on the CPU
                 load = threading.Thread(target=wrk.run, args=(url, seconds + 2, {"Api-Key": key}))

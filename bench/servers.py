@@ -22,35 +22,39 @@ BARE_TOPIC = "bench.bare"
 
 
 @asynccontextmanager
-async def runledger(infra: Infra, topic: str, workdir: Path) -> AsyncIterator[tuple[ServerProcess, str]]:
-    """`runledger serve --with-projector` on a fresh database; yields it and an API key of ORG."""
+async def runledger(infra: Infra, topic: str, workdir: Path) -> AsyncIterator[tuple[ServerProcess, str, str]]:
+    """`runledger serve --with-projector` on a fresh database; yields it, a tenant key of ORG
+    (the load uses it) and an admin key (projection status)."""
     url = await infra.new_database("api")
     env = {"RUNLEDGER_KAFKA_BOOTSTRAP": infra.kafka, "RUNLEDGER_DATABASE_URL": url, "RUNLEDGER_TOPIC": topic,
            "RUNLEDGER_WAIT_TIMEOUT": "60"}
     key = await asyncio.to_thread(_create_key, env, workdir)
+    admin = await asyncio.to_thread(_create_key, env, workdir, True)  # projection status is admin-only
     server = ServerProcess(workdir / "serve", env=env, extra_args=["--with-projector"])
     await asyncio.to_thread(server.start, 180)
     try:
-        yield server, key
+        yield server, key, admin
     finally:
         server.stop()
 
 
-def _create_key(env: dict[str, str], workdir: Path) -> str:
+def _create_key(env: dict[str, str], workdir: Path, admin: bool = False) -> str:
     """Through the CLI (`runledger keys create`), which also migrates the fresh database."""
     done = subprocess.run([sys.executable, "-m", "services.cli", "keys", "create", "--org", ORG, "--name", "bench",
-                           "--data-dir", str(workdir / "keys")], env={**os.environ, **env}, capture_output=True,
+                           "--data-dir", str(workdir / "keys"), *(["--admin"] if admin else [])], env={**os.environ, **env}, capture_output=True,
                           text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
     if done.returncode != 0:
         raise RuntimeError(f"runledger keys create failed: {done.stderr[-2000:]}")
     return done.stdout.strip().splitlines()[-1].strip()
 
 
-async def caught_up(client: httpx.AsyncClient, timeout: float = 900) -> None:
+async def caught_up(client: httpx.AsyncClient, admin: str, timeout: float = 900) -> None:
     """Wait until the server's projection has applied everything on the log."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status = (await client.get("/v1/ledger/projections")).json()
+        response = await client.get("/v1/ledger/projections", headers={"Api-Key": admin})
+        response.raise_for_status()
+        status = response.json()
         main = next(p for p in status["projections"] if p["name"] == "main")
         if main["lag"] == 0:
             return
