@@ -19,11 +19,12 @@ from events.log import Position
 from projections import versions
 from projections.database import create_schema, make_engine
 from projections.projector import Projector
+from projections.state_hash import state_hashes
 from services.bootstrap import build_log
 from services.settings import Settings
 from tests.e2e.conftest import KEY, create_key, http
 from tests.e2e.test_sdk_scenario import setup_experiment
-from projections.state_hash import state_hashes
+from tests.server import ServerProcess
 from tests.waiting import wait_for
 
 N = 3
@@ -98,6 +99,17 @@ class Traffic:
 
 
 @pytest.fixture
+def replica(server, tmp_path):
+    """On Kafka, a second API replica (no projector) beside the server: it must follow the
+    switch by itself too."""
+    if "RUNLEDGER_KAFKA_BOOTSTRAP" not in server.env:
+        yield None
+        return
+    with ServerProcess(tmp_path / "replica", {k: v for k, v in server.env.items()}) as process:
+        yield process
+
+
+@pytest.fixture
 def projectors(server):
     """On Kafka, two more projector processes join the server's in-process one: the
     switch must be followed by every member of the group."""
@@ -117,7 +129,7 @@ def projectors(server):
             proc.wait()
 
 
-def test_rebuild_switches_under_load_and_equals_a_clean_replay(server, projectors):
+def test_rebuild_switches_under_load_and_equals_a_clean_replay(server, projectors, replica):
     sdk = Retab(api_key=KEY, base_url=server.url, max_retries=0)
     tenant_key = create_key(server, "org_b")
     experiment = setup_experiment(server, sdk, documents=DOCS, n=N)
@@ -147,6 +159,12 @@ def test_rebuild_switches_under_load_and_equals_a_clean_replay(server, projector
     assert traffic.acked_while_rebuilding > 0
     admin = http(server, create_key(server, "ops", admin=True)).get("/v1/ledger/read-models").json()
     assert admin["serving_version"] == 2 and admin["active_version"] == 2
+    if replica is not None:
+        admin_key = create_key(server, "ops2", admin=True)
+        wait_for(lambda: http(replica, admin_key).get("/v1/ledger/read-models").json()["serving_version"],
+                 lambda version: version == 2)
+        seen = Retab(api_key=KEY, base_url=replica.url, max_retries=0).workflows.experiments.runs.get(run.id)
+        assert seen.completed_document_count == len(doc_ids)
     metrics = http(server).get("/metrics").text
     assert "runledger_read_model_serving_version 2.0" in metrics
     assert 'runledger_read_model_lag{status="retired",version="1"}' in metrics
