@@ -180,12 +180,12 @@ def batch_delay(monkeypatch):
     """Batches hold their transaction open for `delay` seconds before committing."""
     from projections import projector as projector_module
 
-    real, control = projector_module.project, types.SimpleNamespace(delay=0.05)
+    real, control = projector_module.save, types.SimpleNamespace(delay=0.05)
 
-    async def slow(conn, batch):
-        await real(conn, batch)
+    async def slow(conn, batch, **kwargs):
+        await real(conn, batch, **kwargs)
         await asyncio.sleep(control.delay)
-    monkeypatch.setattr(projector_module, "project", slow)
+    monkeypatch.setattr(projector_module, "save", slow)
     return control
 
 
