@@ -75,7 +75,7 @@ async def run_projector(settings: Settings, group: str = DEFAULT_GROUP, health_p
 async def _serve_health(runtime, port: int) -> None:
     """/healthz and /metrics of this process, on 127.0.0.1:`port` (or the settings' host)."""
     import uvicorn
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
     from fastapi.responses import JSONResponse, Response
 
     from .api.status import projection_status
@@ -84,12 +84,12 @@ async def _serve_health(runtime, port: int) -> None:
     app = FastAPI(title="runledger projector")
 
     @app.get("/healthz")
-    async def healthz(request: Request):
+    async def healthz():
         status = await projection_status(runtime)
         return JSONResponse({"status": status["status"]}, 200 if status["status"] == "ok" else 503)
 
     @app.get("/metrics")
-    async def metrics(request: Request):
+    async def metrics():
         return Response(runtime.telemetry.exposition(await projection_status(runtime)),
                         media_type=CONTENT_TYPE_LATEST)
 

@@ -137,3 +137,25 @@ async def test_the_embedded_projector_task_is_supervised(tmp_path, monkeypatch):
         for position in positions:
             assert await runtime.projector.wait(position, 60)
         await wait_for_health(client, 200)
+
+
+def test_a_projector_process_serves_its_own_health_and_metrics(tmp_path):
+    from tests.server import free_port
+    from tests.waiting import wait_for
+
+    port = free_port()
+    member = subprocess.Popen([sys.executable, "-m", "services.cli", "project", "--data-dir", str(tmp_path / "d"),
+                               "--health-port", str(port)], stdout=open(tmp_path / "p.log", "wb"),
+                              stderr=subprocess.STDOUT)
+    try:
+        def get(path):
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=5)
+            except httpx.HTTPError:
+                return None
+        health = wait_for(lambda: get("/healthz"), lambda r: r is not None and r.status_code == 200)
+        assert health.json() == {"status": "ok"}
+        assert "runledger_projector_processes_alive 1.0" in get("/metrics").text
+    finally:
+        member.send_signal(signal.SIGTERM)
+        assert member.wait(30) == 0
