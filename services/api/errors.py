@@ -61,6 +61,7 @@ def envelope(status: int, code: str, message: str, details: dict | None = None, 
 
 
 _envelope = envelope
+_UNSTORABLE_TEXT = {"22021", "22P05"}  # character_not_in_repertoire, untranslatable_character
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
               405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
               422: "invalid_request", 503: "unavailable"}
@@ -140,10 +141,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StatementError)
     async def unstorable(request: Request, exc: StatementError):
         """A value that parsed but no store can hold (9999-12-31T23:59:59-14:00 is past the
-        last UTC datetime) fails as it is bound: a client mistake. Anything else is a bug."""
-        if not isinstance(exc.orig, OverflowError):
-            raise exc
-        return _envelope(422, "invalid_request", f"a value is out of range: {exc.orig}", {"reason": str(exc.orig)})
+        last UTC datetime; NUL in PostgreSQL text) fails as it is bound or sent: a client
+        mistake. Anything else is a bug."""
+        if isinstance(exc.orig, OverflowError):
+            return _envelope(422, "invalid_request", f"a value is out of range: {exc.orig}",
+                             {"reason": str(exc.orig)})
+        if getattr(exc.orig, "sqlstate", None) in _UNSTORABLE_TEXT:  # PostgreSQL: text holding NUL
+            return _envelope(422, "invalid_request", "text values cannot contain NUL characters",
+                             {"reason": "nul_character"})
+        raise exc
 
     @app.exception_handler(InvalidCursor)
     async def invalid_cursor(_request: Request, exc: InvalidCursor):

@@ -7,7 +7,8 @@ POST would be read and parsed before the 401. This ASGI middleware runs first:
   at once, reading none of the body;
 - a body whose Content-Length exceeds `max_body_bytes` answers 413 at once;
 - a body without Content-Length (chunked) is counted as it streams in, and 413 is
-  answered as soon as it passes the limit; the rest is never read.
+  answered as soon as it passes the limit; the rest is never read;
+- a NUL character in the path or the query is a 422 (PostgreSQL text cannot hold it).
 """
 from __future__ import annotations
 
@@ -35,6 +36,9 @@ class RequestGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
+            return await envelope(422, "invalid_request", "paths and query parameters cannot contain NUL characters",
+                                  {"reason": "nul_character"})(scope, receive, send)
         request = Request(scope)
         if scope["method"] in WRITE_METHODS and scope["path"].startswith("/v1/"):
             try:

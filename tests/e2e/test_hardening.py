@@ -290,6 +290,12 @@ def test_hostile_json_is_a_4xx_never_a_500(server):
                               headers={"content-type": "application/json"})
         assert 400 <= response.status_code < 500, (raw[:60], response.text[:500])
         assert {"code", "message", "details"} <= set(response.json()["detail"])
+    for response in (client.get("/v1/workflows/experiments", params={"workflow_id": "a\x00b"}),
+                     client.get("/v1/workflows/experiments/exp%00x"),
+                     client.post("/v1/workflows/experiments/runs", json={"experiment_id": "exp\u0000x"}),
+                     client.get("/v1/workflows/experiments/results", params={"run_id": "r\x00"})):
+        assert 400 <= response.status_code < 500, response.text  # PostgreSQL text cannot hold NUL: never a 500
+        assert {"code", "message", "details"} <= set(response.json()["detail"])
     nothing = client.post("/v1/workflows/experiments", json={"workflow_id": "wf_hostile", "block_id": "b"})
     assert_envelope(nothing, 404, "block_not_found")  # none of them defined the block
     assert client.get("/healthz").status_code == 200
