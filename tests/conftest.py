@@ -76,3 +76,14 @@ async def fresh_database_url(kind: str, request, tmp_path) -> str:
 @pytest.fixture(params=_store_params())
 async def database_url(request, tmp_path):
     return await fresh_database_url(request.param, request, tmp_path)
+
+
+@pytest.fixture
+async def engine(database_url):
+    """The read model as production builds it: SQLite created in place, PostgreSQL by migrations."""
+    from projections.database import make_engine, prepare_schema
+
+    engine = make_engine(database_url)
+    await prepare_schema(database_url, engine)
+    yield engine
+    await engine.dispose()

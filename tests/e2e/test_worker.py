@@ -269,6 +269,13 @@ async def test_blocks_that_keep_failing_give_document_errors_and_a_run_in_error(
     assert len(finals) == 6 and {f["payload"]["attempt"] for f in finals} == {3}
 
 
+async def until_released(worker, run_id: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while run_id in worker.runs:
+        assert time.monotonic() < deadline, "the worker never let go of the cancelled run"
+        await asyncio.sleep(0.05)
+
+
 async def test_cancel_stops_new_passes_promptly_and_the_run_ends_cancelled(server, tmp_path):
     define_block(server)
     run_id, _ = start_run(server, batch=3, documents=6)
@@ -287,7 +294,7 @@ async def test_cancel_stops_new_passes_promptly_and_the_run_ends_cancelled(serve
             lambda: http(server).post(f"/v1/workflows/experiments/runs/{run_id}/cancel", json={"reason": "enough"}))
         cancelled_at = time.time()
         assert response.status_code == 200 and response.json()["lifecycle"]["status"] == "cancelled"
-        await asyncio.sleep(3)  # three block durations: time for any new pass to show up
+        await until_released(worker, run_id)  # after this no pass of the run can start
         late = [t for t in started if t > cancelled_at]
         assert len(late) <= concurrency, late  # at most the slots freed before the worker read the cancel
         assert len(started) < 18

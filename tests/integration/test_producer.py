@@ -185,28 +185,29 @@ async def test_a_broker_restart_mid_stream_loses_nothing(kafka_bootstrap, tmp_pa
     scripts = [RunScript(run_id=f"run_{i}_{uuid.uuid4().hex[:6]}", docs=5, n=3) for i in range(6)]
     producer = Producer.over_kafka(kafka_bootstrap.bootstrap, org_id="org_a", topic=topic, retries=8)
     emitted: dict[str, Position] = {}
-    slowest = 0.0
+    broker_down = False
+    emitted_while_down = 0
 
     async def worker(script: RunScript) -> None:
-        nonlocal slowest
+        nonlocal emitted_while_down
         created = script.created()
         await producer.emit("RunCreated", script.run_id, created.payload.model_dump(mode="json"))
         for doc in script.doc_ids:
-            batch, started = passes(script.run_id, [doc]), time.monotonic()
+            batch, during_restart = passes(script.run_id, [doc]), broker_down
             for event, position in zip(batch, await producer.emit_many(batch)):
                 emitted[str(producer.build(*event).event_id)] = position
-            slowest = max(slowest, time.monotonic() - started)
+            emitted_while_down += during_restart
             await asyncio.sleep(0.5)
 
     async with producer:
         workers = asyncio.gather(*(worker(s) for s in scripts))
         await asyncio.sleep(0.3)
-        restarted_at = time.monotonic()
+        broker_down = True
         await asyncio.to_thread(kafka_bootstrap.restart)
-        restart_seconds = time.monotonic() - restarted_at
+        broker_down = False
         await workers
     assert len(emitted) == 6 * 5 * 3
-    assert slowest > 2, "some emits waited for the broker to come back"
+    assert emitted_while_down > 0, "no emit was made while the broker restarted"
 
     log = KafkaEventLog(kafka_bootstrap.bootstrap, topic=topic)
     await log.start()
@@ -237,5 +238,5 @@ async def test_a_broker_restart_mid_stream_loses_nothing(kafka_bootstrap, tmp_pa
     finally:
         await log.close()
         await engine.dispose()
-    print(f"\nbroker restart took {restart_seconds:.1f}s, the slowest emit {slowest:.1f}s; "
+    print(f"\n{emitted_while_down} emits made while the broker restarted; "
           f"{sum(ends.values())} records for {len(emitted)} passes and {len(scripts)} runs")

@@ -26,8 +26,6 @@ async def race(engine, expected: int, first_new: int, second_new: int) -> None:
                 await checkpoints.advance(second, "main", 0, expected, second_new)
 
         attempt = asyncio.create_task(loser())
-        await asyncio.sleep(0.3)
-        assert not attempt.done(), "the second transaction did not wait for the first"
         await first.commit()
         with pytest.raises(LostPartition):
             await asyncio.wait_for(attempt, 30)
