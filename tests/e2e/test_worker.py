@@ -320,7 +320,6 @@ def test_a_worker_pointed_at_no_log_says_so(tmp_path):
 
 
 def test_the_demo_runs_against_a_live_server_and_ends_with_a_score(server):
-    started = time.monotonic()
     out = subprocess.run(
         [sys.executable, "-m", "services.cli", "demo", "--api-url", server.url, "--data-dir", str(server.data_dir),
          "--documents", "4", "--pace", "0.3"],
@@ -329,6 +328,5 @@ def test_the_demo_runs_against_a_live_server_and_ends_with_a_score(server):
     assert out.returncode == 0, out.stdout + out.stderr
     assert "completed" in out.stdout and "4 of 4 documents scored" in out.stdout
     assert "score (consensus agreement, 0..1):" in out.stdout
-    assert time.monotonic() - started < 60
     runs = http(server).get("/v1/workflows/experiments/runs").json()["data"]
     assert len(runs) == 1 and runs[0]["lifecycle"]["status"] == "completed" and 0 < runs[0]["score"] < 1

