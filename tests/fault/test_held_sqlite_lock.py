@@ -12,7 +12,7 @@ from sqlalchemy import event
 from events.sqlite_log import SqliteEventLog
 from projections.database import create_schema, make_engine
 from projections.projector import Projector
-from tests.fault.workload import Workload, append, assert_equals_a_clean_replay, assert_ground_truth, wait_until
+from tests.fault.workload import Workload, append, assert_survived, wait_until
 
 BUSY_TIMEOUT_MS = 200
 
@@ -62,8 +62,4 @@ async def test_a_write_lock_held_past_the_busy_timeout_is_retried_and_stops_noth
     finally:
         projector.stop()
         await asyncio.wait_for(task, 30)
-    await assert_ground_truth(engine, workload)
-    await assert_equals_a_clean_replay(log, engine, replay, first + second)
-    await engine.dispose()
-    await replay.dispose()
-    await log.close()
+    await assert_survived(log, engine, replay, workload, first + second)

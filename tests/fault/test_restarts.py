@@ -15,7 +15,7 @@ from projections import projector as projector_module
 from projections.database import make_engine, prepare_schema
 from projections.projector import Projector
 from tests.conftest import BACKENDS
-from tests.fault.workload import Workload, append, assert_equals_a_clean_replay, assert_ground_truth
+from tests.fault.workload import Workload, append, assert_survived
 from tests.infra import kafka_broker, postgres_server, restart_postgres
 
 pytestmark = pytest.mark.timeout(600)
@@ -91,13 +91,7 @@ async def test_postgres_restarted_inside_a_batch_stops_nothing(own_postgres, tmp
     finally:
         projector.stop()
         await asyncio.wait_for(task, 60)
-    try:
-        await assert_ground_truth(live, workload)
-        await assert_equals_a_clean_replay(log, live, replay, first + second)
-    finally:
-        await live.dispose()
-        await replay.dispose()
-        await log.close()
+    await assert_survived(log, live, replay, workload, first + second)
 
 
 async def append_through_the_restart(log, events, timeout: float = 120):
@@ -138,10 +132,4 @@ async def test_the_kafka_broker_restarted_mid_stream_stops_nothing(own_broker, t
     finally:
         projector.stop()
         await asyncio.wait_for(task, 60)
-    try:
-        await assert_ground_truth(live, workload)
-        await assert_equals_a_clean_replay(log, live, replay, first + second)
-    finally:
-        await live.dispose()
-        await replay.dispose()
-        await log.close()
+    await assert_survived(log, live, replay, workload, first + second)

@@ -65,6 +65,18 @@ async def assert_equals_a_clean_replay(log, live_engine, replay_engine, until) -
     assert await state_hashes(replay_engine) == await state_hashes(live_engine)
 
 
+async def assert_survived(log, live_engine, replay_engine, workload: Workload, positions) -> None:
+    """How every fault story ends: the counters are the workload's ground truth and the
+    live model equals a clean replay of the same log. Closes the log and both engines."""
+    try:
+        await assert_ground_truth(live_engine, workload)
+        await assert_equals_a_clean_replay(log, live_engine, replay_engine, positions)
+    finally:
+        await live_engine.dispose()
+        await replay_engine.dispose()
+        await log.close()
+
+
 async def wait_until(condition, what: str, timeout: float = 60) -> None:
     """Poll `condition()` (sync) until true; fail naming `what` after `timeout` seconds."""
     loop = asyncio.get_running_loop()
