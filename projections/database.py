@@ -1,6 +1,9 @@
 """Engine construction for the read model (SQLite embedded, PostgreSQL in production)."""
 from __future__ import annotations
 
+import json
+
+import orjson
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -12,11 +15,33 @@ def make_engine(url: str, schema: str | None = None) -> AsyncEngine:
     """`schema` (PostgreSQL): a read-model version's own schema, set as the connections'
     `search_path` (projections/versions.py)."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **JSON_CODEC)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     connect_args = {"server_settings": {"search_path": schema}} if schema else {}
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, connect_args=connect_args)
+    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, connect_args=connect_args,
+                               **JSON_CODEC)
+
+
+def _dumps(value) -> str:
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # what orjson cannot write (an integer beyond 64 bits): as json would
+        return json.dumps(value)
+
+
+def _loads(value):
+    if not isinstance(value, (str, bytes)):
+        raise TypeError("not JSON text")  # SQLite hands a JSON number back as a number
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:  # what only json reads (NaN in rows written before the limits)
+        return json.loads(value)
+
+
+# JSON columns (states, index bodies) through orjson: the same values as the standard
+# library's json, several times faster, and that work runs on the event loop.
+JSON_CODEC = {"json_serializer": _dumps, "json_deserializer": _loads}
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
