@@ -264,12 +264,14 @@ _SAVERS = {"run": _save_run, "experiment": _save_experiment, "block": _save_bloc
 
 
 def _index_row(record: Record, event: Event, accepted: bool, reason: str | None) -> dict:
+    """A rejected event keeps no body here (NULL): it is in the log, at this position,
+    and readers fetch it from there (projections/event_bodies.py)."""
     event = clock.as_timed(event, record)  # as the fold timed it, so every refold from the index agrees
     return dict(
         partition=record.partition, offset=record.offset, event_id=str(event.event_id),
         aggregate_id=event.aggregate_id, org_id=event.org_id, type=event.type,
         occurred_at=event.occurred_at, producer=event.producer, accepted=accepted, reason=reason,
-        body=event.model_dump(mode="json"),
+        body=event.model_dump(mode="json") if accepted else None,
     )
 
 

@@ -124,7 +124,7 @@ event_index = Table(
     Column("producer", Text, nullable=False),
     Column("accepted", Boolean, nullable=False),
     Column("reason", NulFreeText),
-    Column("body", JSON, nullable=False),
+    Column("body", JSON),  # NULL for a rejected event: its body is only in the log (migration 0006)
     Index("ix_event_index_aggregate", "aggregate_id", "partition", "offset"),
     Index("ix_event_index_event_id", "event_id"),
 )

@@ -140,13 +140,14 @@ async def run_history(conn: AsyncConnection, run_id: str, page: PageRequest) -> 
     return await paginate(conn, query, event_index.c.offset, event_index.c.offset, page, by_offset=True)
 
 
-async def run_events_until(conn: AsyncConnection, run_id: str, until_offset: int | None = None) -> list[dict[str, Any]]:
-    """The run's events as stored (JSON), in log order, up to an offset if given."""
-    query = select(event_index.c.body).where(event_index.c.aggregate_id == run_id)
+async def run_events_until(conn: AsyncConnection, run_id: str, until_offset: int | None = None) -> list[Any]:
+    """The run's indexed events in log order, up to an offset if given: `occurred_at`,
+    `accepted` and `body` (NULL for a rejected event, which never changed the state)."""
+    query = select(event_index.c.occurred_at, event_index.c.accepted, event_index.c.body).where(
+        event_index.c.aggregate_id == run_id)
     if until_offset is not None:
         query = query.where(event_index.c.offset <= until_offset)
-    rows = (await conn.execute(query.order_by(event_index.c.offset))).all()
-    return [row.body for row in rows]
+    return list((await conn.execute(query.order_by(event_index.c.offset))).all())
 
 
 async def target_rows(conn: AsyncConnection, run_id: str, document_id: str | None = None,

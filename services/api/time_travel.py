@@ -38,14 +38,15 @@ def _votes_key(votes: list) -> bytes:
     return orjson.dumps(votes, option=orjson.OPT_SORT_KEYS)
 
 
-def _refold(bodies: list[dict], point: Position | datetime, scorer) -> tuple[RunState | None, int]:
-    """In a worker thread: CPU work stays off the event loop."""
+def _refold(events: list, point: Position | datetime, scorer) -> tuple[RunState | None, int]:
+    """In a worker thread: CPU work stays off the event loop. A rejected event is counted
+    but not applied: it never changed the state (and the index keeps no body for it)."""
     state, applied = None, 0
-    for body in bodies:
-        event = from_dict(body)
-        if isinstance(point, datetime) and event.occurred_at > point:
+    for row in events:
+        if isinstance(point, datetime) and row.occurred_at > point:
             break
-        state = apply(state, event, scorer).state
+        if row.accepted:
+            state = apply(state, from_dict(row.body), scorer).state
         applied += 1
     return state, applied
 
@@ -72,9 +73,9 @@ async def run_as_of(ctx: Ctx, current: RunState, as_of: str) -> dict:
             raise invalid(f"run {current.run_id} lives in partition {partition}; {as_of} is in another one",
                           partition=partition)
     async with ctx.connect() as conn:
-        bodies = await views.run_events_until(conn, current.run_id, until)
+        events = await views.run_events_until(conn, current.run_id, until)
         scorer = stored_results(await views.run_documents_of(conn, current.run_id))
-    state, applied = await asyncio.to_thread(_refold, bodies, point, scorer)
+    state, applied = await asyncio.to_thread(_refold, events, point, scorer)
     if state is None:
         raise ApiError(404, "run_not_found", f"run {current.run_id!r} did not exist as of {as_of}",
                        {"as_of": as_of})

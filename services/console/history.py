@@ -12,6 +12,7 @@ from typing import Any
 from events.codec import from_dict
 from events.log import Position
 from projections import views
+from projections.event_bodies import with_bodies
 from projections.fold import apply, no_scores
 from projections.pagination import PageRequest
 
@@ -58,22 +59,23 @@ def counters(state) -> Counters | None:
                     passes, state.n_consensus * state.total_document_count)
 
 
-async def event_rows(ctx: Ctx, run_id: str) -> list[Any]:
-    """Every indexed event of the run, in log order (paged through views.run_history)."""
+async def event_rows(ctx: Ctx, run_id: str) -> list[tuple[Any, dict[str, Any]]]:
+    """Every indexed event of the run with its body, in log order (paged through
+    views.run_history; a rejected event's body is read from the log)."""
     rows, after = [], None
     async with ctx.connect() as conn:
         while True:
             page = await views.run_history(conn, run_id, PageRequest(PAGE, "asc", None, after))
             rows += page.rows
             if page.after is None:
-                return rows
+                break
             after = page.after
+    return await with_bodies(ctx.runtime.log, rows)
 
 
-def fold_timeline(rows: list[Any]) -> list[Entry]:
+def fold_timeline(rows: list[tuple[Any, dict[str, Any]]]) -> list[Entry]:
     entries, state = [], None
-    for index, row in enumerate(rows):
-        body = row.body
+    for index, (row, body) in enumerate(rows):
         before = counters(state)
         if row.accepted:
             state = apply(state, from_dict(body), no_scores).state

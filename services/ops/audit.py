@@ -34,7 +34,8 @@ def _fold_steps(rows) -> list[dict[str, Any]]:
     steps, state = [], None
     for row in rows:
         before = _counters(state)
-        state = apply(state, from_dict(row.body)).state
+        if row.accepted:  # a rejected event left the state as it was (and has no indexed body)
+            state = apply(state, from_dict(row.body)).state
         steps.append({"position": Position(row.partition, row.offset).token(), "occurred_at": row.occurred_at,
                       "type": row.type, "producer": row.producer, "accepted": row.accepted, "reason": row.reason,
                       "before": before, "after": _counters(state)})

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Literal
 
@@ -7,6 +8,7 @@ from fastapi import APIRouter, Body, Depends, Query, Response
 
 from events.log import Position
 from projections import views
+from projections.event_bodies import with_bodies
 from projections.pagination import MAX_OFFSET, PageRequest
 from projections.state import RunState
 
@@ -80,7 +82,8 @@ async def run_events(run_id: str, page: PageRequest = Depends(page_request), ctx
     page = _offset_cursors(page)
     async with ctx.connect() as conn:
         found = await views.run_history(conn, run_id, page)
-    return envelope(found, _history_item)
+    found = replace(found, rows=await with_bodies(ctx.runtime.log, found.rows))  # rejected: body from the log
+    return envelope(found, lambda pair: _history_item(*pair))
 
 
 def _offset_cursors(page: PageRequest) -> PageRequest:
@@ -100,8 +103,7 @@ def _offset(cursor: str | None, name: str) -> int | None:
     return offset
 
 
-def _history_item(row) -> dict:
-    body = row.body
+def _history_item(row, body: dict) -> dict:
     return {
         "position": Position(row.partition, row.offset).token(), "partition": row.partition,
         "offset": row.offset, "event_id": body["event_id"], "type": body["type"],
