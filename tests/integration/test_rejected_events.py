@@ -2,37 +2,13 @@
 position, type, ids, time, producer and reason. History, as_of and verify still work."""
 from __future__ import annotations
 
-import httpx
-import pytest
 from sqlalchemy import select
 
 from projections.tables import event_index
 from projections.verify import verify_run
-from services.api.app import create_app
-from services.bootstrap import start_runtime
-from services.keys import store_key
 from services.ledger import Ledger
-from services.settings import Settings
 from tests.builders import RunScript
-from tests.integration.test_read_your_writes import experiment, projecting
-
-KEY = "rl_test_rejected_events"
-
-
-@pytest.fixture
-async def runtime(database_url, tmp_path):
-    settings = Settings(data_dir=tmp_path / "data", database_url=database_url, wait_timeout=1.0)
-    runtime = await start_runtime(settings)
-    await store_key(runtime.control, KEY, "org_a")
-    yield runtime
-    await runtime.close()
-
-
-@pytest.fixture
-async def api(runtime):
-    transport = httpx.ASGITransport(app=create_app(runtime))  # no lifespan: the test runs the projector
-    async with httpx.AsyncClient(transport=transport, base_url="http://runledger", headers={"Api-Key": KEY}) as client:
-        yield client
+from tests.integration.test_read_your_writes import api, experiment, projecting, runtime  # noqa: F401 (fixtures)
 
 
 async def test_a_rejected_event_keeps_no_indexed_body_and_reads_still_show_it(runtime, api):
