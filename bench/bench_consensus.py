@@ -29,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.workload import invoice as workload_invoice  # noqa: E402
 from projections.consensus import compute_consensus  # noqa: E402
 
 N_PASSES = 7
@@ -116,16 +117,7 @@ def passes(seed: int = SEED, line_items: int = N_LINE_ITEMS) -> list[dict | None
     return [perturb(truth, rng) for _ in range(N_PASSES)]
 
 
-def small_invoice(rng: random.Random, doc: int) -> dict:
-    """bench/workload.py's document: 5 header fields, 5 lines, 20 % of passes drift."""
-    drift = rng.random() < 0.2
-    return {
-        "vendor": "ACME Corp" if not drift else "Acme Corporation",
-        "number": f"INV-{doc:05d}",
-        "total": round(100 + doc * 1.5 + (0.5 if drift else 0), 2),
-        "currency": "EUR",
-        "lines": [{"sku": f"S{i}", "qty": i + 1, "price": 9.99 + i} for i in range(5)],
-    }
+small_invoice = workload_invoice  # bench/workload.py's document: 5 header fields, 5 lines, 20 % drift
 
 
 def worst_list(p: int, items: int = 2000, fields: int = 19) -> dict:

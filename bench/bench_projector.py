@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.workload import invoice  # noqa: E402
 from events.catalogue import DocumentPassCompleted  # noqa: E402
 from events.codec import encode  # noqa: E402
 from events.log import Message  # noqa: E402
@@ -28,15 +29,6 @@ from projections.projector import Projector  # noqa: E402
 from tests.builders import RunScript  # noqa: E402
 
 
-def invoice(rng: random.Random, doc: int, pass_index: int) -> dict:
-    drift = rng.random() < 0.2
-    return {
-        "vendor": "ACME Corp" if not drift else "Acme Corporation",
-        "number": f"INV-{doc:05d}",
-        "total": round(100 + doc * 1.5 + (0.5 if drift else 0), 2),
-        "currency": "EUR",
-        "lines": [{"sku": f"S{i}", "qty": i + 1, "price": 9.99 + i} for i in range(5)],
-    }
 
 
 def build_events(runs: int, docs: int, n: int, seed: int = 7) -> list:
@@ -48,7 +40,7 @@ def build_events(runs: int, docs: int, n: int, seed: int = 7) -> list:
         for d, doc in enumerate(script.doc_ids):
             for i in range(n):
                 events.append(script.event(DocumentPassCompleted(
-                    document_id=doc, pass_index=i, output=invoice(rng, d, i), duration_ms=100)))
+                    document_id=doc, pass_index=i, output=invoice(rng, d), duration_ms=100)))
     rng.shuffle(events[3:])  # keep each run's creation first; passes arrive in any order
     return events
 
