@@ -8,7 +8,7 @@ from typing import Annotated, Any, ClassVar
 
 import orjson
 from pydantic import (
-    AfterValidator, BaseModel, ConfigDict, SerializeAsAny, StringConstraints, field_validator, model_validator,
+    AfterValidator, BaseModel, ConfigDict, Field, SerializeAsAny, StringConstraints, field_validator, model_validator,
 )
 
 from .bounds import (
@@ -20,6 +20,30 @@ NAMESPACE = uuid.UUID("6f1c2a3e-9b4d-5e8f-a1b2-c3d4e5f60718")
 
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_TRACEPARENT = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+def _traceparent(value: str) -> str:
+    if not is_traceparent(value):
+        raise ValueError("must be a W3C traceparent: 00-<32 hex trace id>-<16 hex span id>-<2 hex flags>, lowercase")
+    return value
+
+
+Traceparent = Annotated[str, StringConstraints(max_length=55), AfterValidator(_traceparent)]
+"""A W3C trace context (version 00); all-zero trace or span ids are invalid, as the spec says."""
+
+
+def is_traceparent(value: str) -> bool:
+    return bool(_TRACEPARENT.fullmatch(value))
+
+
+def trace_id(traceparent: str | None) -> str | None:
+    """The 32-hex trace id of a traceparent: what a person greps for across services."""
+    return traceparent[3:35] if traceparent else None
+
+
+def _absent(value: Any) -> bool:
+    return value is None
 
 
 def _identifier(max_bytes: int):
@@ -97,6 +121,10 @@ class Event(BaseModel):
     producer: Identifier
     org_id: Identifier
     payload: SerializeAsAny[Payload]
+    trace: Traceparent | None = Field(default=None, exclude_if=_absent)
+    """The producer's W3C traceparent, when it had one. Left out of the serialized form
+    when None, so an event without a trace encodes byte-identically to before the field
+    (and `exclude_if` costs nothing measurable, where a wrap serializer added 2 us per dump)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -130,6 +158,7 @@ def new_event(
     producer: str,
     occurred_at: datetime | None = None,
     event_id: uuid.UUID | None = None,
+    trace: str | None = None,
 ) -> Event:
     """Wrap a payload; the event id is derived from the fact's natural key when it has one."""
     if event_id is None:
@@ -144,4 +173,5 @@ def new_event(
         producer=producer,
         org_id=org_id,
         payload=payload,
+        trace=trace,
     )
