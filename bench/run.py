@@ -38,7 +38,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke run: 8 runs x 10 docs, 1 repetition, 2 s loads")
     parser.add_argument("--embedded-only", action="store_true", help="skip everything needing Kafka/PostgreSQL")
     parser.add_argument("--skip", action="append", default=[], choices=["projector", "embedded", "api", "ingest",
-                                                                         "consensus", "rebuild"])
+                                                                         "consensus", "rebuild", "scale"])
     parser.add_argument("--rebuild-events", type=int, help="events in the rebuild's log (default: bench_rebuild.py's, 1 M)")
     parser.add_argument("--write-doc", action="store_true", help="replace the results section of docs/benchmarks.md")
     parser.add_argument("--workdir", type=Path, help="where servers keep their files (default: a temp dir)")
@@ -79,6 +79,10 @@ async def _with_servers(args, infra, workload: Workload) -> list[Row]:
     rows: list[Row] = []
     if "projector" not in args.skip:
         rows += await projector_rows.kafka_rows(infra, workload, args.repeat, say)
+    if "scale" not in args.skip:
+        from . import bench_scale
+
+        rows += await bench_scale.kafka_rows(infra, workload, args.repeat, say)
     if "api" not in args.skip or "ingest" not in args.skip:
         from . import http_rows
 
