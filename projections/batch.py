@@ -9,15 +9,13 @@ store error is isolated the same way by `save(..., isolate=True)`, one savepoint
 from __future__ import annotations
 
 import time
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy import insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from events import keys
 from events.codec import UndecodableEvent, decode
 from events.envelope import Event
 from events.log import Record
@@ -25,17 +23,13 @@ from events.log import Record
 from . import clock, quarantine
 from . import serialize as ser
 from . import fold as fold_module
+from . import writes as writes_module
 from .fold import AGGREGATE_KIND, apply
-from .state import RunState
-from .tables import blocks, dead_letters, document_targets, event_index, experiments, run_documents, runs
+from .tables import blocks, dead_letters, experiments, run_documents, runs
 from .transient import is_transient
+from .writes import AggregateWrites, Owner, Writes, result_id  # noqa: F401  (result_id: its old home)
 
 Key = tuple[str, str]  # (kind, aggregate id)
-
-
-def result_id(run_id: str, document_id: str) -> str:
-    """Unambiguous for any ids (events.keys); the old `{run}/{document}` hash when that was."""
-    return "res_" + uuid.uuid5(uuid.NAMESPACE_URL, keys.result_key(run_id, document_id)).hex[:24]
 
 
 @dataclass
@@ -53,6 +47,8 @@ class Batch:
     parked: dict[Key, list[Record]] = field(default_factory=dict)
     consensus_seconds: list[float] = field(default_factory=list)
     poison: int = 0
+    writes: Writes | None = None  # set by prepare()
+    traces: list[str] = field(default_factory=list)  # the events' distinct traceparents, kept by prepare()
     _grouped: dict[Key, list[tuple[Record, Event]]] | None = field(default=None, repr=False)
 
     def decode_all(self) -> None:
@@ -61,6 +57,7 @@ class Batch:
                 self.events.append((record, decode(record.value), None))
             except UndecodableEvent as exc:
                 self.events.append((record, None, str(exc)))
+        self.traces = list(dict.fromkeys(e.trace for _, e, _ in self.events if e is not None and e.trace))
 
     def by_aggregate(self) -> dict[Key, list[tuple[Record, Event]]]:
         """The decoded events per aggregate, in log order."""
@@ -102,6 +99,54 @@ class Batch:
             finished.extend((event.aggregate_id, d) for d in applied.finished_documents)
             rows.append(_index_row(record, event, applied.accepted, applied.reason))
         self.states[key], self.index_rows[key], self.finished[key] = state, rows, finished
+
+    def prepare(self) -> Writes:
+        """Pure CPU, after the fold: every row `save` writes, JSON columns serialised. Then
+        the batch drops what only the fold needed (decoded events, states, loaded rows),
+        so that it travels back small from a pool process; `records`, `index_rows`,
+        `finished`, `failures` and `parked` stay. Idempotent."""
+        if self.writes is not None:
+            return self.writes
+        writes = Writes()
+        for key in sorted(set(self.index_rows) | {k for k, s in self.states.items() if s is not None}):
+            if key not in self.failures and key not in self.parked:
+                writes.aggregates[key] = self._aggregate_writes(key)
+        writes.dead = [_dead_row(self.projection, r, reason) for r, e, reason in self.events if e is None]
+        org_of = {e.aggregate_id: e.org_id for _, e, _ in self.events if e is not None}
+        writes.owners = [(None, Owner(agg_id, org_id), None) for agg_id, org_id in org_of.items()]
+        self.writes = writes
+        self.events, self.states, self.loaded, self.loaded_docs, self._grouped = [], {}, {}, {}, None
+        return writes
+
+    def _aggregate_writes(self, key: Key) -> AggregateWrites:
+        kind, agg_id = key
+        out = AggregateWrites([record for record, _ in self.by_aggregate().get(key, ())])
+        state = self.states.get(key)
+        if state is not None and state is not self.loaded.get(key):
+            exists = key in self.loaded
+            if kind == "run":
+                writes_module.run_writes(out, state, exists, self.loaded_docs)
+            elif kind == "experiment":
+                writes_module.experiment_writes(out, agg_id, state, exists)
+            else:
+                writes_module.block_writes(out, agg_id, state, exists)
+        rows = self.index_rows.get(key)
+        if rows:
+            for row in rows:
+                row["body"] = writes_module.json_text(row["body"])
+            out.insert("event_index", rows)
+        if self.finished.get(key):
+            out.insert("document_targets", writes_module.target_rows(state, self.finished[key]))
+        return out
+
+    def refused(self, key: Key, error: str) -> None:
+        """The store refused the aggregate's prepared rows (save with `isolate`): set it
+        aside as `quarantine` does, its records parked."""
+        aggregate = self.writes.aggregates.pop(key)
+        self.failures[key] = f"offset {aggregate.records[0].offset}: {error}"
+        self.parked[key] = aggregate.records
+        self.index_rows.pop(key, None)
+        self.finished.pop(key, None)
 
     def _timed_scorer(self, spec, votes):
         started = time.perf_counter()
@@ -167,100 +212,28 @@ async def _load_runs(conn, batch: Batch, run_ids: set[str], docs: set[tuple[str,
 
 
 async def save(conn: AsyncConnection, batch: Batch, isolate: bool = False, park: bool = True) -> None:
-    """Write the batch. With `isolate`, each aggregate in its own savepoint: one that the
-    store refuses (deterministically) is rolled back and quarantined, the others commit.
-    `park=False` (a retry of parked events) leaves quarantine rows to the caller."""
-    for key in sorted(set(batch.index_rows) | {k for k, s in batch.states.items() if s is not None}):
-        if key in batch.failures or key in batch.parked:
-            continue
-        if not isolate:
-            await _save_aggregate(conn, batch, key)
-            continue
-        try:
-            async with conn.begin_nested():
-                await _save_aggregate(conn, batch, key)
-        except Exception as exc:  # noqa: BLE001 - sorted below: transient faults go up
-            if is_transient(exc):
-                raise
-            batch.quarantine(key, batch.by_aggregate()[key][0][0], f"store: {type(exc).__name__}: {exc}")
-    dead = [_dead_row(batch.projection, r, reason) for r, e, reason in batch.events if e is None]
-    if dead:
-        batch.poison = len(dead)
-        await conn.execute(insert(dead_letters), dead)
+    """Write the batch (prepared here unless `batch.prepare()` ran already): one statement
+    per table for the whole batch. With `isolate`, each aggregate in its own savepoint
+    instead: one that the store refuses (deterministically) is rolled back and
+    quarantined, the others commit. `park=False` (a retry of parked events) leaves
+    quarantine rows to the caller."""
+    prepared = batch.prepare()
+    if not isolate:
+        await writes_module.execute(conn, prepared.aggregates.values())
+    else:
+        for key in list(prepared.aggregates):
+            try:
+                async with conn.begin_nested():
+                    await writes_module.execute(conn, [prepared.aggregates[key]])
+            except Exception as exc:  # noqa: BLE001 - sorted below: transient faults go up
+                if is_transient(exc):
+                    raise
+                batch.refused(key, f"store: {type(exc).__name__}: {exc}")
+    if prepared.dead:
+        batch.poison = len(prepared.dead)
+        await conn.execute(insert(dead_letters), prepared.dead)
     if park:
-        await quarantine.park(conn, batch.projection, batch.parked, batch.failures, batch.events)
-
-
-async def _save_aggregate(conn: AsyncConnection, batch: Batch, key: Key) -> None:
-    kind, agg_id = key
-    state = batch.states.get(key)
-    if state is not None and state is not batch.loaded.get(key):
-        await _SAVERS[kind](conn, batch, agg_id, state, key in batch.loaded)
-    if batch.index_rows.get(key):
-        await conn.execute(insert(event_index), batch.index_rows[key])
-    await _save_targets(conn, batch, batch.finished.get(key, ()))
-
-
-async def _save_run(conn, batch: Batch, run_id: str, run: RunState, exists: bool) -> None:
-    values = dict(
-        status=run.status, started_at=run.started_at, completed_at=run.completed_at,
-        score=run.score, state=ser.run_to_json(run),
-    )
-    if exists:
-        await conn.execute(update(runs).where(runs.c.run_id == run_id).values(**values))
-    else:
-        spec = run.spec
-        await conn.execute(insert(runs).values(
-            run_id=run_id, org_id=run.org_id, experiment_id=spec["experiment_id"],
-            workflow_id=spec["workflow_id"], block_id=spec["block_id"], trigger_type=spec["trigger_type"],
-            created_at=run.created_at, **values,
-        ))
-    new_docs = []
-    for doc_id, doc in run.documents.items():
-        original = batch.loaded_docs.get((run_id, doc_id))
-        if doc is original:
-            continue
-        values = dict(status=doc.status, score=doc.score, state=ser.document_to_json(doc))
-        if original is None and not exists:
-            new_docs.append(dict(run_id=run_id, document_id=doc_id, result_id=result_id(run_id, doc_id),
-                                 org_id=run.org_id, idx=doc.index, **values))
-        else:
-            where = (run_documents.c.run_id == run_id) & (run_documents.c.document_id == doc_id)
-            await conn.execute(update(run_documents).where(where).values(**values))
-    if new_docs:
-        await conn.execute(insert(run_documents), new_docs)
-
-
-async def _save_targets(conn: AsyncConnection, batch: Batch, finished) -> None:
-    rows = []
-    for run_id, doc_id in finished:
-        doc = batch.states[("run", run_id)].documents[doc_id]
-        for target in (doc.consensus or {}).get("targets", ()):
-            rows.append(dict(run_id=run_id, document_id=doc_id, path=target["path"],
-                             score=target["score"], value=target.get("value"), rows=target.get("rows", [])))
-    if rows:
-        await conn.execute(insert(document_targets), rows)
-
-
-async def _save_experiment(conn, batch: Batch, experiment_id: str, exp, exists: bool) -> None:
-    values = dict(state=ser.experiment_to_json(exp), deleted=exp.deleted)
-    if exists:
-        await conn.execute(update(experiments).where(experiments.c.experiment_id == experiment_id).values(**values))
-    else:
-        await conn.execute(insert(experiments).values(
-            experiment_id=experiment_id, org_id=exp.org_id, workflow_id=exp.workflow_id, block_id=exp.block_id,
-            created_at=exp.created_at, **values))
-
-
-async def _save_block(conn, batch: Batch, key: str, block, exists: bool) -> None:
-    state = ser.block_to_json(block)
-    if exists:
-        await conn.execute(update(blocks).where(blocks.c.block_key == key).values(state=state))
-    else:
-        await conn.execute(insert(blocks).values(block_key=key, org_id=block.org_id, state=state))
-
-
-_SAVERS = {"run": _save_run, "experiment": _save_experiment, "block": _save_block}
+        await quarantine.park(conn, batch.projection, batch.parked, batch.failures, prepared.owners)
 
 
 def _index_row(record: Record, event: Event, accepted: bool, reason: str | None) -> dict:

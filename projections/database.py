@@ -23,7 +23,19 @@ def make_engine(url: str, schema: str | None = None) -> AsyncEngine:
                                **JSON_CODEC)
 
 
+class JsonText(str):
+    """A JSON column value serialised ahead of time (projections/writes.py, off the event
+    loop): the engine writes it as is."""
+
+
+def dumps(value) -> JsonText:
+    """What the engine would write for `value`, ready now."""
+    return JsonText(_dumps(value))
+
+
 def _dumps(value) -> str:
+    if type(value) is JsonText:
+        return value
     try:
         return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
     except TypeError:  # what orjson cannot write (an integer beyond 64 bits): as json would
