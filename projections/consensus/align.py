@@ -16,8 +16,10 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from .batch import similarity_matrix
 from .limits import BAND_CANDIDATES, FIELD_CANDIDATES
 from .normalize import canonical
 from .settings import MATCH_THRESHOLD
@@ -48,7 +50,15 @@ def align_by_content(lists: Sequence[list | None], tolerance: float, exact: bool
     JSON) and assigns every other pass to them; round 2 reassigns every pass to the
     medoid item of each round-1 row, so an odd reference item cannot skew the rows.
     """
-    order = _content_order(lists)
+    forms = {p: canonical(items) for p, items in enumerate(lists) if items is not None}
+    if len(set(forms.values())) == 1:
+        return identity_rows(lists, forms)
+    return two_rounds(lists, forms, tolerance, exact)
+
+
+def two_rounds(lists: Sequence[list | None], forms: dict[int, str], tolerance: float, exact: bool) -> list[Row]:
+    """align_by_content's general path; `forms[p]` is the canonical JSON of `lists[p]`."""
+    order = sorted(forms, key=lambda p: (-len(lists[p]), forms[p]))
     similarity = _Similarity(tolerance)
     match = _match if exact else _match_banded
     first = _assign(lists, order, [], similarity, match)
@@ -72,9 +82,12 @@ def _positions(row: Row) -> tuple[float, float]:
     return statistics.median(row.values()), mean_position(row)
 
 
-def _content_order(lists: Sequence[list | None]) -> list[int]:
-    present = [p for p, items in enumerate(lists) if items is not None]
-    return sorted(present, key=lambda p: (-len(lists[p]), canonical(lists[p])))
+def identity_rows(lists: Sequence[list | None], forms: dict[int, str]) -> list[Row]:
+    """Every present list written identically (the common case): item i of each pass is
+    row i. This is what the two rounds give for such lists (each item joins the first
+    free row holding its form: its own index), only without comparing anything."""
+    present = sorted(forms)
+    return [{p: i for p in present} for i in range(len(lists[present[0]]))]
 
 
 class _Similarity:
@@ -94,6 +107,21 @@ class _Similarity:
             same = self.canonical(a) == self.canonical(b)
             self.known[key] = 1.0 if same else item_similarity(a, b, self.tolerance)
         return self.known[key]
+
+    def matrix(self, items: Sequence[Any], prototypes: Sequence[Any]) -> list[list[float]]:
+        """`self(item, prototype)` for every pair, computed in bulk (batch.py). Pairs
+        similar enough to share a row are remembered for the medoids."""
+        sims = similarity_matrix(items, prototypes, self.tolerance)
+        columns: dict[str, list[int]] = {}
+        for j, prototype in enumerate(prototypes):
+            columns.setdefault(self.canonical(prototype), []).append(j)
+        for item, line in zip(items, sims):
+            for j in columns.get(self.canonical(item), ()):
+                line[j] = 1.0
+            for j, sim in enumerate(line):
+                if sim >= MATCH_THRESHOLD:
+                    self.known[(id(item), id(prototypes[j]))] = sim
+        return sims
 
     def canonical(self, item: Any) -> str:
         if id(item) not in self.texts:
@@ -125,11 +153,10 @@ def _match(items: list, slots: list[_Slot], similarity: _Similarity) -> dict[int
     rest_slots = [j for j in range(len(slots)) if j not in taken]
     if not rest_items or not rest_slots:
         return matched
-    sims = [[similarity(items[i], slots[j].prototype) for j in rest_slots] for i in rest_items]
-    cost = [
-        [_POSITION_EPSILON * abs(i - slots[j].anchor) - sim for sim, j in zip(line, rest_slots)]
-        for i, line in zip(rest_items, sims)
-    ]
+    sims = similarity.matrix([items[i] for i in rest_items], [slots[j].prototype for j in rest_slots])
+    positions = np.array(rest_items, dtype=np.float64)[:, None]
+    anchors = np.array([slots[j].anchor for j in rest_slots], dtype=np.float64)[None, :]
+    cost = _POSITION_EPSILON * np.abs(positions - anchors) - np.array(sims, dtype=np.float64)
     for r, c in zip(*linear_sum_assignment(cost)):
         if sims[r][c] >= MATCH_THRESHOLD:
             matched[rest_items[r]] = rest_slots[c]

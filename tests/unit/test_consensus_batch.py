@@ -1,0 +1,92 @@
+"""The engine's shortcuts give its general path's numbers to the digit: the bulk
+similarity matrix equals item_similarity pair by pair, identical lists skip alignment.
+
+Alignment (and so every consensus digit) depends on these values; the bulk path is only
+a faster way to compute the same numbers, whatever mix of kinds the items hold.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from projections.consensus.align import align_by_content, two_rounds
+from projections.consensus.batch import BATCH_CELLS, similarity_matrix
+from projections.consensus.normalize import canonical
+from projections.consensus.similarity import item_similarity
+
+FAST = settings(max_examples=int(os.environ.get("CONSENSUS_EXAMPLES", "150")), deadline=None)
+
+texts = st.sampled_from(["ACME", "acme", "Acmé!", "", "x", "steel bolt", "Straße", "a" * 300]) | st.text(max_size=80)
+numbers = (
+    st.sampled_from([0, 0.0, -0.0, 1, 1.005, 1.01, 2, 100, -100.5, 2**52 - 1, 2**52, 2**60, 1e300, 2.0**1000])
+    | st.sampled_from([math.inf, -math.inf, math.nan, 5e-324, True, False])
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+)
+scalars = st.none() | st.booleans() | numbers | texts
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from("ab"), inner, max_size=2),
+                      max_leaves=6)
+keys = st.sampled_from(["sku", "description", "qty", "price", "extra"])
+objects = st.dictionaries(keys, values, max_size=5)
+uniform = st.fixed_dictionaries({"sku": texts, "description": texts, "qty": numbers, "price": numbers})
+items = st.lists(uniform, min_size=1, max_size=7) | st.lists(objects, min_size=1, max_size=7) | st.lists(
+    values, min_size=1, max_size=7)
+
+
+def pairwise(rows, cols, tolerance):
+    return [[item_similarity(r, c, tolerance) for c in cols] for r in rows]
+
+
+def same_digits(a, b) -> bool:
+    return len(a) == len(b) and all(
+        len(x) == len(y) and all(u == v or (u != u and v != v) for u, v in zip(x, y)) for x, y in zip(a, b))
+
+
+@FAST
+@given(items, items, st.sampled_from([0.0, 0.01, 0.1]))
+def test_matrix_equals_pairwise(rows, cols, tolerance):
+    matrix = similarity_matrix(rows, cols, tolerance)
+    expected = pairwise(rows, cols, tolerance)
+    assert same_digits(matrix, expected)
+    assert all(type(v) is float for line in matrix for v in line)
+
+
+def test_invoice_lines_take_the_bulk_path_and_agree():
+    rng = random.Random(5)
+    words = "steel bolt washer hex nut bracket panel cable".split()
+
+    def line(k):
+        qty = rng.randint(1, 20)
+        price = round(rng.uniform(0.5, 500), 2)
+        return {"sku": f"SKU-{k}", "description": " ".join(rng.sample(words, 3)), "quantity": qty,
+                "unit_price": price, "amount": round(qty * price, 2)}
+
+    rows, cols = [line(k) for k in range(9)], [line(k) for k in range(11)]
+    cols[3].pop("amount")
+    cols[4]["quantity"] = None
+    assert len(rows) * len(cols) >= BATCH_CELLS
+    assert same_digits(similarity_matrix(rows, cols, 0.01), pairwise(rows, cols, 0.01))
+
+
+passes = st.lists(st.lists(values, max_size=6), min_size=1, max_size=6)
+
+
+@FAST
+@given(passes, st.lists(st.booleans(), min_size=6, max_size=6), st.booleans())
+def test_identical_lists_skip_the_rounds_with_the_same_rows(lists, missing, exact):
+    """Passes whose lists are written identically (duplicates, NaN next to null and all)
+    get exactly the rows, in the same order and insertion order, the two rounds give."""
+    same = [None if gone and p else list(lists[0]) for p, gone in enumerate(missing[: len(lists)])]
+    forms = {p: canonical(items) for p, items in enumerate(same) if items is not None}
+    expected = two_rounds(same, forms, 0.01, exact)
+    rows = align_by_content(same, 0.01, exact)
+    assert [list(row.items()) for row in rows] == [list(row.items()) for row in expected]
+
+
+def test_different_lists_still_take_the_rounds():
+    lists = [[{"sku": "A", "qty": 1}, {"sku": "B", "qty": 2}], [{"sku": "B", "qty": 2}, {"sku": "A", "qty": 1}]]
+    assert align_by_content(lists, 0.01) == [{0: 0, 1: 1}, {0: 1, 1: 0}]
