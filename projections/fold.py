@@ -6,7 +6,6 @@ rejected with a reason. Only envelope data is used, never the wall clock.
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from typing import Any, Callable
 
@@ -16,7 +15,7 @@ from . import aggregate, clock
 from .outputs import output_problem
 from .scoring import config_problem, score_document
 from .state import (
-    RUN_TERMINAL, Applied, BlockState, BlockVersion, DocumentState, ExperimentState, PassFact, RunState,
+    RUN_TERMINAL, Applied, BlockState, BlockVersion, DocumentState, ExperimentState, PassFact, RunState, evolve,
 )
 
 Scorer = Callable[[Any, list], tuple[float | None, Any]]
@@ -48,7 +47,7 @@ def apply(state: Any, event: Event, score: Scorer | None = None, appended_at: da
     timed = clock.timed_event(event, appended_at)
     applied = _HANDLERS[event.type](state, timed, score or score_document)
     note = clock.clamp_note(event.occurred_at, timed.occurred_at) if timed is not event else None
-    return replace(applied, reason=note) if note and applied.accepted and applied.reason is None else applied
+    return evolve(applied, reason=note) if note and applied.accepted and applied.reason is None else applied
 
 
 def no_scores(spec: Any, votes: list) -> tuple[None, None]:
@@ -94,7 +93,7 @@ def _run_queued(state: RunState | None, event: Event, score: Scorer) -> Applied:
         return reject(None, "unknown run")
     if state.status != "pending":
         return reject(state, f"cannot queue a {state.status} run")
-    return accept(replace(state, status="queued"))
+    return accept(evolve(state, status="queued"))
 
 
 @handles("RunStarted", "run")
@@ -112,7 +111,7 @@ def _run_cancel_requested(state: RunState | None, event: Event, score: Scorer) -
         return reject(None, "unknown run")
     if state.status in RUN_TERMINAL:
         return reject(state, f"run is already {state.status}")
-    cancelled = replace(
+    cancelled = evolve(
         state, status="cancelled", cancel_reason=event.payload.reason, completed_at=event.occurred_at
     )
     return accept(cancelled)
@@ -124,7 +123,7 @@ def _run_failed(state: RunState | None, event: Event, score: Scorer) -> Applied:
         return reject(None, "unknown run")
     if state.status in RUN_TERMINAL:
         return reject(state, f"run is already {state.status}")
-    failed = replace(state, status="error", error=event.payload.error.model_dump(), completed_at=event.occurred_at)
+    failed = evolve(state, status="error", error=event.payload.error.model_dump(), completed_at=event.occurred_at)
     return accept(failed)
 
 
@@ -185,7 +184,7 @@ def _pass_problem(state: RunState | None, document_id: str, pass_index: int) -> 
 
 def _record_retry(state: RunState, event: Event, doc_id: str, pass_index: int, attempt: int, error) -> Applied:
     doc = _touch(state.documents[doc_id], event)
-    doc = _note_error(replace(doc, attempt=max(doc.attempt, attempt)), event, pass_index, attempt, error)
+    doc = _note_error(evolve(doc, attempt=max(doc.attempt, attempt)), event, pass_index, attempt, error)
     return accept(_with_document(_running(state, event), doc))
 
 
@@ -193,13 +192,13 @@ def _record_pass(state: RunState, event: Event, doc_id: str, pass_index: int, fa
                  score: Scorer) -> Applied:
     doc = _touch(state.documents[doc_id], event)
     first_result = not doc.passes
-    doc = replace(doc, passes={**doc.passes, pass_index: fact}, attempt=max(doc.attempt, fact.attempt))
+    doc = evolve(doc, passes={**doc.passes, pass_index: fact}, attempt=max(doc.attempt, fact.attempt))
     if fact.error:
         doc = _note_error(doc, event, pass_index, fact.attempt, fact.error)
     run = _running(state, event)
-    run = replace(run, latest_fact_at=_later(run.latest_fact_at, event.occurred_at))
+    run = evolve(run, latest_fact_at=_later(run.latest_fact_at, event.occurred_at))
     if first_result:
-        run = replace(run, document_count=run.document_count + 1)
+        run = evolve(run, document_count=run.document_count + 1)
     if len(doc.passes) < run.n_consensus:
         return accept(_with_document(run, doc))
     run, doc = _finish_document(run, doc, event, score)
@@ -212,24 +211,24 @@ def _record_pass(state: RunState, event: Event, doc_id: str, pass_index: int, fa
 def _finish_document(run: RunState, doc: DocumentState, event: Event,
                      scorer: Scorer) -> tuple[RunState, DocumentState]:
     votes = [_vote(doc.passes[i]) for i in range(run.n_consensus)]
-    doc = replace(doc, completed_at=max(p.occurred_at for p in doc.passes.values()))
+    doc = evolve(doc, completed_at=max(p.occurred_at for p in doc.passes.values()))
     if all(v is None for v in votes):
-        return replace(run, error_count=run.error_count + 1), replace(doc, status="error")
+        return evolve(run, error_count=run.error_count + 1), evolve(doc, status="error")
     score, consensus = scorer(run.spec, votes)
-    doc = replace(doc, status="completed", score=score, consensus=consensus)
-    run = replace(run, completed_document_count=run.completed_document_count + 1)
+    doc = evolve(doc, status="completed", score=score, consensus=consensus)
+    run = evolve(run, completed_document_count=run.completed_document_count + 1)
     if score is not None:
-        run = replace(run, score_total=aggregate.add_score(run.score_total, score),
+        run = evolve(run, score_total=aggregate.add_score(run.score_total, score),
                       metrics=aggregate.add_document(run.metrics, consensus))
     return run, doc
 
 
 def _finish_run(run: RunState, event: Event) -> RunState:
-    run = replace(run, completed_at=run.latest_fact_at)
+    run = evolve(run, completed_at=run.latest_fact_at)
     if run.completed_document_count:
-        return replace(run, status="completed")
+        return evolve(run, status="completed")
     error = {"message": f"all {run.total_document_count} documents failed", "code": "all_documents_failed"}
-    return replace(run, status="error", error=error)
+    return evolve(run, status="error", error=error)
 
 
 def _later(a, b):
@@ -241,7 +240,7 @@ def _note_error(doc: DocumentState, event: Event, pass_index: int, attempt: int,
     key = (event.occurred_at.isoformat(), pass_index, attempt)
     if doc.last_error_key is not None and tuple(doc.last_error_key) >= key:
         return doc
-    return replace(doc, last_error=error, last_error_key=key)
+    return evolve(doc, last_error=error, last_error_key=key)
 
 
 def _vote(fact: PassFact) -> Any:
@@ -250,13 +249,13 @@ def _vote(fact: PassFact) -> Any:
 
 def _touch(doc: DocumentState, event: Event) -> DocumentState:
     status = "running" if doc.status == "pending" else doc.status
-    return replace(doc, status=status, started_at=_earlier(doc.started_at, event.occurred_at))
+    return evolve(doc, status=status, started_at=_earlier(doc.started_at, event.occurred_at))
 
 
 def _running(state: RunState, event: Event) -> RunState:
     """The run is running from its earliest start or pass, whatever order they arrive in."""
     status = "running" if state.status in ("pending", "queued") else state.status
-    return replace(state, status=status, started_at=_earlier(state.started_at, event.occurred_at))
+    return evolve(state, status=status, started_at=_earlier(state.started_at, event.occurred_at))
 
 
 def _earlier(a, b):
@@ -264,7 +263,7 @@ def _earlier(a, b):
 
 
 def _with_document(state: RunState, doc: DocumentState) -> RunState:
-    return replace(state, documents={**state.documents, doc.document_id: doc})
+    return evolve(state, documents={**state.documents, doc.document_id: doc})
 
 
 # -- experiments -------------------------------------------------------------------
@@ -296,14 +295,14 @@ def _experiment_updated(state: ExperimentState | None, event: Event, score: Scor
         changes["n_consensus"] = p.n_consensus
     if p.documents is not None:
         changes["documents"] = tuple(d.model_dump(mode="json") for d in p.documents)
-    return accept(replace(state, **changes))
+    return accept(evolve(state, **changes))
 
 
 @handles("ExperimentDeleted", "experiment")
 def _experiment_deleted(state: ExperimentState | None, event: Event, score: Scorer) -> Applied:
     if state is None or state.deleted:
         return reject(state, "unknown experiment")
-    return accept(replace(state, deleted=True, updated_at=event.occurred_at))
+    return accept(evolve(state, deleted=True, updated_at=event.occurred_at))
 
 
 # -- blocks ------------------------------------------------------------------------
@@ -319,4 +318,4 @@ def _block_defined(state: BlockState | None, event: Event, score: Scorer) -> App
         version=len(state.versions) + 1, version_id=p.version_id, block_type=p.block_type,
         config=p.config, fingerprint=p.fingerprint, defined_at=event.occurred_at,
     )
-    return accept(replace(state, versions=state.versions + (version,)))
+    return accept(evolve(state, versions=state.versions + (version,)))

@@ -76,7 +76,7 @@ class RunState:
 
     @property
     def document_ids(self) -> frozenset[str]:
-        return frozenset(d["document_id"] for d in self.spec["documents"])
+        return _document_ids(self.spec)
 
     @property
     def terminal_document_count(self) -> int:
@@ -92,6 +92,39 @@ class RunState:
             return None
         begin = self.started_at or self.created_at
         return int((self.completed_at - begin).total_seconds() * 1000)
+
+
+_IDS_OF_SPEC: dict[int, tuple[Mapping[str, Any], frozenset[str]]] = {}
+
+
+def _document_ids(spec: Mapping[str, Any]) -> frozenset[str]:
+    """A run's document ids, computed once per spec object: every state evolved from one
+    RunCreated shares its spec, and the fold asks on every pass. Keyed by identity (the
+    spec is kept beside its ids, so the id cannot be reused while cached); bounded."""
+    cached = _IDS_OF_SPEC.get(id(spec))
+    if cached is not None and cached[0] is spec:
+        return cached[1]
+    ids = frozenset(d["document_id"] for d in spec["documents"])
+    if len(_IDS_OF_SPEC) >= 256:
+        _IDS_OF_SPEC.clear()
+    _IDS_OF_SPEC[id(spec)] = (spec, ids)
+    return ids
+
+
+def evolve(obj: Any, **changes: Any) -> Any:
+    """`dataclasses.replace` for these frozen, slotted, validator-free states, about 3x
+    faster (the fold evolves a state several times per event). Unknown names raise."""
+    cls = type(obj)
+    unknown = changes.keys() - _FIELDS.get(cls, ())
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no field {sorted(unknown)[0]!r}")
+    new = cls.__new__(cls)
+    for name in cls.__slots__:
+        _set(new, name, changes[name] if name in changes else getattr(obj, name))
+    return new
+
+
+_set = object.__setattr__
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,3 +172,7 @@ class Applied:
     accepted: bool
     reason: str | None = None
     finished_documents: tuple[str, ...] = ()
+
+
+_FIELDS = {cls: frozenset(cls.__slots__) for cls in
+           (PassFact, DocumentState, RunState, ExperimentState, BlockVersion, BlockState, Applied)}
