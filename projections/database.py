@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 import orjson
-from sqlalchemy import event
+from sqlalchemy import event, inspect
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from . import migrate
@@ -19,8 +19,22 @@ def make_engine(url: str, schema: str | None = None) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     connect_args = {"server_settings": {"search_path": schema}} if schema else {}
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, connect_args=connect_args,
-                               **JSON_CODEC)
+    # No pre-ping (a round trip before every checkout): a connection that fails with a
+    # disconnect invalidates the pool, so the next checkout connects afresh.
+    return create_async_engine(url, pool_size=10, max_overflow=10, connect_args=connect_args, **JSON_CODEC)
+
+
+def reader(engine: AsyncEngine) -> AsyncEngine:
+    """`engine` for reads: on PostgreSQL in autocommit, so a read is its SELECTs alone
+    (no BEGIN and ROLLBACK around them; each statement sees the latest commit, as READ
+    COMMITTED did). SQLite's driver never opens a transaction for a SELECT: as is."""
+    if engine.dialect.name != "postgresql":
+        return engine
+    found = getattr(engine.sync_engine, "_runledger_reader", None)
+    if found is None:  # kept on the engine itself: making one costs ~0.1 ms
+        found = engine.execution_options(isolation_level="AUTOCOMMIT")
+        engine.sync_engine._runledger_reader = found
+    return found
 
 
 class JsonText(str):
@@ -68,6 +82,21 @@ async def create_schema(engine: AsyncEngine) -> None:
     """Embedded default and tests; production schemas come from migrations."""
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
+        await conn.run_sync(_add_missing_columns)
+
+
+def _add_missing_columns(sync_conn) -> None:
+    """`create_all` makes missing tables, never missing columns: an embedded read model
+    made before a nullable column was added (runs.resource, migration 0007) gets it here."""
+    inspector = inspect(sync_conn)
+    for table in metadata.sorted_tables:
+        if not inspector.has_table(table.name):
+            continue
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present and column.nullable:
+                kind = column.type.compile(sync_conn.dialect)
+                sync_conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
 
 
 async def prepare_schema(url: str, engine: AsyncEngine) -> None:

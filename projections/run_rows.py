@@ -18,6 +18,7 @@ from events.log import EventLog, Position, Record
 
 from . import serialize as ser
 from .batch import Batch, result_id
+from .read_columns import run_columns
 from .state import RunState
 from .tables import document_targets, event_index, run_documents, runs
 
@@ -86,7 +87,7 @@ def derived_rows(refolded: Refolded) -> dict[str, list[dict[str, Any]]]:
         run_id=run.run_id, org_id=run.org_id, experiment_id=spec["experiment_id"],
         workflow_id=spec["workflow_id"], block_id=spec["block_id"], trigger_type=spec["trigger_type"],
         status=run.status, created_at=run.created_at, started_at=run.started_at,
-        completed_at=run.completed_at, score=run.score, state=ser.run_to_json(run),
+        completed_at=run.completed_at, score=run.score, state=ser.run_to_json(run), **run_columns(run),
     ))
     for doc_id, doc in sorted(run.documents.items()):
         rows["run_documents"].append(dict(

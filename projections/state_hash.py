@@ -4,7 +4,8 @@ against PostgreSQL, a recorded log against the state it must fold to).
 
 Values are compared in the form every backend gives back (`canonical`):
 aware UTC times, bytes as hex, integral floats as ints (a JSON column may hand
-120.0 back as 120). Projector heartbeats are not state and are left out.
+120.0 back as 120). Projector heartbeats are not state and are left out, and so are the
+read columns derived from a row's `state` (projections/read_columns.py: they hold nothing more).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import tables
+from .read_columns import DERIVED
 
 PROJECTED = ("runs", "run_documents", "document_targets", "event_index", "experiments", "blocks",
              "dead_letters", "checkpoints", "quarantined", "parked_events")
@@ -30,7 +32,8 @@ async def state_hashes(engine: AsyncEngine) -> dict[str, tuple[int, str]]:
             table = tables.metadata.tables.get(name)
             if table is None:
                 continue
-            rows = (await conn.execute(select(table).order_by(*table.primary_key.columns))).all()
+            columns = [c for c in table.columns if c.name not in DERIVED.get(name, ())]
+            rows = (await conn.execute(select(*columns).order_by(*table.primary_key.columns))).all()
             digest = hashlib.sha256()
             for row in rows:
                 digest.update(orjson.dumps([canonical(v) for v in row], option=orjson.OPT_SORT_KEYS))

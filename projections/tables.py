@@ -66,6 +66,7 @@ runs = Table(
     Column("completed_at", TS),
     Column("score", Float),
     Column("state", JSON, nullable=False),
+    Column("resource", Text),  # the rendered run resource (projections/read_columns.py; migration 0007)
     Index("ix_runs_org_created", "org_id", "created_at", "run_id"),
     Index("ix_runs_experiment", "experiment_id", "created_at"),
 )

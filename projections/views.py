@@ -5,16 +5,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, null, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events import keys
 
 from . import serialize as ser
 from .pagination import Page, PageRequest, paginate
+from .read_columns import render, run_resource
 from .state import BlockState, DocumentState, ExperimentState, RunState
 from .tables import blocks, checkpoints, dead_letters, document_targets, event_index, experiments, run_documents, runs
 
+# A row written before runs.resource (migration 0007) has none: its state, to render it.
+_STATE_IF_NO_RESOURCE = case((runs.c.resource.is_(None), runs.c.state), else_=null()).label("state")
 SORTABLE = {"created_at": runs.c.created_at, "started_at": runs.c.started_at,
             "completed_at": runs.c.completed_at, "score": runs.c.score}
 _EPOCH = datetime(1970, 1, 1)
@@ -85,7 +88,31 @@ class RunFilters:
 
 
 async def list_runs(conn: AsyncConnection, org_id: str, filters: RunFilters, page: PageRequest) -> Page:
-    query = select(runs.c.run_id.label("id_"), runs.c.state).where(_visible_runs(org_id))
+    """Rows with the run's `state` (decode with `run_from_row`)."""
+    return await _page_of_runs(conn, org_id, filters, page, runs.c.state)
+
+
+async def list_run_resources(conn: AsyncConnection, org_id: str, filters: RunFilters, page: PageRequest) -> Page:
+    """Rows whose `resource_text` is the run's rendered resource: the state is decoded
+    only for a row written before runs.resource existed."""
+    return await _page_of_runs(conn, org_id, filters, page, runs.c.resource, _STATE_IF_NO_RESOURCE)
+
+
+def resource_text(row) -> str:
+    """The run's resource as JSON text, from a `list_run_resources` or `get_run_resource` row."""
+    return row.resource if row.resource is not None else render(run_resource(run_from_row(row)))
+
+
+async def get_run_resource(conn: AsyncConnection, org_id: str, run_id: str) -> str | None:
+    """The run's resource as JSON text (one indexed SELECT), or None when not the caller's."""
+    query = select(runs.c.resource, _STATE_IF_NO_RESOURCE).where(runs.c.run_id == run_id, _visible_runs(org_id))
+    row = (await conn.execute(query)).first()
+    return resource_text(row) if row else None
+
+
+async def _page_of_runs(conn: AsyncConnection, org_id: str, filters: RunFilters, page: PageRequest,
+                        *columns) -> Page:
+    query = select(runs.c.run_id.label("id_"), *columns).where(_visible_runs(org_id))
     for name in ("workflow_id", "experiment_id", "block_id", "status", "trigger_type"):
         value = getattr(filters, name)
         if value is not None:

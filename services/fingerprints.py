@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from projections.consensus import ENGINE_VERSION
+from projections.read_columns import metrics_validity_fingerprint  # noqa: F401 - the run resource carries it
 
 
 def canonical(value: Any) -> bytes:
@@ -36,10 +36,6 @@ def document_id(handle_inputs: dict) -> str:
 
 def documents_fingerprint(document_ids: list[str]) -> str:
     return digest(sorted(document_ids))
-
-
-def metrics_validity_fingerprint(execution: str, documents: str) -> str:
-    return digest({"execution": execution, "documents": documents, "engine": ENGINE_VERSION})
 
 
 def new_id(prefix: str) -> str:

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from projections.database import reader
+
 from ..bootstrap import Runtime
 from ..ledger import Ledger
 from .auth import authenticate
@@ -19,7 +21,9 @@ class Ctx:
     role: str = "tenant"
 
     def connect(self):
-        return self.runtime.engine.connect()
+        """A connection for reads (no transaction around them on PostgreSQL: one round
+        trip per SELECT); writes go through the log, never through this."""
+        return reader(self.runtime.engine).connect()
 
     @property
     def producer(self) -> str:

@@ -5,10 +5,9 @@ from datetime import datetime
 from typing import Any
 
 from projections.batch import result_id
-from projections.consensus import ENGINE_VERSION
+from projections.read_columns import lifecycle, run_resource  # noqa: F401 - rendered where the rows are written
 from projections.state import DOC_TERMINAL, BlockState, DocumentState, ExperimentState, RunState
 
-from ..fingerprints import metrics_validity_fingerprint
 
 _EXPERIMENT_STATUS = {"pending": "processing", "queued": "processing", "running": "processing",
                       "completed": "completed", "error": "failed", "cancelled": "cancelled"}
@@ -16,51 +15,6 @@ _EXPERIMENT_STATUS = {"pending": "processing", "queued": "processing", "running"
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
-
-
-def lifecycle(status: str, error: dict | None = None, reason: str | None = None) -> dict[str, Any]:
-    if status == "error":
-        error = error or {}
-        return {"status": "error", "message": error.get("message") or "(no message)",
-                "details": {"message": error.get("message"), "error_code": error.get("code")}}
-    if status == "cancelled":
-        return {"status": "cancelled", "reason": reason}
-    return {"status": status}
-
-
-def run_resource(run: RunState) -> dict[str, Any]:
-    """The schema's flat fields and, beside them, the Create Experiment Run page's
-    example shape (`workflow: {workflow_id, version_id}`, `block_kind`)."""
-    spec = run.spec
-    fingerprint = spec["block_execution_fingerprint"]
-    return {
-        "id": run.run_id,
-        "object": "experiment_run",
-        "workflow_id": spec["workflow_id"],
-        "workflow_version_id": spec["workflow_version_id"],
-        "workflow": {"workflow_id": spec["workflow_id"], "version_id": spec["workflow_version_id"]},
-        "trigger": {"type": spec["trigger_type"]},
-        "experiment_id": spec["experiment_id"],
-        "block_id": spec["block_id"],
-        "block_type": spec["block_type"],
-        "block_kind": spec["block_type"],
-        "n_consensus": run.n_consensus,
-        "lifecycle": lifecycle(run.status, run.error, run.cancel_reason),
-        "timing": {"created_at": _iso(run.created_at), "started_at": _iso(run.started_at),
-                   "completed_at": _iso(run.completed_at), "duration_ms": run.duration_ms},
-        "parent_run_id": spec.get("parent_run_id"),
-        "block_version_id": spec["block_version_id"],
-        "metrics_validity_fingerprint": metrics_validity_fingerprint(fingerprint, spec["documents_fingerprint"]),
-        "metrics_validity_fingerprint_version": ENGINE_VERSION,
-        "block_execution_fingerprint": fingerprint,
-        "definition_fingerprint": fingerprint,
-        "documents_fingerprint": spec["documents_fingerprint"],
-        "score": run.score,
-        "total_document_count": run.total_document_count,
-        "completed_document_count": run.completed_document_count,
-        "document_count": run.document_count,
-        "error_count": run.error_count,
-    }
 
 
 def document_status(doc: DocumentState, run_status: str) -> str:
