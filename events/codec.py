@@ -80,6 +80,7 @@ def build(
     occurred_at: Any = None,
     event_id: Any = None,
     schema_version: int | None = None,
+    trace: str | None = None,
 ) -> Event:
     """Validate an event given as parts (HTTP ingestion, the producer SDK). The event id
     defaults to the fact's natural key, so a retried send can never count twice."""
@@ -94,7 +95,7 @@ def build(
     return from_dict({
         "event_id": event_id or uuid.uuid4(), "type": event_type, "schema_version": version,
         "aggregate_id": aggregate_id, "occurred_at": occurred_at or datetime.now(timezone.utc),
-        "producer": producer, "org_id": org_id, "payload": payload,
+        "producer": producer, "org_id": org_id, "payload": payload, "trace": trace,
     })
 
 

@@ -8,6 +8,10 @@ Every event is validated here (`InvalidEvent`, nothing sent) and gets its id fro
 it after an error can never count twice. Sends are retried with exponential backoff
 on broker, connection and HTTP 5xx errors; HTTP 4xx raise `Rejected` with the
 server's detail. See docs/producer.md.
+
+Trace context: each event carries a W3C traceparent when one is at hand (`trace=`,
+`events.trace.use_trace(...)`, or the current OpenTelemetry span with the `otel` extra);
+over HTTP it travels as the `traceparent` header (events.trace).
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from .catalogue import RUN_EVENT_TYPES
 from .codec import build, encode
 from .envelope import Event, known_types
 from .log import EventLog, Message, Position
+from .trace import current_traceparent
 
 log = logging.getLogger("runledger.producer")
 
@@ -111,8 +116,8 @@ class Producer:
     # -- events --------------------------------------------------------------------
 
     async def emit(self, event_type: str, run_id: str, payload: dict, *, event_id=None,
-                   occurred_at=None) -> Position:
-        event = self.build(event_type, run_id, payload, event_id=event_id, occurred_at=occurred_at)
+                   occurred_at=None, trace: str | None = None) -> Position:
+        event = self.build(event_type, run_id, payload, event_id=event_id, occurred_at=occurred_at, trace=trace)
         [position] = await self.send([event])
         return position
 
@@ -126,35 +131,39 @@ class Producer:
                 raise InvalidEvent(f"events[{index}]: {exc}") from None
         return await self.send(built)
 
-    async def run_queued(self, run_id: str) -> Position:
+    async def run_queued(self, run_id: str, *, trace: str | None = None) -> Position:
         """Take a pending run (its id is deterministic: taking it twice counts once)."""
-        return await self.emit("RunQueued", run_id, {})
+        return await self.emit("RunQueued", run_id, {}, trace=trace)
 
-    async def run_started(self, run_id: str, worker: str | None = None) -> Position:
-        return await self.emit("RunStarted", run_id, {"worker": worker})
+    async def run_started(self, run_id: str, worker: str | None = None, *, trace: str | None = None) -> Position:
+        return await self.emit("RunStarted", run_id, {"worker": worker}, trace=trace)
 
     async def pass_completed(self, run_id: str, document_id: str, pass_index: int, output, *,
                              duration_ms: int | None = None, usage: dict | None = None,
-                             attempt: int = 1) -> Position:
+                             attempt: int = 1, trace: str | None = None) -> Position:
         return await self.emit("DocumentPassCompleted", run_id, {
             "document_id": document_id, "pass_index": pass_index, "output": output,
             "duration_ms": duration_ms, "usage": usage, "attempt": attempt,
-        })
+        }, trace=trace)
 
     async def pass_failed(self, run_id: str, document_id: str, pass_index: int, *, attempt: int,
-                          message: str, code: str | None = None, final: bool = True) -> Position:
+                          message: str, code: str | None = None, final: bool = True,
+                          trace: str | None = None) -> Position:
         return await self.emit("DocumentPassFailed", run_id, {
             "document_id": document_id, "pass_index": pass_index, "attempt": attempt,
             "error": {"message": message, "code": code}, "final": final,
-        })
+        }, trace=trace)
 
-    async def run_failed(self, run_id: str, message: str, code: str | None = None) -> Position:
-        return await self.emit("RunFailed", run_id, {"error": {"message": message, "code": code}})
+    async def run_failed(self, run_id: str, message: str, code: str | None = None, *,
+                         trace: str | None = None) -> Position:
+        return await self.emit("RunFailed", run_id, {"error": {"message": message, "code": code}}, trace=trace)
 
     # -- building and sending ----------------------------------------------------
 
-    def build(self, event_type: str, run_id: str, payload: dict, *, event_id=None, occurred_at=None) -> Event:
-        """The validated event as it will be sent (raises InvalidEvent)."""
+    def build(self, event_type: str, run_id: str, payload: dict, *, event_id=None, occurred_at=None,
+              trace: str | None = None) -> Event:
+        """The validated event as it will be sent (raises InvalidEvent). `trace` defaults
+        to the current one (events.trace.current_traceparent)."""
         if event_type not in RUN_EVENT_TYPES:
             kind = "a known event type, but not a run event" if event_type in known_types() else "an unknown event type"
             raise InvalidEvent(f"{event_type!r} is {kind}; run events: {', '.join(sorted(RUN_EVENT_TYPES))}")
@@ -164,7 +173,7 @@ class Producer:
             raise InvalidEvent(f"{event_type} for {run_id}: payload must be a dict")
         try:
             return build(event_type, run_id, payload, org_id=self.org_id, producer=self.producer,
-                         occurred_at=occurred_at, event_id=event_id)
+                         occurred_at=occurred_at, event_id=event_id, trace=trace or current_traceparent())
         except ValueError as exc:
             raise InvalidEvent(f"{event_type} for {run_id}: {exc}") from None
 
@@ -239,8 +248,13 @@ class _HttpTransport:
             self._client = None
 
     async def send(self, events: Sequence[Event]) -> list[Position]:
-        body = {"events": [_wire(e) for e in events]}
-        response = await self._client.post("/v1/ledger/events", json=body)
+        """One request. A trace shared by every event travels as the `traceparent` header
+        (the server stamps it on them); otherwise each traced event names its own."""
+        shared = {e.trace for e in events}
+        header = shared.pop() if len(shared) == 1 else None
+        body = {"events": [_wire(e, with_trace=header is None) for e in events]}
+        headers = {"traceparent": header} if header else {}
+        response = await self._client.post("/v1/ledger/events", json=body, headers=headers)
         if response.status_code >= 500:
             raise _ServerError(response.status_code, response.text[:500])
         if response.status_code >= 400:
@@ -259,9 +273,12 @@ class _ServerError(ProducerError):
         self.status = status
 
 
-def _wire(event: Event) -> dict[str, Any]:
-    return {"type": event.type, "run_id": event.aggregate_id, "payload": event.payload.model_dump(mode="json"),
+def _wire(event: Event, with_trace: bool) -> dict[str, Any]:
+    wire = {"type": event.type, "run_id": event.aggregate_id, "payload": event.payload.model_dump(mode="json"),
             "event_id": str(event.event_id), "occurred_at": event.occurred_at.isoformat()}
+    if with_trace and event.trace:
+        wire["trace"] = event.trace
+    return wire
 
 
 def _detail(response) -> Any:

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from events.log import EventLog, LogConsumer, Position, Record
 
-from . import checkpoints, heartbeat
+from . import checkpoints, heartbeat, tracing
 from .batch import Batch, load, save
 from .checkpoints import LostPartition
 from .transient import is_transient, retry_transient
@@ -217,6 +217,7 @@ class Projector:
                 log.error("quarantined %s %s: %s; its events are parked until `runledger quarantine retry`",
                           key[0], key[1], error)
         self.observer.batch(batch.records[0].partition, len(batch.records), seconds, batch.consensus_seconds)
+        tracing.batch_applied(batch, self.name, seconds)  # its log line and span, with the events' trace ids
 
     async def _transiently(self, work: Callable[[], Any], what: str) -> Any:
         """`await work()`, retried through transient faults until it succeeds or we stop."""

@@ -5,24 +5,27 @@ In JSON, every line carries the request's context when there is one (`request_id
 set by the API as a request is handled), and
 the API writes one `request` line per answered request (method, route, status,
 duration), so a request can be followed through the logs by its `x-request-id`.
+Projectors write one `runledger.projector.batch` line per batch (partition, offsets,
+events, and the `trace_ids` of its events), so a pass can be followed by its trace id
+from the worker to the read model; text mode stays quiet about batches.
 """
 from __future__ import annotations
 
 import contextvars
 import logging
 import os
-import re
 import sys
 from datetime import datetime, timezone
 
 import orjson
+
+from events.trace import parse_header
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 org_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("org_id", default=None)
 run_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("run_id", default=None)
 trace_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("trace_id", default=None)
 _CONTEXT = {"request_id": request_id, "org_id": org_id, "run_id": run_id, "trace_id": trace_id}
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 access = logging.getLogger("runledger.access")
 
@@ -50,14 +53,15 @@ def configure() -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     logging.getLogger("alembic").setLevel(logging.WARNING)  # runledger.migrate says what changed
+    logging.getLogger("runledger.projector.batch").setLevel(logging.INFO if json_enabled() else logging.WARNING)
 
 
 def use_traceparent(header: str | None) -> None:
-    """A W3C `traceparent` on a request puts its trace id on the request's log lines
-    (not carried into events: see docs/operations.md)."""
-    found = _TRACEPARENT.match((header or "").strip().lower())
-    if found and found.group(1) != "0" * 32:
-        trace_id.set(found.group(1))
+    """A valid W3C `traceparent` on a request puts its trace id on the request's log lines
+    (event ingestion reads the header by the same rule and stamps it on its events)."""
+    traceparent = parse_header(header)
+    if traceparent:
+        trace_id.set(traceparent[3:35])
 
 
 def log_request(method: str, route: str, status: int, seconds: float, path_params: dict,

@@ -77,6 +77,8 @@ class IngestEvent(_Body):
     event_id: str | None = None
     occurred_at: datetime | None = None
     schema_version: int | None = None
+    trace: str | None = Field(None, description="the event's W3C traceparent; default: the request's `traceparent` "
+                                                 "header, if valid")
 
 
 class IngestBody(_Body):

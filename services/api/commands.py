@@ -194,9 +194,11 @@ async def cancel_run(ctx: Ctx, run_id: str, reason: str | None) -> list[Position
     return await ctx.ledger.record([_event(ctx, payload, run_id)])
 
 
-def ingest_event(ctx: Ctx, raw: IngestEvent, index: int) -> Event:
+def ingest_event(ctx: Ctx, raw: IngestEvent, index: int, trace: str | None = None) -> Event:
+    """`trace`: the request's traceparent, for an event that names none (a malformed own one is a 422)."""
     try:
         return build(raw.type, raw.run_id, raw.payload, org_id=ctx.org_id, producer=f"http:{ctx.org_id}",
-                     occurred_at=raw.occurred_at, event_id=raw.event_id, schema_version=raw.schema_version)
+                     occurred_at=raw.occurred_at, event_id=raw.event_id, schema_version=raw.schema_version,
+                     trace=raw.trace if raw.trace is not None else trace)
     except UndecodableEvent as exc:
         raise invalid(f"events[{index}]: {exc}", index=index) from None

@@ -10,10 +10,12 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from events.codec import UndecodableEvent, decode, from_dict
+from events.envelope import trace_id
 from events.log import EventLog, Position, Record, partition_for
 from projections import batch as batch_module
 from projections.fold import apply
 from projections.tables import dead_letters as dead_letters_table
+from projections.event_bodies import body_of
 from projections.tables import event_index
 
 from ..api.status import projection_status
@@ -21,24 +23,33 @@ from ..api.status import projection_status
 COUNTERS = ("status", "document_count", "completed_document_count", "error_count")
 
 
-async def history(engine: AsyncEngine, run_id: str) -> list[dict[str, Any]]:
-    """Each event of the run in log order, the projector's verdict, and the run's counters
-    before -> after it (refolded here from the stored events, so they are re-derived, not read)."""
+async def history(engine: AsyncEngine, run_id: str, log: EventLog | None = None) -> list[dict[str, Any]]:
+    """Each event of the run in log order, the projector's verdict, its trace id, and the
+    run's counters before -> after it (refolded here from the stored events, so they are
+    re-derived, not read). A rejected event's trace is read from `log` (its body is not
+    indexed); without a log it shows none."""
     query = (select(event_index).where(event_index.c.aggregate_id == run_id).order_by(event_index.c.offset))
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
-    return await asyncio.to_thread(_fold_steps, rows)  # consensus is CPU: off the event loop
+    traces = [await _trace_of(log, row) for row in rows]
+    return await asyncio.to_thread(_fold_steps, rows, traces)  # consensus is CPU: off the event loop
 
 
-def _fold_steps(rows) -> list[dict[str, Any]]:
+async def _trace_of(log: EventLog | None, row) -> str | None:
+    if row.body is None and log is None:
+        return None
+    return trace_id((await body_of(log, row)).get("trace"))
+
+
+def _fold_steps(rows, traces: list[str | None]) -> list[dict[str, Any]]:
     steps, state = [], None
-    for row in rows:
+    for row, trace in zip(rows, traces):
         before = _counters(state)
         if row.accepted:  # a rejected event left the state as it was (and has no indexed body)
             state = apply(state, from_dict(row.body)).state
         steps.append({"position": Position(row.partition, row.offset).token(), "occurred_at": row.occurred_at,
                       "type": row.type, "producer": row.producer, "accepted": row.accepted, "reason": row.reason,
-                      "before": before, "after": _counters(state)})
+                      "trace_id": trace, "before": before, "after": _counters(state)})
     return steps
 
 
@@ -85,7 +96,8 @@ def _line(record: Record) -> dict[str, Any]:
     except UndecodableEvent as exc:
         return {**line, "occurred_at": None, "type": "(undecodable)", "producer": "", "error": str(exc)}
     return {**line, "occurred_at": event.occurred_at, "type": event.type, "producer": event.producer,
-            "org_id": event.org_id, "event_id": str(event.event_id), "payload": event.payload.model_dump(mode="json")}
+            "org_id": event.org_id, "event_id": str(event.event_id), "trace_id": trace_id(event.trace),
+            "payload": event.payload.model_dump(mode="json")}
 
 
 async def dead_letters(engine: AsyncEngine, position: str | None = None) -> list[dict[str, Any]]:

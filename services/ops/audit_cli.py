@@ -56,19 +56,19 @@ async def _history(settings: Settings, args) -> int:
     from . import audit
 
     async with local_runtime(settings) as runtime:
-        steps = await audit.history(runtime.engine, args.run_id)
+        steps = await audit.history(runtime.engine, args.run_id, runtime.log)
     if not steps:
         return fail(f"no events for run {args.run_id!r}")
     if args.json:
         print_json(steps)
         return 0
     table = Table(title=f"run {args.run_id}: {len(steps)} events")
-    for column in ("position", "occurred at", "type", "producer", "outcome", "counters before -> after"):
+    for column in ("position", "occurred at", "type", "producer", "outcome", "counters before -> after", "trace id"):
         table.add_column(column)
     for s in steps:
         outcome = "[green]accepted[/green]" if s["accepted"] else f"[red]rejected[/red]: {s['reason']}"
         table.add_row(s["position"], str(s["occurred_at"]), s["type"], s["producer"], outcome,
-                      audit.describe_change(s["before"], s["after"]))
+                      audit.describe_change(s["before"], s["after"]), s["trace_id"] or "")
     console.print(table)
     return 0
 

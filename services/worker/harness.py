@@ -12,6 +12,10 @@ RunQueued has a deterministic id, so two workers taking the same run count once.
 `org_id=None` works for every organisation (the in-server worker of `runledger serve
 --worker`): `producer` then offers `async for_org(org) -> Producer`.
 
+Each pass is one trace (docs/operations.md, "Following one pass"): its events carry a
+W3C traceparent, a new trace per pass, or a span of the worker's current trace when it
+has one (OpenTelemetry, or `events.trace.use_trace`).
+
 A killed worker's partitions go to another member, which refolds them and runs
 only the passes that still have no fact. A pass that was in flight when its
 worker died may run twice; its deterministic event id (and the fold, which keeps
@@ -26,6 +30,7 @@ import socket
 import time
 from typing import Any, Callable
 
+from events import trace
 from events.catalogue import RUN_EVENT_TYPES
 from events.codec import UndecodableEvent, decode
 from events.envelope import Event
@@ -202,6 +207,13 @@ class Worker:
         return not self._stopping.is_set() and work.live and pass_index not in document.passes
 
     async def _run_pass(self, work: RunWork, key: PassKey, slot: Slot) -> None:
+        """One trace per pass (events.trace.span): all its attempts' events carry it, and
+        a block instrumented with OpenTelemetry runs inside its span."""
+        attributes = {"runledger.run_id": work.run_id, "runledger.document_id": key[0], "runledger.pass_index": key[1]}
+        with trace.span("runledger.pass", attributes):
+            await self._run_pass_traced(work, key, slot)
+
+    async def _run_pass_traced(self, work: RunWork, key: PassKey, slot: Slot) -> None:
         """Holds a slot while the block runs; waits out a retry's backoff without one."""
         attempt = work.retried.get(key, 0) + 1
         try:

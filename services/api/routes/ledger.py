@@ -1,10 +1,11 @@
 """Ledger extensions: block definitions, event ingestion, projection status, health."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
+from events.trace import parse_header
 from projections import quarantine
 from projections.tables import runs
 
@@ -31,9 +32,12 @@ async def define_block(workflow_id: str, block_id: str, body: DefineBlockBody, r
 
 
 @router.post("/v1/ledger/events", status_code=202)
-async def ingest(body: IngestBody, response: Response, ctx: Ctx = Depends(context)):
+async def ingest(body: IngestBody, response: Response, ctx: Ctx = Depends(context),
+                 traceparent: str | None = Header(None, description="W3C trace context for events without "
+                                                                    "their own `trace`; ignored if malformed")):
     """Validate every event first; append all of them, or none."""
-    events = [commands.ingest_event(ctx, raw, i) for i, raw in enumerate(body.events)]
+    trace = parse_header(traceparent)
+    events = [commands.ingest_event(ctx, raw, i, trace) for i, raw in enumerate(body.events)]
     await _require_runs(ctx, {e.aggregate_id for e in events})
     positions = await ctx.ledger.append(events)
     mark_positions(response, positions)
