@@ -88,9 +88,10 @@ def build(
     version = cls.VERSION if schema_version is None else schema_version
     if event_id is None and version == cls.VERSION and isinstance(payload, dict):
         try:
-            natural = cls.model_validate(payload).natural_key(aggregate_id)
+            payload = cls.model_validate(payload)  # validated once: the envelope takes the instance as it is
         except ValidationError as exc:
             raise UndecodableEvent(_short(exc).replace("invalid event: ", "invalid payload: ")) from None
+        natural = payload.natural_key(aggregate_id)
         event_id = uuid.uuid5(NAMESPACE, natural) if natural else uuid.uuid4()
     return from_dict({
         "event_id": event_id or uuid.uuid4(), "type": event_type, "schema_version": version,

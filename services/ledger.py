@@ -24,10 +24,31 @@ class ProjectionLag(TimeoutError):
         self.appended, self.positions = appended, positions
 
 
+class KnownRuns:
+    """(org, run) pairs this process has found in the read model, so ingestion can skip the
+    query for them: bounded (the oldest are forgotten first), and only hits are kept."""
+
+    def __init__(self, capacity: int = 100_000):
+        self.capacity = capacity
+        self._seen: dict[tuple[str, str], None] = {}
+
+    def seen(self, org_id: str, run_id: str) -> bool:
+        return (org_id, run_id) in self._seen
+
+    def add(self, org_id: str, run_id: str) -> None:
+        if len(self._seen) >= self.capacity:
+            del self._seen[next(iter(self._seen))]
+        self._seen[(org_id, run_id)] = None
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
 class Ledger:
     def __init__(self, runtime: Runtime, projection: str = "main"):
         self.runtime = runtime
         self.projection = projection
+        self.known_runs = KnownRuns()
 
     async def append(self, events: list[Event]) -> list[Position]:
         messages = [Message(e.aggregate_id, encode(e)) for e in events]

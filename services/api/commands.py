@@ -14,7 +14,7 @@ from projections.state import RUN_TERMINAL, BlockState, ExperimentState
 
 from .. import fingerprints as fp
 from .bodies import (
-    CreateExperimentBody, CreateRunBody, DefineBlockBody, DocumentBody, IngestEvent, UpdateExperimentBody,
+    CreateExperimentBody, CreateRunBody, DefineBlockBody, DocumentBody, UpdateExperimentBody,
 )
 from .context import Ctx, require
 from .errors import ApiError, invalid, not_found
@@ -194,11 +194,13 @@ async def cancel_run(ctx: Ctx, run_id: str, reason: str | None) -> list[Position
     return await ctx.ledger.record([_event(ctx, payload, run_id)])
 
 
-def ingest_event(ctx: Ctx, raw: IngestEvent, index: int, trace: str | None = None) -> Event:
-    """`trace`: the request's traceparent, for an event that names none (a malformed own one is a 422)."""
+def ingest_event(ctx: Ctx, raw: dict, index: int, trace: str | None = None) -> Event:
+    """One item of an ingestion body (services/api/ingest_body.py: its shape checked, every
+    IngestEvent field present), validated by the codec alone. `trace`: the request's
+    traceparent, for an event that names none (a malformed own one is a 422)."""
     try:
-        return build(raw.type, raw.run_id, raw.payload, org_id=ctx.org_id, producer=f"http:{ctx.org_id}",
-                     occurred_at=raw.occurred_at, event_id=raw.event_id, schema_version=raw.schema_version,
-                     trace=raw.trace if raw.trace is not None else trace)
+        return build(raw["type"], raw["run_id"], raw["payload"], org_id=ctx.org_id, producer=f"http:{ctx.org_id}",
+                     occurred_at=raw["occurred_at"], event_id=raw["event_id"], schema_version=raw["schema_version"],
+                     trace=raw["trace"] if raw["trace"] is not None else trace)
     except UndecodableEvent as exc:
         raise invalid(f"events[{index}]: {exc}", index=index) from None

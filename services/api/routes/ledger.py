@@ -1,6 +1,7 @@
 """Ledger extensions: block definitions, event ingestion, projection status, health."""
 from __future__ import annotations
 
+import orjson
 from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
@@ -9,9 +10,9 @@ from events.trace import parse_header
 from projections import quarantine
 from projections.tables import runs
 
-from .. import commands
+from .. import commands, ingest_body
 from ..auth import Caller, is_admin, require_admin
-from ..bodies import DefineBlockBody, IngestBody
+from ..bodies import DefineBlockBody
 from ..context import Ctx, context
 from ..errors import ApiError
 from ...telemetry import CONTENT_TYPE_LATEST
@@ -31,27 +32,40 @@ async def define_block(workflow_id: str, block_id: str, body: DefineBlockBody, r
     return resource
 
 
-@router.post("/v1/ledger/events", status_code=202)
-async def ingest(body: IngestBody, response: Response, ctx: Ctx = Depends(context),
+@router.post("/v1/ledger/events", status_code=202, openapi_extra=ingest_body.OPENAPI)
+async def ingest(request: Request, ctx: Ctx = Depends(context),
                  traceparent: str | None = Header(None, description="W3C trace context for events without "
                                                                     "their own `trace`; ignored if malformed")):
-    """Validate every event first; append all of them, or none."""
+    """Validate every event first; append all of them, or none. The body is an IngestBody,
+    read once (services/api/ingest_body.py)."""
+    items = ingest_body.ingest_items(await request.body(), request.headers.get("content-type"))
     trace = parse_header(traceparent)
-    events = [commands.ingest_event(ctx, raw, i, trace) for i, raw in enumerate(body.events)]
+    events = [commands.ingest_event(ctx, raw, i, trace) for i, raw in enumerate(items)]
     await _require_runs(ctx, {e.aggregate_id for e in events})
     positions = await ctx.ledger.append(events)
+    tokens = [p.token() for p in positions]
+    body = {"positions": tokens,
+            "events": [{"event_id": str(e.event_id), "position": t} for e, t in zip(events, tokens)]}
+    response = Response(orjson.dumps(body), 202, media_type="application/json")
     mark_positions(response, positions)
-    return {"positions": [p.token() for p in positions],
-            "events": [{"event_id": str(e.event_id), "position": p.token()} for e, p in zip(events, positions)]}
+    return response
 
 
 async def _require_runs(ctx: Ctx, run_ids: set[str]) -> None:
+    """404 unless every run exists for the caller's organisation. Runs seen before skip the
+    query (a run never changes organisation and is never removed); a miss is not remembered."""
+    known = ctx.ledger.known_runs
+    unseen = {run_id for run_id in run_ids if not known.seen(ctx.org_id, run_id)}
+    if not unseen:
+        return
     async with ctx.connect() as conn:
-        query = select(runs.c.run_id).where(runs.c.run_id.in_(run_ids), runs.c.org_id == ctx.org_id)
+        query = select(runs.c.run_id).where(runs.c.run_id.in_(unseen), runs.c.org_id == ctx.org_id)
         found = set((await conn.execute(query)).scalars())
-    missing = sorted(run_ids - found)
+    missing = sorted(unseen - found)
     if missing:
         raise ApiError(404, "run_not_found", f"unknown run(s): {', '.join(missing)}", {"run_ids": missing})
+    for run_id in found:
+        known.add(ctx.org_id, run_id)
 
 
 @router.get("/v1/ledger/whoami")
