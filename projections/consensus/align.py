@@ -288,6 +288,8 @@ def _medoid(lists, members: Row, similarity: _Similarity) -> Any:
     for p, i in members.items():
         forms.setdefault(similarity.canonical(lists[p][i]), []).append(lists[p][i])
     distinct = [forms[form] for form in sorted(forms)]
+    if len(distinct) == 1:
+        return distinct[0][0]
     best, best_total = distinct[0][0], -1.0
     for candidate, *_ in distinct:
         total = math.fsum(similarity(candidate, same[0]) * len(same) for same in distinct)

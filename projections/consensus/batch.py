@@ -7,7 +7,7 @@ Indel computation, one call), numbers through numpy (the same IEEE operations as
 `number_similarity`, for numbers where float64 arithmetic is exact: see `_plain_number`),
 and anything else pair by pair through `item_similarity` itself. Each object's fields are
 then summed with `math.fsum` (exactly rounded, so the order of fields cannot matter):
-every value equals `item_similarity`'s to the digit (tests/unit/test_consensus_batch.py).
+every value equals `item_similarity`'s to the digit (tests/unit/test_consensus_shortcuts.py).
 """
 from __future__ import annotations
 

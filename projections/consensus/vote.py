@@ -25,6 +25,8 @@ def vote_leaf(votes: Sequence[Any], tolerance: float, long_text_threshold: int) 
     """The vote with the most support wins; on equal support the one written exactly
     like the most votes, then the lowest pass index."""
     present = [i for i, v in enumerate(votes) if v is not ABSENT]
+    if present and _plainly_unanimous(votes, present):
+        return Ballot(present[0], float(len(present)), len(present))
     forms = {i: canonical(votes[i]) for i in present}
     if _unanimous(votes, present, forms):
         return Ballot(present[0], float(len(present)), len(present))
@@ -37,6 +39,25 @@ def vote_leaf(votes: Sequence[Any], tolerance: float, long_text_threshold: int) 
         if winner is None or rank > best:
             winner, best = i, rank
     return Ballot(winner, best[0], len(present))
+
+
+_FORM_FOLLOWS_VALUE = (str, int, bool, type(None))
+"""Types whose values, when equal (same type, ==), are written identically."""
+
+
+def _plainly_unanimous(votes, present: list[int]) -> bool:
+    """`_unanimous` without writing any form, where `==` decides it: every present vote
+    of one type among str, int, bool, None, or nonzero finite floats (0.0 == -0.0, and
+    NaN and the infinities are written null), and equal to the first. False means "look
+    closer", never "not unanimous"."""
+    first = votes[present[0]]
+    kind = type(first)
+    if kind is float:
+        if first == 0.0 or not math.isfinite(first):
+            return False
+    elif kind not in _FORM_FOLLOWS_VALUE:
+        return False
+    return all(type(votes[i]) is kind and votes[i] == first for i in present)
 
 
 def _unanimous(votes, present: list[int], forms: dict[int, str]) -> bool:
@@ -67,25 +88,44 @@ def _supports(votes, present: list[int], forms: dict[int, str], tolerance: float
     others = [i for i in pairwise if i not in texts and not is_number(votes[i])]
     close = lambda i, j: 1.0 if numbers_close(votes[i], votes[j], tolerance) else 0.0
     if numbers:
-        support.update(_symmetric_sums(numbers, close))
+        support.update(_symmetric_sums(numbers, lambda i: _number_key(votes[i], i), close))
     if texts:
-        support.update(_symmetric_sums(list(texts), lambda i, j: Indel.normalized_similarity(texts[i], texts[j])))
+        support.update(_symmetric_sums(list(texts), texts.__getitem__,
+                                       lambda i, j: Indel.normalized_similarity(texts[i], texts[j])))
     for i in others:
         support[i] = math.fsum(agreement(votes[i], votes[j], tolerance, long_text) for j in others)
     return support
 
 
-def _symmetric_sums(members: list[int], measure) -> dict[int, float]:
-    """For each member, the exact sum of `measure` with every member (itself included),
-    computing each unordered pair once."""
-    grades: dict[int, list[float]] = {i: [] for i in members}
-    for a, i in enumerate(members):
-        for j in members[a:]:
+def _symmetric_sums(members: list[int], key, measure) -> dict[int, float]:
+    """For each member, the exact sum of `measure` with every member (itself included).
+
+    Members with the same `key` measure alike against every member, so each pair of
+    keys is measured once (each unordered pair: the measures are symmetric) and its
+    grade counted once per member behind it: the same terms, so the same exact sums."""
+    groups: dict[Hashable, list[int]] = {}
+    for i in members:
+        groups.setdefault(key(i), []).append(i)
+    heads = [group[0] for group in groups.values()]
+    sizes = {group[0]: len(group) for group in groups.values()}
+    grades: dict[int, list[float]] = {head: [] for head in heads}
+    for a, i in enumerate(heads):
+        for j in heads[a:]:
             grade = measure(i, j)
-            grades[i].append(grade)
+            grades[i].extend([grade] * sizes[j])
             if j != i:
-                grades[j].append(grade)
-    return {i: math.fsum(values) for i, values in grades.items()}
+                grades[j].extend([grade] * sizes[i])
+    sums = {head: math.fsum(values) for head, values in grades.items()}
+    return {i: sums[group[0]] for group in groups.values() for i in group}
+
+
+def _number_key(value: Any, index: int) -> Hashable:
+    """Equal numbers of one exact type are close to the same numbers (0.0 and -0.0 too);
+    NaN, and subclasses of int or float, stand alone."""
+    kind = type(value)
+    if (kind is int or kind is float) and value == value:
+        return (kind, value)
+    return ("alone", index)
 
 
 def _agreement_key(vote: Any, form: str, long_text: bool) -> Hashable | None:

@@ -1,5 +1,6 @@
 """The engine's shortcuts give its general path's numbers to the digit: the bulk
-similarity matrix equals item_similarity pair by pair, identical lists skip alignment.
+similarity matrix equals item_similarity pair by pair, identical lists skip alignment,
+plainly equal leaf votes skip their written forms, equal votes are measured once.
 
 Alignment (and so every consensus digit) depends on these values; the bulk path is only
 a faster way to compute the same numbers, whatever mix of kinds the items hold.
@@ -12,10 +13,13 @@ import random
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rapidfuzz.distance import Indel
 
 from projections.consensus.align import align_by_content, two_rounds
 from projections.consensus.batch import BATCH_CELLS, similarity_matrix
 from projections.consensus.normalize import canonical
+from projections.consensus.normalize import numbers_close
+from projections.consensus.vote import _number_key, _plainly_unanimous, _symmetric_sums, _unanimous
 from projections.consensus.similarity import item_similarity
 
 FAST = settings(max_examples=int(os.environ.get("CONSENSUS_EXAMPLES", "150")), deadline=None)
@@ -90,3 +94,59 @@ def test_identical_lists_skip_the_rounds_with_the_same_rows(lists, missing, exac
 def test_different_lists_still_take_the_rounds():
     lists = [[{"sku": "A", "qty": 1}, {"sku": "B", "qty": 2}], [{"sku": "B", "qty": 2}, {"sku": "A", "qty": 1}]]
     assert align_by_content(lists, 0.01) == [{0: 0, 1: 1}, {0: 1, 1: 0}]
+
+
+leaf_votes = st.lists(st.sampled_from([0, 0.0, -0.0, 1, 1.0, True, False, None, "", "a", "A", 1e16, math.nan, math.inf])
+                      | scalars, min_size=1, max_size=6)
+
+
+@FAST
+@given(leaf_votes, st.integers(0, 5))
+def test_plain_unanimity_only_where_the_written_forms_agree(votes, copies):
+    """A leaf is called unanimous without writing forms only where the forms would say so
+    (0.0 beside -0.0, 1 beside 1.0 or True, NaN beside null are not)."""
+    votes = votes + [votes[0]] * copies
+    present = list(range(len(votes)))
+    if _plainly_unanimous(votes, present):
+        assert _unanimous(votes, present, {i: canonical(v) for i, v in enumerate(votes)})
+
+
+def test_plain_unanimity_covers_the_common_leaves():
+    for value in ("ACME Corp", 3, 10.99, True, None):
+        assert _plainly_unanimous([value, value, value], [0, 1, 2])
+    for votes in ([0.0, -0.0], [1, 1.0], [1, True], [math.nan, math.nan], [None, math.nan], [[1], [1]]):
+        assert not _plainly_unanimous(votes, [0, 1])
+
+
+def every_pair_sums(members, measure):
+    """Engine version 2's sums as first written: every unordered pair measured."""
+    grades = {i: [] for i in members}
+    for a, i in enumerate(members):
+        for j in members[a:]:
+            grade = measure(i, j)
+            grades[i].append(grade)
+            if j != i:
+                grades[j].append(grade)
+    return {i: math.fsum(values) for i, values in grades.items()}
+
+
+close_numbers = st.lists(st.sampled_from([0, 0.0, -0.0, 1, 1.0, 1.005, 2**60, 2**60 + 1, 2.0**60, 2.0**1001, math.nan,
+                                          math.inf, -math.inf]) | st.integers(-3, 3) | st.floats(), min_size=1, max_size=9)
+
+
+@FAST
+@given(close_numbers, st.sampled_from([0.0, 0.01, 0.5]))
+def test_grouped_number_supports_equal_every_pair(votes, tolerance):
+    members = list(range(len(votes)))
+    close = lambda i, j: 1.0 if numbers_close(votes[i], votes[j], tolerance) else 0.0
+    grouped = _symmetric_sums(members, lambda i: _number_key(votes[i], i), close)
+    assert grouped == every_pair_sums(members, close)
+
+
+@FAST
+@given(st.lists(st.sampled_from(["steel bolt washer", "steel bolt washers", "", "nut"]) | st.text(max_size=30),
+                min_size=1, max_size=9))
+def test_grouped_text_supports_equal_every_pair(texts):
+    members = list(range(len(texts)))
+    measure = lambda i, j: Indel.normalized_similarity(texts[i], texts[j])
+    assert _symmetric_sums(members, texts.__getitem__, measure) == every_pair_sums(members, measure)
