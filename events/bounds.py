@@ -99,10 +99,68 @@ def checked_json(value: Any) -> Any:
 
 def json_problem(value: Any) -> str | None:
     """None when `value` is within every bound, else the first problem and where."""
-    problem = _walk(value)
+    problem = None if _within(value) else _walk(value)
     if problem is None and len(orjson.dumps(value)) > MAX_JSON_BYTES:
         problem = f"larger than {MAX_JSON_BYTES} bytes as JSON"
     return problem
+
+
+_GOOD_KEYS: dict[str, int] = {}  # object keys seen within bounds -> their UTF-8 length
+_GOOD_KEYS_MAX = 4096  # keys repeat across events (field names): kept while they fit
+
+
+def _within(root: Any) -> bool:
+    """True when `root` is within every bound: the checks of `_walk`, without the paths
+    a message needs (no link per value), and keys already seen good (in any earlier
+    value) looked up instead of checked. On False, `_walk` finds the first problem and
+    says where. The decode's hot path: it runs once per value of every event."""
+    if type(root) is not dict and type(root) is not list:
+        return _scalar_problem(root) is None
+    values, chars, good, isfinite = 1, 0, _GOOD_KEYS, math.isfinite
+    stack: list[tuple[Any, int, int]] = [(root, 1, 0)]
+    while stack:
+        node, depth, path_bytes = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return False
+        values += len(node)
+        if values > MAX_JSON_NODES:
+            return False
+        if type(node) is dict:
+            base = path_bytes + (depth > 1)
+            items = []
+            for key, child in node.items():
+                size = good.get(key)
+                if size is None:
+                    if key_problem(key):
+                        return False
+                    size = len(key) if key.isascii() else len(key.encode("utf-8"))
+                    if type(key) is str and len(good) < _GOOD_KEYS_MAX:
+                        good[key] = size
+                if base + size > MAX_PATH_BYTES:
+                    return False
+                items.append((child, base + size))
+        else:
+            if len(node) > MAX_JSON_LIST_LENGTH:
+                return False
+            item_bytes = path_bytes + 1 + (depth > 1)
+            items = [(child, item_bytes) for child in node]
+        for child, child_bytes in items:
+            kind = type(child)
+            if kind is str:
+                chars += len(child)
+                if chars > MAX_JSON_BYTES or (not child.isascii() and text_problem(child)):
+                    return False
+            elif kind is int:
+                if not -MAX_INT <= child <= MAX_INT:
+                    return False
+            elif kind is float:
+                if not isfinite(child):
+                    return False
+            elif kind is dict or kind is list:
+                stack.append((child, depth + 1, child_bytes))
+            elif _scalar_problem(child):
+                return False
+    return True
 
 
 def _walk(root: Any) -> str | None:
