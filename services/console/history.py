@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from events.codec import from_dict
+from events.envelope import trace_id
 from events.log import Position
 from projections import views
 from projections.event_bodies import with_bodies
@@ -49,6 +50,7 @@ class Entry:
     payload: dict[str, Any]
     before: Counters | None
     after: Counters | None
+    trace_id: str | None = None  # the W3C trace the event was produced in (docs/operations.md)
 
 
 def counters(state) -> Counters | None:
@@ -81,7 +83,7 @@ def fold_timeline(rows: list[tuple[Any, dict[str, Any]]]) -> list[Entry]:
             state = apply(state, from_dict(body), no_scores).state
         entries.append(Entry(index, Position(row.partition, row.offset).token(), row.offset, body["event_id"],
                              body["type"], body["occurred_at"], body["producer"], bool(row.accepted), row.reason,
-                             body["payload"], before, counters(state)))
+                             body["payload"], before, counters(state), trace_id(body.get("trace"))))
     return entries
 
 
