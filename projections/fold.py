@@ -190,18 +190,18 @@ def _record_retry(state: RunState, event: Event, doc_id: str, pass_index: int, a
 
 def _record_pass(state: RunState, event: Event, doc_id: str, pass_index: int, fact: PassFact,
                  score: Scorer) -> Applied:
-    doc = _touch(state.documents[doc_id], event)
+    """Each state is evolved once per pass (all its changes together: the fold's hot path)."""
+    doc = state.documents[doc_id]
     first_result = not doc.passes
-    doc = evolve(doc, passes={**doc.passes, pass_index: fact}, attempt=max(doc.attempt, fact.attempt))
+    doc = evolve(doc, **_touched(doc, event), passes={**doc.passes, pass_index: fact},
+                 attempt=max(doc.attempt, fact.attempt))
     if fact.error:
         doc = _note_error(doc, event, pass_index, fact.attempt, fact.error)
-    run = _running(state, event)
-    run = evolve(run, latest_fact_at=_later(run.latest_fact_at, event.occurred_at))
-    if first_result:
-        run = evolve(run, document_count=run.document_count + 1)
-    if len(doc.passes) < run.n_consensus:
-        return accept(_with_document(run, doc))
-    run, doc = _finish_document(run, doc, event, score)
+    changes = dict(_running_changes(state, event), latest_fact_at=_later(state.latest_fact_at, event.occurred_at),
+                   document_count=state.document_count + first_result)
+    if len(doc.passes) < state.n_consensus:
+        return accept(evolve(state, **changes, documents={**state.documents, doc_id: doc}))
+    run, doc = _finish_document(evolve(state, **changes), doc, event, score)
     run = _with_document(run, doc)
     if run.terminal_document_count == run.total_document_count:
         run = _finish_run(run, event)
@@ -248,14 +248,22 @@ def _vote(fact: PassFact) -> Any:
 
 
 def _touch(doc: DocumentState, event: Event) -> DocumentState:
+    return evolve(doc, **_touched(doc, event))
+
+
+def _touched(doc: DocumentState, event: Event) -> dict[str, Any]:
     status = "running" if doc.status == "pending" else doc.status
-    return evolve(doc, status=status, started_at=_earlier(doc.started_at, event.occurred_at))
+    return {"status": status, "started_at": _earlier(doc.started_at, event.occurred_at)}
 
 
 def _running(state: RunState, event: Event) -> RunState:
     """The run is running from its earliest start or pass, whatever order they arrive in."""
+    return evolve(state, **_running_changes(state, event))
+
+
+def _running_changes(state: RunState, event: Event) -> dict[str, Any]:
     status = "running" if state.status in ("pending", "queued") else state.status
-    return evolve(state, status=status, started_at=_earlier(state.started_at, event.occurred_at))
+    return {"status": status, "started_at": _earlier(state.started_at, event.occurred_at)}
 
 
 def _earlier(a, b):
