@@ -55,12 +55,17 @@ async def test_a_pass_sent_over_http_is_followed_by_its_trace_id(server):
             await producer.pass_completed(run_id, docs[0], 0, {"total": 1})
         await producer.emit_many([("DocumentPassCompleted", run_id,
                                    {"document_id": docs[1], "pass_index": 0, "output": {"total": 2}})])
-    items = items_of(server, run_id, 3)
-    passes = {i["payload"]["document_id"]: i for i in items if i["type"] == "DocumentPassCompleted"}
-    assert (passes[docs[0]]["trace_id"], passes[docs[0]]["traceparent"]) == (trace_id(OVER_HTTP), OVER_HTTP)
-    assert passes[docs[1]]["trace_id"] is None and items[0]["trace_id"] is None  # untraced stays untraced
+        mixed = [producer.build("DocumentPassCompleted", run_id, {"document_id": doc, "pass_index": 1, "output": {}},
+                                trace=trace) for doc, trace in ((docs[0], OWN), (docs[1], OVER_LOG))]
+        await producer.send(mixed)  # one request, two traces: each event names its own
+    items = items_of(server, run_id, 5)
+    passes = {(i["payload"]["document_id"], i["payload"]["pass_index"]): i for i in items
+              if i["type"] == "DocumentPassCompleted"}
+    assert (passes[docs[0], 0]["trace_id"], passes[docs[0], 0]["traceparent"]) == (trace_id(OVER_HTTP), OVER_HTTP)
+    assert passes[docs[1], 0]["trace_id"] is None and items[0]["trace_id"] is None  # untraced stays untraced
+    assert (passes[docs[0], 1]["traceparent"], passes[docs[1], 1]["traceparent"]) == (OWN, OVER_LOG)
     [line] = [b for b in traced_in_batches(server, OVER_HTTP) if trace_id(OVER_HTTP) in b["trace_ids"]]
-    assert line["first_offset"] <= int(passes[docs[0]]["offset"]) <= line["last_offset"]
+    assert line["first_offset"] <= int(passes[docs[0], 0]["offset"]) <= line["last_offset"]
 
 
 def test_the_request_header_stamps_events_without_their_own_and_a_bad_one_is_ignored(server):

@@ -139,3 +139,21 @@ def test_without_opentelemetry_installed_events_still_carry_traces(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                           cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_a_span_of_work_is_a_real_span_when_a_tracer_records():
+    sdk = pytest.importorskip("opentelemetry.sdk.trace")
+    from opentelemetry import trace as otel
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    if not isinstance(otel.get_tracer_provider(), sdk.TracerProvider):
+        otel.set_tracer_provider(sdk.TracerProvider())
+    exporter = InMemorySpanExporter()
+    otel.get_tracer_provider().add_span_processor(SimpleSpanProcessor(exporter))
+    with use_trace(TRACEPARENT), span("runledger.pass", {"runledger.run_id": "run_1"}) as traceparent:
+        event = producer().build("RunStarted", "run_1", {})
+    [finished] = [s for s in exporter.get_finished_spans() if s.attributes.get("runledger.run_id") == "run_1"]
+    assert event.trace == traceparent
+    assert traceparent[3:52] == f"{finished.context.trace_id:032x}-{finished.context.span_id:016x}"
+    assert finished.parent.span_id == int(TRACEPARENT[36:52], 16) and trace_id(traceparent) == trace_id(TRACEPARENT)
