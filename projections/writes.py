@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable, NamedTuple
 
+import orjson
 from sqlalchemy import and_, bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -22,7 +23,7 @@ from events.log import Record
 from . import serialize as ser
 from . import database
 from .database import JsonText, dumps
-from .state import RunState
+from .state import DocumentState, RunState
 from .tables import blocks, document_targets, event_index, experiments, run_documents, runs
 
 try:  # the API's extra run columns (projections/read_columns.py), when that module exists
@@ -112,11 +113,21 @@ def run_writes(writes: AggregateWrites, run: RunState, exists: bool, loaded_docs
         original = loaded_docs.get((run.run_id, doc_id))
         if doc is original:
             continue
-        values = dict(status=doc.status, score=doc.score, state=json_text(ser.document_to_json(doc)))
+        values = dict(status=doc.status, score=doc.score, state=document_json(doc))
         if original is None and not exists:
             writes.insert("run_documents", [document_row(run, doc, values)])
         else:
             writes.update("run_documents", dict(values, k_id=run.run_id, k_document_id=doc_id))
+
+
+def document_json(doc: DocumentState) -> JsonText:
+    """`serialize.document_to_json(doc)` as JSON text, encoded by orjson straight from the
+    dataclass (a third of the time): the same fields, datetimes in ISO form, pass indexes
+    as keys (passes in fold order, not sorted: an object's key order carries nothing)."""
+    try:
+        return JsonText(orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS).decode())
+    except TypeError:  # what only the general path writes (see database._dumps)
+        return dumps(ser.document_to_json(doc))
 
 
 def run_row(run: RunState, values: dict[str, Any]) -> dict[str, Any]:
