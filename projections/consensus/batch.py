@@ -83,10 +83,11 @@ def _union_sizes(rows: Sequence[dict], cols: Sequence[dict], all_keys: int) -> l
 def _value_matrix(xs: Sequence[Any], ys: Sequence[Any], tolerance: float, depth: int) -> Matrix:
     """item_similarity(x, y, tolerance, depth) for every pair: texts and plain numbers in
     bulk, every other pair (mixed kinds, null, booleans, containers) one by one."""
+    kinds_x, kinds_y = set(map(type, xs)), set(map(type, ys))
+    if kinds_x == kinds_y == {str}:
+        return _text_matrix(xs, ys)
     text_x, text_y = _indexes(xs, _is_text), _indexes(ys, _is_text)
     number_x, number_y = _indexes(xs, _plain_number), _indexes(ys, _plain_number)
-    if len(text_x) == len(xs) and len(text_y) == len(ys):
-        return _text_matrix(xs, ys)
     if len(number_x) == len(xs) and len(number_y) == len(ys):
         return _number_matrix(xs, ys, tolerance)
     out: list[list[Any]] = [[None] * len(ys) for _ in xs]

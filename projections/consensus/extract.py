@@ -42,7 +42,7 @@ def walk(votes: Sequence[Any], path: str, presence: float | None, ctx: Walk, dep
     Containers deeper than MAX_WALK_DEPTH are leaves (voted by identical JSON), so the
     recursion is bounded whatever the input.
     """
-    shape = _shape([v for v in votes if v is not ABSENT])
+    shape = _shape(votes)
     if shape is dict and depth <= MAX_WALK_DEPTH:
         return _walk_object(votes, path, presence, ctx, depth)
     if shape is list and depth <= MAX_WALK_DEPTH:
@@ -50,17 +50,22 @@ def walk(votes: Sequence[Any], path: str, presence: float | None, ctx: Walk, dep
     return _walk_leaf(votes, path, presence, ctx)
 
 
-def _shape(present: list[Any]) -> type | None:
-    """The most common shape; on a tie object beats list beats scalar (never pass order)."""
-    objects = lists = 0
-    for v in present:
+def _shape(votes: Sequence[Any]) -> type | None:
+    """The most common shape of the present votes; on a tie object beats list beats
+    scalar (never pass order)."""
+    objects = lists = scalars = 0
+    for v in votes:
+        if v is ABSENT:
+            continue
         if isinstance(v, dict):
             objects += 1
         elif isinstance(v, list):
             lists += 1
-    scalars = len(present) - objects - lists
-    counts = [(objects, 2, dict), (lists, 1, list), (scalars, 0, None)]
-    return max(counts, key=lambda c: (c[0], c[1]))[2]
+        else:
+            scalars += 1
+    if objects >= lists and objects >= scalars:
+        return dict
+    return list if lists >= scalars else None
 
 
 def _walk_object(votes, path, presence, ctx: Walk, depth: int) -> tuple[Any, list[Leaf]]:
@@ -102,7 +107,7 @@ def _walk_child(votes, path, presence, containers: int, ctx: Walk, depth: int) -
     consensus None and the likelihood of absence (containers without it / voters).
     """
     value, leaves = walk(votes, path, presence, ctx, depth + 1)
-    present = sum(v is not ABSENT for v in votes)
+    present = len(votes) - votes.count(ABSENT)
     if 2 * present > containers:
         return True, value, leaves
     absence = (containers - present) / ctx.n
@@ -161,9 +166,7 @@ def alignment_work(output: Any) -> int:
             children, inner = node, enclosing + len(node)
         else:
             continue
-        for child in children:
-            if isinstance(child, (dict, list)):
-                stack.append((child, inner, depth + 1))
-            else:
-                work += inner
+        containers = [child for child in children if isinstance(child, (dict, list))]
+        work += inner * (len(children) - len(containers))  # each scalar child
+        stack.extend((child, inner, depth + 1) for child in containers)
     return work

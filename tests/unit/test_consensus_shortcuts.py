@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from rapidfuzz.distance import Indel
 
 from projections.consensus.align import align_by_content, two_rounds
+from projections.consensus.extract import alignment_work
+from projections.consensus.limits import MAX_WALK_DEPTH
 from projections.consensus.batch import BATCH_CELLS, similarity_matrix
 from projections.consensus.normalize import canonical
 from projections.consensus.normalize import numbers_close
@@ -150,3 +152,19 @@ def test_grouped_text_supports_equal_every_pair(texts):
     members = list(range(len(texts)))
     measure = lambda i, j: Indel.normalized_similarity(texts[i], texts[j])
     assert _symmetric_sums(members, texts.__getitem__, measure) == every_pair_sums(members, measure)
+
+
+def node_by_node_work(output, enclosing=0, depth=1):
+    """alignment_work as its definition reads, recursively (shallow inputs only)."""
+    work = enclosing
+    if depth > MAX_WALK_DEPTH or not isinstance(output, (dict, list)):
+        return work
+    children = output.values() if isinstance(output, dict) else output
+    inner = enclosing + (len(output) if isinstance(output, list) else 0)
+    return work + sum(node_by_node_work(child, inner, depth + 1) for child in children)
+
+
+@FAST
+@given(values)
+def test_alignment_work_counts_every_value_under_its_lists(output):
+    assert alignment_work(output) == node_by_node_work(output)
