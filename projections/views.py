@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import case, func, null, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -151,6 +151,24 @@ async def get_result(conn: AsyncConnection, org_id: str, result_id: str) -> tupl
     )
     row = (await conn.execute(query)).first()
     return (row.run_id, ser.document_from_json(row.state)) if row else None
+
+
+class DocumentScore(NamedTuple):
+    """What a metrics summary shows of a document, from its row's columns (no state decoded)."""
+
+    document_id: str
+    filename: str
+    status: str
+    score: float | None
+
+
+async def document_scores(conn: AsyncConnection, run: RunState) -> list[DocumentScore]:
+    """The run's documents in order, with their status and score (filenames from the run's spec)."""
+    filenames = {d["document_id"]: d["filename"] for d in run.spec["documents"]}
+    query = (select(run_documents.c.document_id, run_documents.c.status, run_documents.c.score)
+             .where(run_documents.c.run_id == run.run_id).order_by(run_documents.c.idx))
+    return [DocumentScore(row.document_id, filenames.get(row.document_id, ""), row.status, row.score)
+            for row in (await conn.execute(query)).all()]
 
 
 async def run_documents_of(conn: AsyncConnection, run_id: str) -> list[DocumentState]:

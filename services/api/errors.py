@@ -14,7 +14,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy.exc import StatementError
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from projections.pagination import InvalidCursor
 
@@ -103,25 +105,48 @@ def document_responses(app: FastAPI) -> None:
     app.openapi = openapi
 
 
-def install(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def request_id(request: Request, call_next):
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
-        request.state.request_id = rid
+class RequestId:
+    """Pure ASGI: the request id (`x-request-id`, or a new one) on the request's log lines
+    and on its answer, one access log line per request, and the 500 envelope for an
+    exception nothing else answered. (A Starlette `BaseHTTPMiddleware` here cost a task
+    and a memory stream per request.)"""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = Headers(scope=scope)
+        rid = headers.get("x-request-id") or uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid
         logs.request_id.set(rid)  # JSON log lines carry it (services/logs.py)
-        logs.use_traceparent(request.headers.get("traceparent"))
-        started = time.perf_counter()
+        logs.use_traceparent(headers.get("traceparent"))
+        started, status = time.perf_counter(), [None]
+        stamp = (b"x-request-id", rid.encode("latin-1"))
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), stamp]}
+            await send(message)
+
         try:
-            response = await call_next(request)
+            await self.app(scope, receive, send_with_id)
         except Exception:
             log.exception("unhandled error (request %s)", rid)
-            response = _envelope(500, "internal_error", "internal error", {"request_id": rid})
-        response.headers["x-request-id"] = rid
-        route = getattr(request.scope.get("route"), "path", None) or "unmatched"
-        logs.log_request(request.method, route, response.status_code, time.perf_counter() - started,
-                         request.scope.get("path_params") or {},
-                         getattr(getattr(request.state, "caller", None), "org_id", None))
-        return response
+            if status[0] is not None:  # the answer had begun: nothing else can be sent
+                raise
+            await _envelope(500, "internal_error", "internal error", {"request_id": rid})(scope, receive, send_with_id)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            logs.log_request(scope["method"], route, status[0] or 500, time.perf_counter() - started,
+                             scope.get("path_params") or {}, getattr(state.get("caller"), "org_id", None))
+
+
+def install(app: FastAPI) -> None:
+    app.add_middleware(RequestId)  # outermost: every answer carries the id, and is logged
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError):

@@ -12,6 +12,7 @@ POST would be read and parsed before the 401. This ASGI middleware runs first:
 """
 from __future__ import annotations
 
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -39,13 +40,12 @@ class RequestGuard:
         if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
             return await envelope(422, "invalid_request", "paths and query parameters cannot contain NUL characters",
                                   {"reason": "nul_character"})(scope, receive, send)
-        request = Request(scope)
         if scope["method"] in WRITE_METHODS and scope["path"].startswith("/v1/"):
             try:
-                await authenticate(request)
+                await authenticate(Request(scope))
             except ApiError as exc:
                 return await envelope(exc.status, exc.code, exc.message, exc.details)(scope, receive, send)
-        if _declared(request) > self.limit:
+        if _declared(scope) > self.limit:
             return await self._too_large(scope, receive, send)
         started = False
 
@@ -68,8 +68,8 @@ class RequestGuard:
         await response(scope, receive, send)
 
 
-def _declared(request: Request) -> int:
-    value = request.headers.get("content-length", "")
+def _declared(scope: Scope) -> int:
+    value = Headers(scope=scope).get("content-length", "")
     return int(value) if value.isdigit() else 0
 
 

@@ -18,6 +18,9 @@ LABEL_BLOCKS = ("classifier", "split")
 
 @dataclass
 class MetricsInput:
+    """For the summary, `documents` and `prior_documents` may be `views.DocumentScore`s
+    (id, filename, status, score: all the summary reads) instead of whole states."""
+
     run: RunState
     documents: list[DocumentState]
     experiment: ExperimentState

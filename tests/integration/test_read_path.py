@@ -12,6 +12,9 @@ from projections import views
 from projections.database import make_engine, reader
 from projections.read_columns import run_resource
 from projections.tables import runs
+from services.api import metrics
+from services.api.context import Ctx
+from services.api.routes import metrics as metrics_route
 from services.ledger import Ledger
 from tests.builders import RunScript
 from tests.integration.test_read_your_writes import api, experiment, projecting, runtime  # noqa: F401 (fixtures)
@@ -19,11 +22,14 @@ from tests.integration.test_read_your_writes import api, experiment, projecting,
 RUNS = "/v1/workflows/experiments/runs"
 
 
-async def project_a_run(runtime, run_id: str) -> RunScript:
-    script = RunScript(run_id=run_id, docs=2, n=3)
-    events = [script.created(), script.queued()]
-    events += [script.passed(f"doc_{d}", p) for d in range(2) for p in range(3)]
-    positions = await Ledger(runtime).append([experiment("exp_1"), *events])
+async def project_a_run(runtime, *run_ids: str) -> RunScript:
+    """Each run: two documents, three passes each (completed, scored); the last script."""
+    events = [experiment("exp_1")]
+    for run_id in run_ids:
+        script = RunScript(run_id=run_id, docs=2, n=3)
+        events += [script.created(), script.queued()]
+        events += [script.passed(f"doc_{d}", p) for d in range(2) for p in range(3)]
+    positions = await Ledger(runtime).append(events)
     async with projecting(runtime):
         assert await runtime.projector.wait(positions[-1], 30)
     return script
@@ -111,3 +117,18 @@ async def test_a_postgresql_read_is_its_select_alone(database_url, runtime, api)
     finally:
         await engine.dispose()
     assert len(sent) == 1 and sent[0].lstrip().upper().startswith("SELECT"), sent
+
+
+async def test_the_metrics_summary_from_row_scores_equals_the_one_from_whole_states(runtime, api):
+    """The summary reads each document's status and score columns, not its state: the
+    same answer as from the decoded states, prior run included."""
+    script = await project_a_run(runtime, "run_summary_prior", "run_summary")
+    ctx = Ctx("org_a", runtime, Ledger(runtime))
+    light = await metrics_route._load(ctx, script.run_id, True, None, scores_only=True)
+    whole = await metrics_route._load(ctx, script.run_id, True, None)
+    assert light.prior is not None and light.prior.run_id == "run_summary_prior"
+    assert [d.score for d in light.documents] == [d.score for d in whole.documents] != [None, None]
+    assert metrics.summary(light) == metrics.summary(whole)
+    answered = await api.get("/v1/workflows/experiments/metrics", params={"run_id": script.run_id,
+                                                                          "allow_stale": "true"})
+    assert answered.status_code == 200 and answered.json() == orjson.loads(orjson.dumps(metrics.summary(whole)))

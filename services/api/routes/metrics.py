@@ -32,7 +32,7 @@ async def get_metrics(
         if latest is None:
             return metrics.no_metrics(experiment_id, f"experiment {experiment_id} has no runs yet")
         run_id = latest.run_id
-    data = await _load(ctx, run_id, include_prior, prior_run_id)
+    data = await _load(ctx, run_id, include_prior, prior_run_id, scores_only=view == "summary")
     problem = metrics.stale_or_missing(data)
     if problem and not (allow_stale and problem["kind"] == "stale_metrics"):
         return problem
@@ -45,17 +45,25 @@ async def get_metrics(
     return metrics.votes(data, document_id, target_path)
 
 
-async def _load(ctx: Ctx, run_id: str, include_prior: bool, prior_run_id: str | None) -> metrics.MetricsInput:
+async def _load(ctx: Ctx, run_id: str, include_prior: bool, prior_run_id: str | None,
+                scores_only: bool = False) -> metrics.MetricsInput:
+    """`scores_only` (the summary): documents as their row's status and score, not their
+    whole states (all passes and the consensus tree: ~100x the bytes)."""
     run = await load_run(ctx, run_id)
     experiment = await load_experiment(ctx, run.spec["experiment_id"])
+    documents_of = views.document_scores if scores_only else _states
     async with ctx.connect() as conn:
         block = await views.get_block(conn, ctx.org_id, experiment.workflow_id, experiment.block_id)
-        documents = await views.run_documents_of(conn, run_id)
+        documents = await documents_of(conn, run)
         if prior_run_id:
             prior = await views.get_run(conn, ctx.org_id, prior_run_id)
             if prior is None:
                 raise not_found("run", prior_run_id)
         else:
             prior = await views.prior_completed_run(conn, ctx.org_id, run) if include_prior else None
-        prior_docs = {d.document_id: d for d in await views.run_documents_of(conn, prior.run_id)} if prior else {}
+        prior_docs = {d.document_id: d for d in await documents_of(conn, prior)} if prior else {}
     return metrics.MetricsInput(run, documents, experiment, block, prior, prior_docs)
+
+
+async def _states(conn, run):
+    return await views.run_documents_of(conn, run.run_id)
