@@ -23,13 +23,10 @@ from events.log import Record
 from . import serialize as ser
 from . import database
 from .database import JsonText, dumps
+from .read_columns import run_columns
 from .state import DocumentState, RunState
 from .tables import blocks, document_targets, event_index, experiments, run_documents, runs
 
-try:  # the API's extra run columns (projections/read_columns.py), when that module exists
-    from .read_columns import run_columns
-except ImportError:  # pragma: no cover - depends on what has landed
-    run_columns = None
 
 Key = tuple[str, str]  # (kind, aggregate id)
 
@@ -103,8 +100,7 @@ def run_writes(writes: AggregateWrites, run: RunState, exists: bool, loaded_docs
     left the very object that was loaded)."""
     values = dict(status=run.status, started_at=run.started_at, completed_at=run.completed_at,
                   score=run.score, state=json_text(ser.run_to_json(run)))
-    if run_columns is not None:
-        values.update(run_columns(run))
+    values.update(run_columns(run))  # the API's read columns (runs.resource)
     if exists:
         writes.update("runs", dict(values, k_id=run.run_id))
     else:
