@@ -13,7 +13,6 @@ is validated by `IngestBody` itself, so every shape error is the model's own 422
 from __future__ import annotations
 
 import json
-import re
 import typing
 from typing import Any
 
@@ -27,9 +26,12 @@ _TYPES = frozenset(typing.get_args(IngestEvent.model_fields["type"].annotation))
 _FIELDS = frozenset(IngestEvent.model_fields)
 _MAX_EVENTS = 1000  # IngestBody.events' max_length
 _OPTIONAL_TEXT = ("event_id", "occurred_at", "trace")
-_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+_DIGITS = bytes(ord("0") if chr(b).isdigit() and b < 128 else ord(" ") for b in range(256))
+_LONG_NUMBER = b"0" * 19
 """orjson reads an integer outside [-2**63, 2**64) as a float: silently, where the contract
-refuses it. A body with 19 digits in a row (anywhere, strings included) is read by json instead."""
+refuses it. A body with 19 digits in a row (anywhere, strings included) is read by json instead.
+(Found by translating every digit to "0" and searching: a tenth of orjson's time, where a
+regular expression took longer than the parse.)"""
 
 
 def ingest_items(raw: bytes, content_type: str | None) -> list[dict[str, Any]]:
@@ -54,7 +56,7 @@ def _json(raw: bytes, content_type: str | None) -> Any:
     if content_type and not _is_json(content_type):
         raise RequestValidationError([{"type": "content_type", "loc": ("body",), "input": None,
                                        "msg": f"expected a JSON body (application/json), not {content_type[:100]}"}])
-    if not _LONG_NUMBER.search(raw):
+    if _LONG_NUMBER not in raw.translate(_DIGITS):
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
