@@ -4,6 +4,12 @@ document the event contract allows.
 Run from the repository root:
     .venv/bin/python bench/bench_consensus.py [--runs 50]            # the reference invoice, in detail
     .venv/bin/python bench/bench_consensus.py --cases                 # every case, one table
+    .venv/bin/python bench/bench_consensus.py --against REV [--reps 3]  # REV's engine beside this one
+
+`--against` loads git revision REV's `projections/consensus` (as a separate package, from
+`git archive`) and times it and the working tree's engine on the small and the reference
+invoice in the same process, alternately, `--reps` times; it prints each repetition, the
+medians and their ratio, and checks that both engines return the same results.
 
 Cases: `small` (the projector bench's invoice: 5 fields + 5 lines x 5 passes),
 `reference` (40 fields + 25 lines x 7 passes), `lines-2000` (the reference invoice with the
@@ -18,16 +24,22 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib
+import io
 import json
 import platform
 import random
 import statistics
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 import tracemalloc
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 from bench.workload import invoice as workload_invoice  # noqa: E402
 from projections.consensus import compute_consensus  # noqa: E402
@@ -197,14 +209,70 @@ def _count(value) -> int:
     return count
 
 
+def engine_at(rev: str, where: str):
+    """`compute_consensus` of git revision `rev`, imported as its own package (the engine
+    imports nothing from the repository but itself)."""
+    archive = subprocess.run(["git", "archive", rev, "projections/consensus"], cwd=ROOT,
+                             capture_output=True, check=True).stdout
+    package = Path(where) / "engine_at_rev"
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        for member in tar.getmembers():
+            if member.isfile():
+                target = package / Path(member.name).relative_to("projections/consensus")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(tar.extractfile(member).read())
+    sys.path.insert(0, where)
+    return importlib.import_module("engine_at_rev").compute_consensus
+
+
+def side_by_side(rev: str, reps: int) -> None:
+    """CPU ms per document, REV's engine and this one alternately in one process."""
+    documents = {"small": (CASES["small"](), 200, 50), "reference": (passes(), 60, 1)}
+    with tempfile.TemporaryDirectory() as where:
+        engines = {rev: engine_at(rev, where), "this tree": compute_consensus}
+        for name, (votes, _, _) in documents.items():
+            same = len({json.dumps(engine("extract", {}, votes).to_json(), sort_keys=True)
+                        for engine in engines.values()}) == 1
+            print(f"{name}: results identical: {same}")
+        medians: dict[tuple[str, str], list[float]] = {}
+        for rep in range(reps):
+            for name, (votes, samples, batch) in documents.items():
+                for label, engine in engines.items():
+                    value = statistics.median(_cpu_samples(engine, votes, samples, batch))
+                    medians.setdefault((name, label), []).append(value)
+                    print(f"rep {rep + 1} {name} {label}: {value:.3f} ms")
+    print(f"\npython {platform.python_version()}; CPU ms per document, median of {reps} repetitions")
+    print(f"| document | {rev} | this tree | ratio |\n|---|---|---|---|")
+    for name in documents:
+        before, after = (statistics.median(medians[(name, label)]) for label in engines)
+        print(f"| {name} | {before:.3f} | {after:.3f} | {before / after:.2f}x |")
+
+
+def _cpu_samples(engine, votes: list, samples: int, batch: int) -> list[float]:
+    """`samples` CPU times per document, each the mean over `batch` calls."""
+    engine("extract", {}, votes)
+    times = []
+    for _ in range(samples):
+        start = time.process_time()
+        for _ in range(batch):
+            engine("extract", {}, votes)
+        times.append((time.process_time() - start) * 1000 / batch)
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--line-items", type=int, default=N_LINE_ITEMS)
     parser.add_argument("--cases", action="store_true", help="every case, one table")
+    parser.add_argument("--against", metavar="REV", help="a git revision's engine beside this one")
+    parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args()
     if args.cases:
         table(args.runs)
+        return
+    if args.against:
+        side_by_side(args.against, args.reps)
         return
     votes = passes(line_items=args.line_items)
     size = len(json.dumps(votes))

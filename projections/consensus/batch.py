@@ -83,13 +83,13 @@ def _union_sizes(rows: Sequence[dict], cols: Sequence[dict], all_keys: int) -> l
 def _value_matrix(xs: Sequence[Any], ys: Sequence[Any], tolerance: float, depth: int) -> Matrix:
     """item_similarity(x, y, tolerance, depth) for every pair: texts and plain numbers in
     bulk, every other pair (mixed kinds, null, booleans, containers) one by one."""
-    kinds_x, kinds_y = set(map(type, xs)), set(map(type, ys))
-    if kinds_x == kinds_y == {str}:
+    kinds = set(map(type, xs)) | set(map(type, ys))
+    if kinds == {str}:
         return _text_matrix(xs, ys)
+    if kinds <= {int, float} and all(map(_plain_number, xs)) and all(map(_plain_number, ys)):
+        return _number_matrix(xs, ys, tolerance)
     text_x, text_y = _indexes(xs, _is_text), _indexes(ys, _is_text)
     number_x, number_y = _indexes(xs, _plain_number), _indexes(ys, _plain_number)
-    if len(number_x) == len(xs) and len(number_y) == len(ys):
-        return _number_matrix(xs, ys, tolerance)
     out: list[list[Any]] = [[None] * len(ys) for _ in xs]
     if text_x and text_y:
         _place(out, text_x, text_y, _text_matrix([xs[i] for i in text_x], [ys[j] for j in text_y]))
@@ -138,13 +138,15 @@ def _text_matrix(xs: Sequence[str], ys: Sequence[str]) -> Matrix:
 
 
 def _number_matrix(xs: Sequence[float], ys: Sequence[float], tolerance: float) -> Matrix:
-    """number_similarity for every pair, operation for operation: equal -> 1, within
-    tolerance of the larger magnitude -> 1, else 1 - min(1, gap / scale)."""
-    a = np.array(xs, dtype=np.float64)[:, None]
-    b = np.array(ys, dtype=np.float64)[None, :]
-    gap = np.abs(a - b)
-    scale = np.maximum(np.abs(a), np.abs(b))
+    """number_similarity for every pair, operation for operation: within tolerance of the
+    larger magnitude (equal numbers always are, tolerance being >= 0) -> 1, else
+    1 - min(1, gap / scale)."""
+    a, b = np.array(xs, dtype=np.float64), np.array(ys, dtype=np.float64)
+    gap = np.abs(np.subtract.outer(a, b))
+    scale = np.maximum.outer(np.abs(a), np.abs(b))
     with np.errstate(divide="ignore", invalid="ignore"):  # scale 0 only where a == b == 0
         graded = 1.0 - np.minimum(1.0, gap / scale)
-    agree = (a == b) | (gap <= tolerance * scale)
+    agree = gap <= tolerance * scale
+    if tolerance < 0:  # never from a block config (settings.py), kept exact for any caller
+        agree |= np.equal.outer(a, b)
     return np.where(agree, 1.0, graded).tolist()

@@ -86,9 +86,8 @@ def _supports(votes, present: list[int], forms: dict[int, str], tolerance: float
     numbers = [i for i in pairwise if is_number(votes[i])]
     texts = {i: compared_text(votes[i]) for i in pairwise if isinstance(votes[i], str)}
     others = [i for i in pairwise if i not in texts and not is_number(votes[i])]
-    close = lambda i, j: 1.0 if numbers_close(votes[i], votes[j], tolerance) else 0.0
     if numbers:
-        support.update(_symmetric_sums(numbers, lambda i: _number_key(votes[i], i), close))
+        support.update(_number_supports(votes, numbers, tolerance))
     if texts:
         support.update(_symmetric_sums(list(texts), texts.__getitem__,
                                        lambda i, j: Indel.normalized_similarity(texts[i], texts[j])))
@@ -117,6 +116,24 @@ def _symmetric_sums(members: list[int], key, measure) -> dict[int, float]:
                 grades[j].extend([grade] * sizes[i])
     sums = {head: math.fsum(values) for head, values in grades.items()}
     return {i: sums[group[0]] for group in groups.values() for i in group}
+
+
+def _number_supports(votes, members: list[int], tolerance: float) -> dict[int, float]:
+    """Each number's support: how many of `members` are close to it (itself included),
+    as `_symmetric_sums` would sum their 1.0s: each pair of distinct values tested once."""
+    groups: dict[Hashable, list[int]] = {}
+    for i in members:
+        groups.setdefault(_number_key(votes[i], i), []).append(i)
+    heads = list(groups.values())
+    counts = [0] * len(heads)
+    for a, group in enumerate(heads):
+        value = votes[group[0]]
+        for b in range(a, len(heads)):
+            if numbers_close(value, votes[heads[b][0]], tolerance):
+                counts[a] += len(heads[b])
+                if b != a:
+                    counts[b] += len(group)
+    return {i: float(count) for group, count in zip(heads, counts) for i in group}
 
 
 def _number_key(value: Any, index: int) -> Hashable:

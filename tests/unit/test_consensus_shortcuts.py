@@ -21,7 +21,7 @@ from projections.consensus.limits import MAX_WALK_DEPTH
 from projections.consensus.batch import BATCH_CELLS, similarity_matrix
 from projections.consensus.normalize import canonical
 from projections.consensus.normalize import numbers_close
-from projections.consensus.vote import _number_key, _plainly_unanimous, _symmetric_sums, _unanimous
+from projections.consensus.vote import _number_key, _number_supports, _plainly_unanimous, _symmetric_sums, _unanimous
 from projections.consensus.similarity import item_similarity
 
 FAST = settings(max_examples=int(os.environ.get("CONSENSUS_EXAMPLES", "150")), deadline=None)
@@ -53,7 +53,7 @@ def same_digits(a, b) -> bool:
 
 
 @FAST
-@given(items, items, st.sampled_from([0.0, 0.01, 0.1]))
+@given(items, items, st.sampled_from([0.0, 0.01, 0.1, -0.01]))
 def test_matrix_equals_pairwise(rows, cols, tolerance):
     matrix = similarity_matrix(rows, cols, tolerance)
     expected = pairwise(rows, cols, tolerance)
@@ -141,8 +141,9 @@ close_numbers = st.lists(st.sampled_from([0, 0.0, -0.0, 1, 1.0, 1.005, 2**60, 2*
 def test_grouped_number_supports_equal_every_pair(votes, tolerance):
     members = list(range(len(votes)))
     close = lambda i, j: 1.0 if numbers_close(votes[i], votes[j], tolerance) else 0.0
-    grouped = _symmetric_sums(members, lambda i: _number_key(votes[i], i), close)
-    assert grouped == every_pair_sums(members, close)
+    expected = every_pair_sums(members, close)
+    assert _symmetric_sums(members, lambda i: _number_key(votes[i], i), close) == expected
+    assert _number_supports(votes, members, tolerance) == expected
 
 
 @FAST
