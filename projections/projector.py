@@ -1,8 +1,9 @@
 """The projector loop: consume the log, fold batches, commit rows + checkpoint together.
 
-A batch is: load (a short read) -> fold (CPU, in a worker thread: never on the event
-loop, never inside an open write transaction) -> one write transaction (the checkpoint's
-compare-and-set first, then the rows). The compare-and-set is what keeps folding outside
+A batch is: load (a short read) -> fold and prepare its rows (CPU, in a worker thread or
+the fold pool's process: never on the event loop, never inside an open write
+transaction) -> one write transaction (the checkpoint's compare-and-set first, then the
+prepared rows). The compare-and-set is what keeps folding outside
 the transaction safe: a projector that lost the partition meanwhile cannot commit.
 
 Three kinds of failure, three answers. Poison (undecodable) is dead-lettered by the
@@ -63,11 +64,19 @@ class Observer:
     def quarantined(self, count: int) -> None: ...
 
 
-def fold_elsewhere(batch: Batch) -> Batch:
-    """The fold, in a pool's process; the batch travels back pickled (shared references,
-    such as a state that is also the loaded one, survive the trip)."""
+def fold_and_prepare(batch: Batch) -> Batch:
+    """The batch's CPU work, off the event loop: the fold, then its rows with their JSON
+    already text (`Batch.prepare`), so that the loop only executes statements."""
     batch.fold()
+    batch.prepare()
     return batch
+
+
+def fold_elsewhere(batch: Batch) -> Batch:
+    """`fold_and_prepare` in a pool's process. What travels back is the prepared batch
+    (strings and plain rows, no fold state): unpickling the folded states instead held the
+    API process's GIL for ~0.5 s per heavy batch, in one C call (docs/benchmarks.md)."""
+    return fold_and_prepare(batch)
 
 
 class Projector:
@@ -188,12 +197,12 @@ class Projector:
         return batch
 
     async def _fold(self, batch: Batch) -> Batch:
-        """Off the event loop either way: a heavy batch (POOL_FROM_BYTES of records or more)
-        in `fold_pool` (a process pool: the consensus engine's C code cannot hold the API's
-        GIL there), anything else in a worker thread (no pickling, no process start-up)."""
+        """Fold and prepare, off the event loop either way: a heavy batch (POOL_FROM_BYTES of
+        records or more) in `fold_pool` (a process pool: the consensus engine's C code cannot
+        hold the API's GIL there), anything else in a worker thread (no pickling, no process
+        start-up)."""
         if self.fold_pool is None or sum(len(r.value) for r in batch.records) < POOL_FROM_BYTES:
-            await asyncio.to_thread(batch.fold)
-            return batch
+            return await asyncio.to_thread(fold_and_prepare, batch)
         return await asyncio.get_running_loop().run_in_executor(self.fold_pool, fold_elsewhere, batch)
 
     async def _write(self, batch: Batch, partition: int, expected: int, new: int, isolate: bool) -> None:

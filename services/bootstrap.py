@@ -15,6 +15,7 @@ from projections.database import make_engine, prepare_schema
 from projections.follow import ActiveReadModel
 from projections.projector import Projector
 
+from . import fold_processes
 from .datadir import secure_data_dir
 from .settings import Settings
 from .telemetry import Telemetry
@@ -84,10 +85,12 @@ async def start_runtime(settings: Settings, log: EventLog | None = None, with_pr
 def fold_pool(settings: Settings) -> ProcessPoolExecutor | None:
     """The projector folds (and scores) in its own process(es), so the consensus engine
     never holds the GIL of a process serving the API. Spawned, not forked: the API
-    process has threads."""
+    process has threads. Its processes run below the API's CPU priority and end with it
+    (services/fold_processes.py)."""
     if settings.fold_processes <= 0:
         return None
-    return ProcessPoolExecutor(settings.fold_processes, mp_context=multiprocessing.get_context("spawn"))
+    return ProcessPoolExecutor(settings.fold_processes, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=fold_processes.started)
 
 
 async def open_control_store(settings: Settings, read_model: AsyncEngine) -> AsyncEngine:
