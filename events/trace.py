@@ -18,6 +18,7 @@ from .envelope import is_traceparent
 
 try:  # the `otel` extra
     from opentelemetry import trace as otel
+    from opentelemetry.context import Context
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 except ImportError:  # pragma: no cover - exercised by a subprocess test without the package
     otel = None
@@ -82,17 +83,19 @@ def span(name: str, attributes: dict[str, Any]) -> Iterator[str]:
             yield _current.get()
         return
     tracer = otel.get_tracer("runledger")
-    with tracer.start_as_current_span(name, context=_context_of(parent), attributes=attributes) as current:
+    explicit = _context_of(_current.get())  # else the current OpenTelemetry context is the parent, as it is
+    with tracer.start_as_current_span(name, context=explicit, attributes=attributes) as current:
         with use_trace(_from_current_span() if current.is_recording() else new_traceparent(parent)):
             yield _current.get()
 
 
 def record_span(name: str, start_ns: int, end_ns: int, links: Iterable[str], attributes: dict[str, Any]) -> None:
-    """A finished span (the projector's batch) linked to each traceparent in `links`;
-    nothing without OpenTelemetry or when no tracer records it."""
+    """A finished span (the projector's batch), a trace of its own, linked to each
+    traceparent in `links`; nothing without OpenTelemetry or when no tracer records it."""
     if otel is None:
         return
-    recorded = otel.get_tracer("runledger").start_span(name, start_time=start_ns, attributes=attributes)
+    recorded = otel.get_tracer("runledger").start_span(name, context=Context(), start_time=start_ns,
+                                                       attributes=attributes)
     if recorded.is_recording():
         for traceparent in links:
             recorded.add_link(_span_context(traceparent))
