@@ -20,8 +20,10 @@ def make_engine(url: str, schema: str | None = None) -> AsyncEngine:
         return engine
     connect_args = {"server_settings": {"search_path": schema}} if schema else {}
     # No pre-ping (a round trip before every checkout): a connection that fails with a
-    # disconnect invalidates the pool, so the next checkout connects afresh.
-    return create_async_engine(url, pool_size=10, max_overflow=10, connect_args=connect_args, **JSON_CODEC)
+    # disconnect invalidates the pool, so the next checkout connects afresh. 20 kept open
+    # (opened as needed): overflow connections are closed on return, so a pool smaller
+    # than the requests in flight reconnects on every request beyond it.
+    return create_async_engine(url, pool_size=20, max_overflow=10, connect_args=connect_args, **JSON_CODEC)
 
 
 def reader(engine: AsyncEngine) -> AsyncEngine:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import case, func, null, select
+from sqlalchemy import bindparam, case, func, null, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events import keys
@@ -60,6 +60,11 @@ def _visible_runs(org_id: str):
     return (runs.c.org_id == org_id) & runs.c.experiment_id.in_(live)
 
 
+# Built once: the hottest read builds no statement and computes no cache key per request.
+_RUN_RESOURCE = select(runs.c.resource, _STATE_IF_NO_RESOURCE).where(
+    runs.c.run_id == bindparam("run_id"), _visible_runs(bindparam("org_id")))
+
+
 async def get_run(conn: AsyncConnection, org_id: str, run_id: str) -> RunState | None:
     query = select(runs.c.state).where(runs.c.run_id == run_id, _visible_runs(org_id))
     row = (await conn.execute(query)).first()
@@ -105,8 +110,7 @@ def resource_text(row) -> str:
 
 async def get_run_resource(conn: AsyncConnection, org_id: str, run_id: str) -> str | None:
     """The run's resource as JSON text (one indexed SELECT), or None when not the caller's."""
-    query = select(runs.c.resource, _STATE_IF_NO_RESOURCE).where(runs.c.run_id == run_id, _visible_runs(org_id))
-    row = (await conn.execute(query)).first()
+    row = (await conn.execute(_RUN_RESOURCE, {"run_id": run_id, "org_id": org_id})).first()
     return resource_text(row) if row else None
 
 

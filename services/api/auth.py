@@ -21,6 +21,7 @@ written at most once a minute per key and replica.
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -56,12 +57,22 @@ class KeyCache:
         self.engine, self.ttl = engine, ttl
         self._hits: dict[str, tuple[float, KeyRecord]] = {}
         self._touched: dict[str, datetime] = {}
+        self._asking: dict[str, asyncio.Future] = {}
 
     async def get(self, secret: str) -> KeyRecord | None:
+        """Concurrent requests with the same key share one store lookup (when the entry
+        expires under load, one query, not one per request in flight)."""
         digest = keys.hash_key(secret)
         cached = self._hits.get(digest)
         if cached is not None and time.monotonic() - cached[0] < self.ttl:
             return cached[1]
+        asking = self._asking.get(digest)
+        if asking is None:
+            asking = self._asking[digest] = asyncio.ensure_future(self._lookup(digest, secret))
+            asking.add_done_callback(lambda _: self._asking.pop(digest, None))
+        return await asyncio.shield(asking)
+
+    async def _lookup(self, digest: str, secret: str) -> KeyRecord | None:
         record = await keys.lookup(self.engine, secret)
         if record is None:
             self._hits.pop(digest, None)

@@ -3,6 +3,8 @@ run resource rendered when the row was written (runs.resource), a row written be
 that column existed still reads the same, and on PostgreSQL a read is its SELECT alone."""
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import orjson
 import pytest
@@ -13,11 +15,12 @@ from projections.database import make_engine, reader
 from projections.read_columns import run_resource
 from projections.tables import runs
 from services.api import metrics
+from services.api.auth import KeyCache
 from services.api.context import Ctx
 from services.api.routes import metrics as metrics_route
 from services.ledger import Ledger
 from tests.builders import RunScript
-from tests.integration.test_read_your_writes import api, experiment, projecting, runtime  # noqa: F401 (fixtures)
+from tests.integration.test_read_your_writes import KEY, api, experiment, projecting, runtime  # noqa: F401 (fixtures)
 
 RUNS = "/v1/workflows/experiments/runs"
 
@@ -132,3 +135,23 @@ async def test_the_metrics_summary_from_row_scores_equals_the_one_from_whole_sta
     answered = await api.get("/v1/workflows/experiments/metrics", params={"run_id": script.run_id,
                                                                           "allow_stale": "true"})
     assert answered.status_code == 200 and answered.json() == orjson.loads(orjson.dumps(metrics.summary(whole)))
+
+
+async def test_a_burst_of_requests_with_one_key_asks_the_store_once(runtime):
+    """When the cached key expires under load, the requests in flight share one lookup
+    instead of each opening a connection for its own."""
+    cache = KeyCache(runtime.control, ttl=0)  # every request finds the entry expired
+    selects: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "api_keys" in statement:
+            selects.append(statement)
+
+    event.listen(runtime.control.sync_engine, "before_cursor_execute", count)
+    try:
+        found = await asyncio.gather(*(cache.get(KEY) for _ in range(12)))
+    finally:
+        event.remove(runtime.control.sync_engine, "before_cursor_execute", count)
+    assert {record.org_id for record in found} == {"org_a"}
+    assert len(selects) == 1
+    assert (await cache.get("rl_not_a_key")) is None
