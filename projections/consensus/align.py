@@ -23,7 +23,7 @@ from .batch import similarity_matrix
 from .limits import BAND_CANDIDATES, FIELD_CANDIDATES
 from .normalize import canonical
 from .settings import MATCH_THRESHOLD
-from .similarity import item_similarity
+from .similarity import is_flat, item_similarity
 
 Row = dict[int, int]
 """pass index -> index of that pass's item in the row."""
@@ -290,9 +290,24 @@ def _medoid(lists, members: Row, similarity: _Similarity) -> Any:
     distinct = [forms[form] for form in sorted(forms)]
     if len(distinct) == 1:
         return distinct[0][0]
+    sims = _pairwise([same[0] for same in distinct], similarity)
     best, best_total = distinct[0][0], -1.0
-    for candidate, *_ in distinct:
-        total = math.fsum(similarity(candidate, same[0]) * len(same) for same in distinct)
+    for (candidate, *_), line in zip(distinct, sims):
+        total = math.fsum(sim * len(same) for sim, same in zip(line, distinct))
         if total > best_total:
             best, best_total = candidate, total
     return best
+
+
+def _pairwise(items: list, similarity: _Similarity) -> list[list[float]]:
+    """similarity(a, b) for every ordered pair; for two flat items (see `is_flat`) the
+    measure is symmetric, so b with a is not measured again."""
+    flat = [is_flat(item) for item in items]
+    sims: list[list[float | None]] = [[None] * len(items) for _ in items]
+    for a, item in enumerate(items):
+        for b, other in enumerate(items):
+            if sims[a][b] is None:
+                sims[a][b] = similarity(item, other)
+                if flat[a] and flat[b]:
+                    sims[b][a] = sims[a][b]
+    return sims

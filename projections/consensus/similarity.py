@@ -78,6 +78,16 @@ def item_similarity(a: Any, b: Any, tolerance: float, depth: int = 0) -> float:
 _NUMBERS = (int, float)
 
 
+def is_flat(item: Any) -> bool:
+    """A scalar, or an object of scalars: `item_similarity` of two flat items is symmetric
+    to the digit (every measure under it is: Indel, number closeness and gap, equality,
+    an exactly rounded sum over the shared keys). Lists are not flat: their assignment
+    need not pick the same pairs both ways round."""
+    if isinstance(item, dict):
+        return not any(isinstance(value, (dict, list)) for value in item.values())
+    return not isinstance(item, list)
+
+
 def _object_similarity(a: dict, b: dict, tolerance: float, depth: int) -> float:
     """Mean over the union of keys; a key only one side has counts 0."""
     keys = len(a.keys() | b.keys())

@@ -22,7 +22,7 @@ from projections.consensus.batch import BATCH_CELLS, similarity_matrix
 from projections.consensus.normalize import canonical
 from projections.consensus.normalize import numbers_close
 from projections.consensus.vote import _number_key, _number_supports, _plainly_unanimous, _symmetric_sums, _unanimous
-from projections.consensus.similarity import item_similarity
+from projections.consensus.similarity import is_flat, item_similarity
 
 FAST = settings(max_examples=int(os.environ.get("CONSENSUS_EXAMPLES", "150")), deadline=None)
 
@@ -169,3 +169,19 @@ def node_by_node_work(output, enclosing=0, depth=1):
 @given(values)
 def test_alignment_work_counts_every_value_under_its_lists(output):
     assert alignment_work(output) == node_by_node_work(output)
+
+
+flat_items = scalars | st.dictionaries(keys, scalars, max_size=5)
+
+
+@FAST
+@given(flat_items, flat_items, st.sampled_from([0.0, 0.01, 0.1]))
+def test_flat_items_are_as_similar_both_ways_round(a, b, tolerance):
+    """Medoids measure each pair of flat items once: that needs symmetry to the digit."""
+    assert is_flat(a) and is_flat(b)
+    forward, backward = item_similarity(a, b, tolerance), item_similarity(b, a, tolerance)
+    assert forward == backward or (forward != forward and backward != backward)
+
+
+def test_lists_are_not_flat():
+    assert not is_flat([1]) and not is_flat({"a": [1]}) and not is_flat({"a": {"b": 1}})
