@@ -1,9 +1,13 @@
 """Projector throughput: events/s from the log into the read model, metrics on vs off.
 
     python bench/bench_projector.py [--runs 20] [--docs 25] [--n 5] [--batch-size 500]
+    python bench/bench_projector.py --stages [--runs 40 --docs 50]   # CPU per event, by stage
 
 Appends every event first, then times one projector catching up from offset 0.
 "Metrics off" swaps the consensus call for a constant, to show what scoring costs.
+`--stages` (metrics off) drives a batch's steps by hand instead (decode, load, fold,
+prepare, save into SQLite, batches of --batch-size) and prints the process CPU time of
+each per event: CPU, not wall, so a busy shared machine blurs it less.
 Not a test: figures go to docs/benchmarks.md by hand.
 """
 from __future__ import annotations
@@ -66,14 +70,60 @@ async def measure(events: list, workdir: Path, batch_size: int) -> float:
     return elapsed
 
 
+async def stages(events: list, workdir: Path, batch_size: int) -> dict[str, float]:
+    """CPU seconds per stage of the batches that project `events` (one partition)."""
+    from events.log import Record
+    from projections.batch import Batch, load, save
+
+    now_ms = int(time.time() * 1000)  # append times: the events' own stamps stay within the clock's bounds
+    records = [Record(0, i, e.aggregate_id, encode(e), now_ms + i) for i, e in enumerate(events)]
+    engine = make_engine(f"sqlite+aiosqlite:///{workdir / 'readmodel.db'}")
+    await create_schema(engine)
+    spent = dict.fromkeys(("decode", "load", "fold", "prepare", "save"), 0.0)
+    for start in range(0, len(records), batch_size):
+        batch = Batch("main", records[start:start + batch_size])
+        marks = [time.process_time()]
+        batch.decode_all()
+        marks.append(time.process_time())
+        async with engine.connect() as conn:
+            await load(conn, batch)
+        marks.append(time.process_time())
+        batch.fold()
+        marks.append(time.process_time())
+        if hasattr(batch, "prepare"):  # before e6912b1 the save prepared its rows itself
+            batch.prepare()
+        marks.append(time.process_time())
+        async with engine.begin() as conn:
+            await save(conn, batch)
+        marks.append(time.process_time())
+        for stage, before, after in zip(spent, marks, marks[1:]):
+            spent[stage] += after - before
+    await engine.dispose()
+    return spent
+
+
+def print_stages(events: list, batch_size: int) -> None:
+    fold.score_document = lambda spec, votes: (1.0, {"targets": []})
+    with tempfile.TemporaryDirectory() as tmp:
+        spent = asyncio.run(stages(events, Path(tmp), batch_size))
+    n, total = len(events), sum(spent.values())
+    shares = ", ".join(f"{stage} {seconds * 1e6 / n:.1f} ({seconds / total:.0%})" for stage, seconds in spent.items())
+    print(f"metrics off, CPU per event: {total * 1e6 / n:.1f} us = {n / total:,.0f} events per CPU-second; "
+          f"by stage, us: {shares}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--docs", type=int, default=25)
     parser.add_argument("--n", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--stages", action="store_true", help="CPU per event by stage (metrics off), no projector loop")
     args = parser.parse_args()
     events = build_events(args.runs, args.docs, args.n)
+    if args.stages:
+        print_stages(events, args.batch_size)
+        return
     real = fold.score_document
     for label, scorer in (("metrics on", real), ("metrics off", lambda spec, votes: (1.0, {"targets": []}))):
         fold.score_document = scorer
