@@ -2,19 +2,24 @@
 
 Run from the repository root:
     .venv/bin/python bench/bench_api_during_scoring.py [--case worst-list] [--documents 3]
+        [--py-spy PROFILE.json]
 
 Starts `runledger serve` (embedded default: the projector runs in the API's process),
 measures GET /healthz latency sequentially from this process, first idle, then while
 the projector folds and scores `--documents` documents of `--case` (bench/bench_consensus.py's
-cases: 7 passes each). The consensus runs in the projector's worker thread, not on the
-API's event loop; the table shows p50/p99 of both phases and their ratio (the issue's
-target: p99 within 2x of idle).
+cases: 7 passes each). The fold, consensus and row preparation run in the fold pool's
+process (RUNLEDGER_FOLD_PROCESSES), not on the API's event loop; the table shows p50/p99
+of both phases and their ratio (the issue's target: p99 within 2x of idle).
+
+`--py-spy` records the server while it scores (py-spy, the bench extra): every thread,
+only samples that hold the GIL (what keeps the event loop waiting), as a speedscope file.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import os
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -82,6 +87,7 @@ def main() -> None:
     parser.add_argument("--case", default="worst-list", choices=sorted(CASES))
     parser.add_argument("--documents", type=int, default=3)
     parser.add_argument("--idle-requests", type=int, default=300)
+    parser.add_argument("--py-spy", type=Path, metavar="PROFILE", help="record the server while it scores")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data_dir, port = Path(tmp), free_port()
@@ -93,10 +99,14 @@ def main() -> None:
                 _wait_up(client)
                 idle = sample(client, lambda n: n >= args.idle_requests)
                 events = heavy_events(args.case, args.documents)
+                spy = _py_spy(server.pid, args.py_spy) if args.py_spy else None
                 asyncio.run(append(data_dir, events))
                 started = time.perf_counter()
                 busy = sample(client, lambda n: n >= 20 and n % 10 == 0 and projected(data_dir, len(events)))
                 scoring_s = time.perf_counter() - started
+                if spy is not None:
+                    spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+                    spy.wait(60)
         finally:
             server.terminate()
             server.wait(30)
@@ -105,6 +115,12 @@ def main() -> None:
     for name, took in (("idle", idle), ("scoring", busy)):
         print(f"{name:<10}{len(took):>10}{percentile(took, 50):>10.2f}{percentile(took, 99):>10.2f}{max(took):>10.2f}")
     print(f"p99 ratio scoring/idle: {percentile(busy, 99) / percentile(idle, 99):.2f}")
+
+
+def _py_spy(pid: int, output: Path) -> subprocess.Popen:
+    py_spy = Path(sys.executable).with_name("py-spy")
+    return subprocess.Popen([str(py_spy), "record", "--pid", str(pid), "--threads", "--gil", "--rate", "100",
+                             "--format", "speedscope", "-o", str(output)], stdout=subprocess.DEVNULL)
 
 
 def _wait_up(client: httpx.Client, timeout: float = 60) -> None:
