@@ -25,8 +25,13 @@ def started() -> None:
         os.nice(NICENESS)
     except OSError:  # not permitted here: the fold still runs, only at the API's priority
         pass
+    exit_with_parent()
+
+
+def exit_with_parent() -> None:
+    """From now on, this process exits when its parent does (a daemon thread watches)."""
     parent = os.getppid()
-    threading.Thread(target=_exit_with_parent, args=(parent,), name="fold-parent-watch", daemon=True).start()
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="parent-watch", daemon=True).start()
 
 
 def _exit_with_parent(parent: int) -> None:
