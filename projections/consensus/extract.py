@@ -166,7 +166,9 @@ def alignment_work(output: Any) -> int:
             children, inner = node, enclosing + len(node)
         else:
             continue
-        containers = [child for child in children if isinstance(child, (dict, list))]
-        work += inner * (len(children) - len(containers))  # each scalar child
-        stack.extend((child, inner, depth + 1) for child in containers)
+        for child in children:
+            if isinstance(child, (dict, list)):
+                stack.append((child, inner, depth + 1))
+            else:
+                work += inner
     return work
