@@ -227,18 +227,22 @@ def engine_at(rev: str, where: str):
 
 def side_by_side(rev: str, reps: int) -> None:
     """CPU ms per document, REV's engine and this one alternately in one process."""
-    documents = {"small": (CASES["small"](), 200, 50), "reference": (passes(), 60, 1)}
+    documents = {  # name -> (documents, samples, calls per sample)
+        "small": ([CASES["small"]()], 200, 50),
+        "workload mix": (workload_mix(), 15, 1),
+        "reference": ([passes()], 60, 1),
+    }
     with tempfile.TemporaryDirectory() as where:
         engines = {rev: engine_at(rev, where), "this tree": compute_consensus}
-        for name, (votes, _, _) in documents.items():
-            same = len({json.dumps(engine("extract", {}, votes).to_json(), sort_keys=True)
-                        for engine in engines.values()}) == 1
-            print(f"{name}: results identical: {same}")
+        for name, (docs, _, _) in documents.items():
+            same = all(len({json.dumps(engine("extract", {}, votes).to_json(), sort_keys=True)
+                            for engine in engines.values()}) == 1 for votes in docs)
+            print(f"{name}: {len(docs)} document(s), results identical: {same}")
         medians: dict[tuple[str, str], list[float]] = {}
         for rep in range(reps):
-            for name, (votes, samples, batch) in documents.items():
+            for name, (docs, samples, batch) in documents.items():
                 for label, engine in engines.items():
-                    value = statistics.median(_cpu_samples(engine, votes, samples, batch))
+                    value = statistics.median(_cpu_samples(engine, docs, samples, batch))
                     medians.setdefault((name, label), []).append(value)
                     print(f"rep {rep + 1} {name} {label}: {value:.3f} ms")
     print(f"\npython {platform.python_version()}; CPU ms per document, median of {reps} repetitions")
@@ -248,15 +252,24 @@ def side_by_side(rev: str, reps: int) -> None:
         print(f"| {name} | {before:.3f} | {after:.3f} | {before / after:.2f}x |")
 
 
-def _cpu_samples(engine, votes: list, samples: int, batch: int) -> list[float]:
-    """`samples` CPU times per document, each the mean over `batch` calls."""
-    engine("extract", {}, votes)
+def workload_mix(count: int = 200) -> list[list[dict]]:
+    """`count` documents of the projector bench's kind, 5 passes each drawn independently
+    (20 % of passes drift: most documents have some disagreement)."""
+    rng = random.Random(11)
+    return [[small_invoice(rng, doc) for _ in range(5)] for doc in range(count)]
+
+
+def _cpu_samples(engine, docs: list, samples: int, batch: int) -> list[float]:
+    """`samples` CPU times per document, each the mean over `batch` calls on each document."""
+    for votes in docs:
+        engine("extract", {}, votes)
     times = []
     for _ in range(samples):
         start = time.process_time()
         for _ in range(batch):
-            engine("extract", {}, votes)
-        times.append((time.process_time() - start) * 1000 / batch)
+            for votes in docs:
+                engine("extract", {}, votes)
+        times.append((time.process_time() - start) * 1000 / (batch * len(docs)))
     return times
 
 
