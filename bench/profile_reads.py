@@ -1,0 +1,71 @@
+"""py-spy (`--gil`: Python on the CPU) on `runledger serve` under wrk, one read endpoint at
+a time: GET run, list runs, metrics summary (docs/benchmarks.md, "Reads: before -> after").
+
+    .venv/bin/python -m bench.profile_reads [--out DIR] [--seconds 8]
+
+Starts its own Kafka and PostgreSQL, appends bench/workload.py's workload, waits until
+the server has projected it, then writes `DIR/<endpoint>.folded` (flame-graph input) and
+`DIR/<endpoint>.txt` (inclusive and self shares per function, bench.profile.summarise).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import httpx
+
+from events.kafka_log import KafkaEventLog
+
+from . import servers, wrk
+from .http_rows import PARTITIONS, TOPIC, endpoints
+from .infra import servers as infra_servers
+from .profile import summarise
+from .run import say
+from .workload import Workload
+
+
+async def profile_reads(out: Path, seconds: int) -> None:
+    workload = Workload()
+    with tempfile.TemporaryDirectory(prefix="rl-profile-reads-") as tmp:
+        with infra_servers(Path(tmp)) as infra:
+            log = KafkaEventLog(infra.kafka, topic=TOPIC, partitions=PARTITIONS)
+            await log.start()
+            try:
+                await log.append(workload.messages)
+            finally:
+                await log.close()
+            async with servers.runledger(infra, TOPIC, Path(tmp)) as (server, key, admin):
+                async with httpx.AsyncClient(base_url=server.url, headers={"Api-Key": key}, timeout=60) as client:
+                    await servers.caught_up(client, admin)
+                for name, path in endpoints(workload.run_ids[0]).items():
+                    _sample(server, server.url + path, key, out / name.replace(" ", "-"), seconds)
+                    say(f"{name} under wrk, py-spy --gil: {out / name.replace(' ', '-')}.txt")
+
+
+def _sample(server, url: str, key: str, stem: Path, seconds: int) -> None:
+    load = threading.Thread(target=wrk.run, args=(url, seconds + 3, {"Api-Key": key}))
+    load.start()
+    folded = stem.with_suffix(".folded")
+    subprocess.run([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(server.proc.pid),
+                    "--duration", str(seconds), "--rate", "200", "--format", "raw", "--nonblocking", "--gil",
+                    "--output", str(folded)], check=True, capture_output=True)
+    load.join()
+    stem.with_suffix(".txt").write_text(summarise(folded, 60))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="bench.profile_reads")
+    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "runledger-profiles" / "reads")
+    parser.add_argument("--seconds", type=int, default=8)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    asyncio.run(profile_reads(args.out, args.seconds))
+
+
+if __name__ == "__main__":
+    main()
