@@ -169,9 +169,10 @@ class DocumentScore(NamedTuple):
     score: float | None
 
 
-async def document_scores(conn: AsyncConnection, run: RunState) -> list[DocumentScore]:
-    """The run's documents in order, with their status and score (filenames from the run's spec)."""
-    filenames = {d["document_id"]: d["filename"] for d in run.spec["documents"]}
+async def document_scores(conn: AsyncConnection, run: RunState | RunScore) -> list[DocumentScore]:
+    """The run's documents in order, with their status and score (filenames from the run's
+    spec; "" for a `RunScore`, whose documents show their scores only)."""
+    filenames = {d["document_id"]: d["filename"] for d in run.spec.get("documents", ())}
     query = (select(run_documents.c.document_id, run_documents.c.status, run_documents.c.score)
              .where(run_documents.c.run_id == run.run_id).order_by(run_documents.c.idx))
     return [DocumentScore(row.document_id, filenames.get(row.document_id, ""), row.status, row.score)
@@ -236,9 +237,26 @@ async def get_run_any(conn: AsyncConnection, run_id: str) -> RunState | None:
 
 async def prior_completed_run(conn: AsyncConnection, org_id: str, run: RunState) -> RunState | None:
     """The latest completed run of the same experiment created before `run`."""
-    query = select(runs.c.state).where(
+    row = (await conn.execute(_prior_completed(org_id, run, runs.c.state))).first()
+    return ser.run_from_json(row.state, {}) if row else None
+
+
+class RunScore(NamedTuple):
+    """What a metrics summary shows of the prior run (no state decoded)."""
+
+    run_id: str
+    score: float | None
+    spec: dict  # empty: the summary reads no more of it
+
+
+async def prior_completed_score(conn: AsyncConnection, org_id: str, run: RunState) -> RunScore | None:
+    """`prior_completed_run`'s id and score only."""
+    row = (await conn.execute(_prior_completed(org_id, run, runs.c.run_id, runs.c.score))).first()
+    return RunScore(row.run_id, row.score, {}) if row else None
+
+
+def _prior_completed(org_id: str, run: RunState, *columns):
+    return select(*columns).where(
         runs.c.org_id == org_id, runs.c.experiment_id == run.spec["experiment_id"],
         runs.c.status == "completed", runs.c.run_id != run.run_id, runs.c.created_at <= run.created_at,
     ).order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(1)
-    row = (await conn.execute(query)).first()
-    return ser.run_from_json(row.state, {}) if row else None

@@ -19,7 +19,8 @@ LABEL_BLOCKS = ("classifier", "split")
 @dataclass
 class MetricsInput:
     """For the summary, `documents` and `prior_documents` may be `views.DocumentScore`s
-    (id, filename, status, score: all the summary reads) instead of whole states."""
+    (id, filename, status, score: all the summary reads) instead of whole states, and
+    `prior` a `views.RunScore` (id and score)."""
 
     run: RunState
     documents: list[DocumentState]

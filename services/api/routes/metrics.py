@@ -60,7 +60,8 @@ async def _load(ctx: Ctx, run_id: str, include_prior: bool, prior_run_id: str | 
             if prior is None:
                 raise not_found("run", prior_run_id)
         else:
-            prior = await views.prior_completed_run(conn, ctx.org_id, run) if include_prior else None
+            prior_of = views.prior_completed_score if scores_only else views.prior_completed_run
+            prior = await prior_of(conn, ctx.org_id, run) if include_prior else None
         prior_docs = {d.document_id: d for d in await documents_of(conn, prior)} if prior else {}
     return metrics.MetricsInput(run, documents, experiment, block, prior, prior_docs)
 
