@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -65,6 +66,11 @@ class Member:
             held = held | partitions if verb == "assigned" else held - partitions
         return held
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU this process has used so far (proc(5) stat, Linux)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def check_alive(self) -> None:
         if self.proc.poll() is not None:
             tail = self.log_path.read_text(errors="replace")[-3000:]
@@ -81,11 +87,17 @@ class Member:
         self._log.close()
 
 
+@dataclass
+class CatchUp:
+    rate: float  # events/s of the backlog left when the append ended
+    per_cpu_second: float  # the same events per CPU-second the members used meanwhile
+    during: int  # events applied while the append ran (not counted)
+
+
 async def catch_up(env: dict[str, str], url: str, fill, expected: int, processes: int, consensus_on: bool,
-                   directory: Path) -> tuple[float, int]:
-    """(events/s after the append, events applied during it) for `processes` members of a
-    new group projecting what `await fill()` appends to their empty log into the fresh
-    read model at `url`."""
+                   directory: Path) -> CatchUp:
+    """`processes` members of a new group projecting what `await fill()` appends to their
+    empty log into the fresh read model at `url`."""
     engine = make_engine(url)
     await prepare_schema(url, engine)
     group = f"bench-scale-{next(_serial)}"
@@ -94,12 +106,14 @@ async def catch_up(env: dict[str, str], url: str, fill, expected: int, processes
         await _until(lambda: _stable(members), members, "a stable group")
         await fill()
         started, during = time.perf_counter(), await _applied(engine)
+        cpu = sum(member.cpu_seconds() for member in members)
         while await _applied(engine) < expected:
             await _pause(members)
         elapsed = time.perf_counter() - started
+        cpu = sum(member.cpu_seconds() for member in members) - cpu
         if not consensus_on:
             await _check_constant_scores(engine)
-        return (expected - during) / elapsed, during
+        return CatchUp((expected - during) / elapsed, (expected - during) / max(cpu, 0.01), during)
     finally:
         for member in members:
             member.stop()
@@ -139,7 +153,7 @@ async def _check_constant_scores(engine) -> None:
 
 async def kafka_rows(infra, workload: Workload, repeat: int, say) -> list[Row]:
     """Kafka -> PostgreSQL: a new topic and a fresh database per catch-up."""
-    async def one(processes: int, consensus_on: bool, directory: Path) -> tuple[float, int]:
+    async def one(processes: int, consensus_on: bool, directory: Path) -> CatchUp:
         topic = f"bench.scale.{os.getpid()}.{next(_serial)}"
         log = KafkaEventLog(infra.kafka, topic=topic, partitions=PARTITIONS)
         await log.start()  # creates the topic, empty
@@ -157,7 +171,7 @@ async def kafka_rows(infra, workload: Workload, repeat: int, say) -> list[Row]:
 
 async def embedded_rows(workload: Workload, repeat: int, say) -> list[Row]:
     """The embedded log (SQLite, its own consumer groups) -> SQLite: a fresh directory per catch-up."""
-    async def one(processes: int, consensus_on: bool, directory: Path) -> tuple[float, int]:
+    async def one(processes: int, consensus_on: bool, directory: Path) -> CatchUp:
         data = directory / f"data-{next(_serial)}"
         data.mkdir()
         log = SqliteEventLog(data / "log.db", partitions=PARTITIONS)
@@ -176,15 +190,18 @@ async def _rows(path: str, one, repeat: int, say) -> list[Row]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="rl-bench-scale-") as tmp:
         for consensus_on in (False, True):
-            single, double = Figure("events/s"), Figure("events/s")
+            figures = {p: (Figure("events/s"), Figure("events per CPU-second")) for p in (1, 2)}
             for i in range(repeat):
-                for figure, processes in ((single, 1), (double, 2)):  # side by side in each repetition
-                    rate, during = await one(processes, consensus_on, Path(tmp))
-                    figure.values.append(rate)
+                for processes, (rate, per_cpu) in figures.items():  # side by side in each repetition
+                    done = await one(processes, consensus_on, Path(tmp))
+                    rate.values.append(done.rate)
+                    per_cpu.values.append(done.per_cpu_second)
                     say(f"scale {path}, consensus {'on' if consensus_on else 'off'}, rep {i + 1}: "
-                        f"{processes} process(es) {rate:,.0f} events/s ({during:,} applied during the append)")
+                        f"{processes} process(es) {done.rate:,.0f} events/s, {done.per_cpu_second:,.0f} per "
+                        f"CPU-second ({done.during:,} applied during the append)")
             label = f"projector {path}, consensus {'on' if consensus_on else 'off'}: 2 `runledger project` processes"
-            rows.append(Row(label, double, "1 process", single))
+            rows.append(Row(label, figures[2][0], "1 process", figures[1][0]))
+            rows.append(Row(f"{label}, CPU cost", figures[2][1], "1 process", figures[1][1]))
     return rows
 
 
