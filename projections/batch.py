@@ -1,6 +1,7 @@
-"""One partition's batch in three steps: load (a short read), fold (pure CPU, run by the
-projector in a worker thread, outside any transaction), save (inside the caller's write
-transaction, with the checkpoint's compare-and-set).
+"""One partition's batch in four steps: load (a short read), fold and prepare (pure CPU,
+run by the projector in a worker thread or a pool's process, outside any transaction:
+`prepare` builds every row, projections/writes.py), save (I/O only, one statement per
+table, inside the caller's write transaction, with the checkpoint's compare-and-set).
 
 The fold goes aggregate by aggregate: when it raises on one (a bug, deterministic), that
 aggregate's events of the batch are parked and it is quarantined; the others go on. A
