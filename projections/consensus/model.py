@@ -14,8 +14,9 @@ ENGINE_LIBRARIES: dict[str, str] = {
     **{name: version(name) for name in ("rapidfuzz", "scipy", "numpy", "orjson")},
     "unicode": unicodedata.unidata_version,
 }
-"""What else the digits depend on: text similarity (rapidfuzz), assignment (scipy, numpy),
-canonical forms (orjson) and the Unicode tables of this Python (text normalization)."""
+"""What else the digits depend on: text similarity (rapidfuzz, pair by pair and in bulk),
+assignment (scipy, numpy), number similarity in bulk (numpy's IEEE arithmetic), canonical
+forms (orjson) and the Unicode tables of this Python (text normalization)."""
 
 
 @dataclass(frozen=True, slots=True)
