@@ -75,12 +75,18 @@ class Payload(BaseModel):
     TYPE: ClassVar[str]
     VERSION: ClassVar[int] = 1
 
-    @model_validator(mode="after")
-    def _fits_one_message(self) -> Payload:
-        size = len(orjson.dumps(self.model_dump(mode="json")))
+    @model_validator(mode="wrap")
+    @classmethod
+    def _fits_one_message(cls, data: Any, handler) -> Payload:
+        """A payload built here is measured once: pydantic re-runs an *after* validator on
+        every instance it is handed (an envelope given a validated payload measured it again)."""
+        if isinstance(data, Payload):
+            return handler(data)
+        payload = handler(data)
+        size = len(orjson.dumps(payload.model_dump(mode="json")))
         if size > MAX_PAYLOAD_BYTES:
             raise ValueError(f"payload is {size} bytes as JSON, more than {MAX_PAYLOAD_BYTES}")
-        return self
+        return payload
 
     def natural_key(self, aggregate_id: str) -> str | None:
         """A stable identity for facts that have one; it becomes the event_id."""
