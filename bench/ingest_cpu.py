@@ -7,6 +7,11 @@ After: `services.api.ingest_body.ingest_items` (orjson, the body's shape) and on
 validation. Both end in `encode`, and must give the same bytes (checked).
 
     .venv/bin/python -m bench.ingest_cpu [--batches 40] [--repeat 3] [--profile]
+
+`before` here runs today's codec, which gained speed of its own; against the code as it
+was, run `--at-hand BODY` (the route of whatever code is importable: the old one where
+services/api/ingest_body.py does not exist) in a git worktree of the old commit and here,
+alternately (docs/benchmarks.md, "Ingestion: before -> after", has the commands).
 """
 from __future__ import annotations
 
@@ -15,19 +20,19 @@ import json
 import random
 import statistics
 import time
+from pathlib import Path
 
 import orjson
 
 from events.codec import build, encode, payload_class
 from services.api.bodies import IngestBody
-from services.api.ingest_body import ingest_items
-
-from .workload import pass_payload
 
 BATCH = 100
 
 
 def body() -> bytes:
+    from bench.workload import pass_payload
+
     rng = random.Random(11)
     return orjson.dumps({"events": [
         {"type": "DocumentPassCompleted", "run_id": f"run_{i % 40}", "occurred_at": "2026-01-01T00:00:00Z",
@@ -45,9 +50,22 @@ def before(raw: bytes) -> list[bytes]:
 
 
 def after(raw: bytes) -> list[bytes]:
+    from services.api.ingest_body import ingest_items
+
     return [encode(build(i["type"], i["run_id"], i["payload"], org_id="org", producer="http:org",
                          occurred_at=i["occurred_at"], event_id=i["event_id"], schema_version=i["schema_version"],
                          trace=i["trace"])) for i in ingest_items(raw, "application/json")]
+
+
+def at_hand(raw: bytes) -> list[bytes]:
+    """The route of the code on sys.path: `after` if it has services/api/ingest_body.py, else
+    the old route (FastAPI's json + IngestBody, then that code's own codec.build)."""
+    try:
+        return after(raw)
+    except ImportError:
+        parsed = IngestBody.model_validate(json.loads(raw))
+        return [encode(build(e.type, e.run_id, e.payload, org_id="org", producer="http:org",
+                             occurred_at=e.occurred_at)) for e in parsed.events]
 
 
 def per_event_us(path, raw: bytes, batches: int) -> float:
@@ -62,7 +80,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="pyinstrument of the route as it is")
+    parser.add_argument("--write-body", type=Path, help="write the bench's body to this file and stop")
+    parser.add_argument("--at-hand", type=Path, metavar="BODY", help="CPU per event of the importable code's route")
     args = parser.parse_args(argv)
+    if args.write_body:
+        args.write_body.write_bytes(body())
+        return
+    if args.at_hand:
+        raw = args.at_hand.read_bytes()
+        at_hand(raw)  # warm: imports, pydantic's first-call work
+        print(f"{per_event_us(at_hand, raw, args.batches):.1f} us per event")
+        return
     raw = body()
     assert before(raw) == after(raw), "the two paths must append the same bytes"
     figures: dict[str, list[float]] = {"before": [], "after": []}
