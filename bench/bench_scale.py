@@ -66,6 +66,10 @@ class Member:
             held = held | partitions if verb == "assigned" else held - partitions
         return held
 
+    def joining(self) -> bool:
+        """Started: its runtime (log, read model, control store) is open."""
+        return "projector joining group" in self.log_path.read_text(errors="replace")
+
     def cpu_seconds(self) -> float:
         """User + system CPU this process has used so far (proc(5) stat, Linux)."""
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -101,8 +105,11 @@ async def catch_up(env: dict[str, str], url: str, fill, expected: int, processes
     engine = make_engine(url)
     await prepare_schema(url, engine)
     group = f"bench-scale-{next(_serial)}"
-    members = [Member(directory, f"{group}-{i}", env, group, consensus_on) for i in range(processes)]
+    members: list[Member] = []
     try:
+        for i in range(processes):  # one after the other: two first starts on one data dir race
+            members.append(Member(directory, f"{group}-{i}", env, group, consensus_on))
+            await _until(members[-1].joining, members, "the member's start")
         await _until(lambda: _stable(members), members, "a stable group")
         await fill()
         started, during = time.perf_counter(), await _applied(engine)
