@@ -20,6 +20,7 @@ from sqlalchemy import Column, Index, Integer, LargeBinary, MetaData, String, Ta
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from .database import create_tables
 from .tables import UtcDateTime
 
 metadata = MetaData()
@@ -69,8 +70,7 @@ def legacy_key_id(key_hash: str) -> str:
 
 async def create_control_schema(engine: AsyncEngine) -> None:
     """Embedded (SQLite) control store; PostgreSQL's comes from migrations."""
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
+    await create_tables(engine, metadata)
 
 
 async def adopt_legacy_keys(read_model: AsyncEngine, control: AsyncEngine) -> int:

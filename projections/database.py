@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 
 import orjson
-from sqlalchemy import event, inspect
+from sqlalchemy import MetaData, event, inspect
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from . import migrate
@@ -82,9 +83,23 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 async def create_schema(engine: AsyncEngine) -> None:
     """Embedded default and tests; production schemas come from migrations."""
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-        await conn.run_sync(_add_missing_columns)
+    await create_tables(engine, metadata, _add_missing_columns)
+
+
+async def create_tables(engine: AsyncEngine, tables: MetaData, *then) -> None:
+    """`tables.create_all` (and `then`), safe when several processes start on one fresh
+    SQLite file at once: each checks, then creates, so a process that loses the race
+    sees "already exists" (or "duplicate column"); it looks again and finds them made."""
+    for attempt in range(5):
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(tables.create_all)
+                for step in then:
+                    await conn.run_sync(step)
+            return
+        except OperationalError as exc:
+            if attempt == 4 or not any(s in str(exc) for s in ("already exists", "duplicate column")):
+                raise
 
 
 def _add_missing_columns(sync_conn) -> None:
