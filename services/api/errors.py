@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from projections.pagination import InvalidCursor
+from projections.transient import is_transient
 
 from .. import logs
 
@@ -174,6 +175,10 @@ def install(app: FastAPI) -> None:
         if getattr(exc.orig, "sqlstate", None) in _UNSTORABLE_TEXT:  # PostgreSQL: text holding NUL
             return _envelope(422, "invalid_request", "text values cannot contain NUL characters",
                              {"reason": "nul_character"})
+        if is_transient(exc):  # a connection the store dropped (a restart, a failover): nothing
+            # was written through it (writes go through the log); the pool reconnects on retry
+            return _envelope(503, "unavailable", "the read model's store is unavailable for a moment; retry",
+                             {"reason": type(exc.orig or exc).__name__}, {"Retry-After": "1"})
         raise exc
 
     @app.exception_handler(InvalidCursor)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import httpx
 import pytest
 
 from events.kafka_log import KafkaEventLog
@@ -15,8 +16,10 @@ from projections import projector as projector_module
 from projections.database import make_engine, prepare_schema
 from projections.projector import Projector
 from tests.conftest import BACKENDS
+from tests.e2e.conftest import create_key
 from tests.fault.workload import Workload, append, assert_survived
 from tests.infra import kafka_broker, postgres_server, restart_postgres
+from tests.server import ServerProcess
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -133,3 +136,33 @@ async def test_the_kafka_broker_restarted_mid_stream_stops_nothing(own_broker, t
         projector.stop()
         await asyncio.wait_for(task, 60)
     await assert_survived(log, live, replay, workload, first + second)
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif("postgres" not in BACKENDS, reason="needs RUNLEDGER_TEST_BACKENDS=postgres")
+async def test_reads_across_a_postgres_restart_never_answer_500(own_postgres, tmp_path):
+    """Reads keep no pre-ping (projections/database.py): a connection the restart killed
+    fails the statement that finds it dead. That read answers 503 with Retry-After (the
+    pool is invalidated, so the retry connects afresh), never a 500, and reads recover."""
+    directory, url = own_postgres
+    database = await new_database(url)
+    server = ServerProcess(tmp_path / "srv", env={"RUNLEDGER_DATABASE_URL": database}).start()
+    try:
+        key = create_key(server, "org_restart")
+        with httpx.Client(base_url=server.url, headers={"Api-Key": key}, timeout=30) as client:
+            path = "/v1/workflows/experiments/runs"
+            for _ in range(8):  # several pooled connections, all killed by the restart
+                assert client.get(path).status_code == 200
+            await asyncio.to_thread(restart_postgres, directory)
+            statuses = []
+            for _ in range(40):
+                answer = client.get(path)
+                statuses.append(answer.status_code)
+                if answer.status_code == 503:
+                    assert answer.headers.get("retry-after") and answer.json()["detail"]["code"] == "unavailable"
+                elif answer.status_code == 200 and statuses.count(200) >= 5:
+                    break
+            assert set(statuses) <= {200, 503}, statuses
+            assert statuses[-5:] == [200] * 5, statuses
+    finally:
+        server.stop()
