@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events.log import EventLog
 
+from .read_columns import DERIVED
 from .run_rows import RUN_TABLES, derived_rows, live_rows, read_records, refold, stored_positions
 from .state_hash import canonical
 from .tables import event_index, runs
@@ -77,7 +78,22 @@ async def _live_and_derived(conn: AsyncConnection, log: EventLog, run_id: str):
         raise RunNotFound(run_id)
     records = await read_records(log, positions)
     refolded = await asyncio.to_thread(refold, run_id, records)  # consensus is CPU: off the event loop
-    return live, derived_rows(refolded), len(positions), refolded.failure
+    derived = derived_rows(refolded)
+    _unrendered_as_live(live, derived)
+    return live, derived, len(positions), refolded.failure
+
+
+def _unrendered_as_live(live: dict, derived: dict) -> None:
+    """A read column derived from `state` that is NULL (a row written before the column
+    existed: readers render it from `state`) is not a difference; a stored value must
+    equal the rendering."""
+    for name, columns in DERIVED.items():
+        stored = {tuple(row[k] for k in RUN_TABLES[name][1]): row for row in live[name]}
+        for row in derived[name]:
+            mine = stored.get(tuple(row[k] for k in RUN_TABLES[name][1]))
+            for column in columns:
+                if mine is not None and mine.get(column) is None:
+                    row[column] = None
 
 
 async def verify_all(engine: AsyncEngine, log: EventLog) -> AsyncIterator[RunCheck]:
