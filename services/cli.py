@@ -26,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
                        help="also run this block over new runs in this process, for every organisation "
                             "(e.g. services.worker.demo_block:demo_block); see docs/workers.md")
     serve.add_argument("--worker-concurrency", type=int, default=8, help="passes in flight at once (default 8)")
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="N API processes on one port (SO_REUSEPORT); Kafka + PostgreSQL only, with the "
+                            "projector in its own `runledger project` process (default 1)")
+    serve.add_argument("--sibling", action="store_true", help=argparse.SUPPRESS)  # started by --workers
 
     project = commands.add_parser("project", help="run a projector: one member of the projector consumer group")
     project.add_argument("--group", default="runledger-projector", help="consumer group (default: %(default)s)")
@@ -74,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(settings: Settings, args) -> int:
     from .server import serve
     projector = settings.embedded or args.with_projector
+    refused = workers_refused(settings, args.workers, args.with_projector)
+    if refused:
+        print(f"runledger serve: --workers {args.workers}: {refused}", file=sys.stderr)
+        return 2
     if args.worker:
         from .worker.blocks import load_block
         try:
@@ -83,10 +91,29 @@ def _serve(settings: Settings, args) -> int:
             return 2
     try:
         asyncio.run(serve(settings.with_(host=args.host, port=args.port, projector=projector),
-                          args.worker, args.worker_concurrency))
+                          args.worker, args.worker_concurrency, args.workers, args.sibling))
     except KeyboardInterrupt:
         pass  # uvicorn already shut down gracefully on the first Ctrl-C
     return 0
+
+
+def workers_refused(settings: Settings, workers: int, with_projector: bool) -> str | None:
+    """Why `serve --workers N` cannot run here, or None. Several API processes need a log and a
+    read model that several processes share, and the projector in a process of its own."""
+    if workers < 1:
+        return "needs at least 1"
+    if workers == 1:
+        return None
+    if settings.embedded:
+        return ("needs Kafka (RUNLEDGER_KAFKA_BOOTSTRAP): the embedded default runs the projector inside "
+                "`serve` and its SQLite log takes one writing process; run one `serve` there")
+    if not settings.database_url or settings.database_url.startswith("sqlite"):
+        return ("needs a PostgreSQL read model (RUNLEDGER_DATABASE_URL): read-your-writes across processes "
+                "wakes on PostgreSQL NOTIFY, and a SQLite read model takes one writing process")
+    if with_projector:
+        return ("cannot be combined with --with-projector: run the projector as `runledger project` "
+                "(one per partition set), the API processes serve requests only")
+    return None
 
 
 async def _migrate(settings: Settings, sql_only: bool) -> int:

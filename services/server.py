@@ -1,7 +1,19 @@
-"""Run the API with uvicorn on a built Runtime; close everything on the way out."""
+"""Run the API with uvicorn on a built Runtime; close everything on the way out.
+
+`workers` > 1 (`runledger serve --workers N`): this process and N-1 sibling processes each
+bind the same host:port with SO_REUSEPORT, and the kernel spreads new connections over them.
+Each sibling is a whole `runledger serve` (its own Runtime: producer, read-model pool,
+checkpoint listener); the projector runs elsewhere (`runledger project`), which is why only
+Kafka + PostgreSQL allows it (services/cli.py refuses the rest).
+"""
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
 
 import uvicorn
 
@@ -12,27 +24,100 @@ from .settings import Settings
 
 log = logging.getLogger("runledger")
 
+PROCESS_HEADER = b"x-runledger-process"  # the answering process's id, with --workers > 1
+SIBLING_STOP_SECONDS = 20
 
-async def serve(settings: Settings, worker: str | None = None, worker_concurrency: int = 8) -> None:
-    """`worker` (MODULE:FUNCTION): also run that block over pending runs, in this process."""
-    runtime = await start_runtime(settings)
+
+async def serve(settings: Settings, worker: str | None = None, worker_concurrency: int = 8, workers: int = 1,
+                sibling: bool = False) -> None:
+    """`worker` (MODULE:FUNCTION): also run that block over pending runs, in this process.
+    `sibling`: one of the N-1 processes the first one started (no bootstrap key, no block)."""
+    if sibling:
+        from .fold_processes import exit_with_parent
+        exit_with_parent()
+    runtime = await start_runtime(settings)  # the first process migrates before the siblings start
     in_server = None
+    siblings: list[subprocess.Popen] = []
     try:
-        key = await ensure_bootstrap_key(runtime.control, settings.bootstrap_key)
-        if key:
-            print(f"\nrunledger: first start, created an API key for org 'default' (shown once):\n\n    {key}\n",
-                  flush=True)
-        where = "embedded log at " + str(settings.log_path) if settings.embedded else settings.kafka_bootstrap
-        log.info("runledger on http://%s:%s (%s; read model %s)", settings.host, settings.port, where,
-                 settings.read_model_url.split("@")[-1])
-        config = uvicorn.Config(create_app(runtime), host=settings.host, port=settings.port,
+        if not sibling:
+            await _announce(settings, runtime)
+        shared = workers > 1 or sibling
+        app = create_app(runtime)
+        config = uvicorn.Config(_ProcessHeader(app) if shared else app, host=settings.host, port=settings.port,
                                 log_level="warning", lifespan="on")
-        if worker:
+        if worker and not sibling:
             from .worker.in_server import InServerWorker
             in_server = InServerWorker(worker, runtime.log, worker_concurrency)
             in_server.start()
-        await uvicorn.Server(config).serve()
+        if not shared:
+            await uvicorn.Server(config).serve()
+            return
+        listening = reuse_port_socket(settings.host, settings.port)
+        if not sibling:
+            siblings = [_start_sibling(settings) for _ in range(workers - 1)]
+        await uvicorn.Server(config).serve(sockets=[listening])
     finally:
+        _stop_siblings(siblings)
         if in_server is not None:
             await in_server.stop()
         await runtime.close()
+
+
+async def _announce(settings: Settings, runtime) -> None:
+    key = await ensure_bootstrap_key(runtime.control, settings.bootstrap_key)
+    if key:
+        print(f"\nrunledger: first start, created an API key for org 'default' (shown once):\n\n    {key}\n",
+              flush=True)
+    where = "embedded log at " + str(settings.log_path) if settings.embedded else settings.kafka_bootstrap
+    log.info("runledger on http://%s:%s (%s; read model %s)", settings.host, settings.port, where,
+             settings.read_model_url.split("@")[-1])
+
+
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A listening socket that other processes may bind too (SO_REUSEPORT, Linux/BSD)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(False)
+    return sock
+
+
+def _start_sibling(settings: Settings) -> subprocess.Popen:
+    """Another `runledger serve` on the same port; inherits the environment (Kafka, database)."""
+    return subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "--host", settings.host,
+                             "--port", str(settings.port), "--data-dir", str(settings.data_dir), "--sibling"])
+
+
+def _stop_siblings(siblings: list[subprocess.Popen]) -> None:
+    for proc in siblings:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in siblings:
+        try:
+            proc.wait(SIBLING_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class _ProcessHeader:
+    """Adds `x-runledger-process: <pid>` to every HTTP answer: which of the processes sharing
+    the port answered (operators and the --workers test read it)."""
+
+    def __init__(self, app):
+        self.app = app
+        self.pid = str(os.getpid()).encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_pid(message):
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (PROCESS_HEADER, self.pid)]
+            await send(message)
+
+        return await self.app(scope, receive, send_with_pid)
