@@ -1,5 +1,6 @@
-"""Table rows over HTTP and the producer SDK, against `runledger serve --with-projector` on
-Kafka + PostgreSQL (the workload projected, consensus on) and the bare app beside it.
+"""Table rows over HTTP and the producer SDK, against `runledger serve` (`--api-workers` API
+processes) beside one `runledger project` on Kafka + PostgreSQL (the workload projected,
+consensus on), and the bare app beside it.
 
 - reads: wrk on GET run, list runs, metrics summary vs the bare app returning the same bytes;
 - ingestion: POST /v1/ledger/events in batches of 100 vs the bare app appending the same
@@ -53,7 +54,7 @@ async def rows(args, infra: Infra, workload: Workload, say) -> list[Row]:
         await log.close()
     with tempfile.TemporaryDirectory(prefix="rl-bench-http-") as tmp:
         workdir = Path(tmp)
-        async with servers.runledger(infra, TOPIC, workdir) as (server, key, admin):
+        async with servers.runledger(infra, TOPIC, workdir, getattr(args, "api_workers", 1)) as (server, key, admin):
             async with httpx.AsyncClient(base_url=server.url, headers={"Api-Key": key}, timeout=120,
                                          limits=httpx.Limits(max_connections=32)) as client:
                 say(f"runledger serve on {server.url}: projecting {len(workload) + 3 * pool.runs:,} events")
@@ -132,11 +133,11 @@ async def _ingestion(args, infra, client, admin, bare, paths, pool: PassPool, pe
         say(f"latency rep {i + 1} at {rate:,.0f} passes/s: p99 {latency.values[-1]:.0f} ms "
             f"vs bare {latency_bare.values[-1]:.0f} ms")
     return [
-        Row(f"ingestion over HTTP, batches of {BATCH} ({CONCURRENCY} clients)", http,
+        Row(f"ingestion over HTTP, batches of {BATCH} ({CONCURRENCY} clients, {_processes(args)})", http,
             "bare FastAPI parsing the same bodies, appending to Kafka", http_bare),
         Row("ingestion through the producer SDK (Producer.over_kafka.emit_many)", sdk,
             "bare aiokafka, same events, acks=all", sdk_bare),
-        Row(f"append -> visible over HTTP at half max rate ({rate:,.0f} passes/s)", latency,
+        Row(f"append -> visible over HTTP at half max rate ({rate:,.0f} passes/s, {_processes(args)})", latency,
             "bare app: append to Kafka + GET same bytes", latency_bare, ratio_note="of p99s, lower is better"),
     ]
 
@@ -147,6 +148,11 @@ async def _sdk(infra: Infra, wire: list[dict]) -> float:
         started = time.perf_counter()
         await producer.emit_many([(w["type"], w["run_id"], w["payload"]) for w in wire])
         return time.perf_counter() - started
+
+
+def _processes(args) -> str:
+    workers = getattr(args, "api_workers", 1)
+    return f"{workers} API process{'es' if workers > 1 else ''} + runledger project"
 
 
 def _slug(name: str) -> str:

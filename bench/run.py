@@ -39,6 +39,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--embedded-only", action="store_true", help="skip everything needing Kafka/PostgreSQL")
     parser.add_argument("--skip", action="append", default=[], choices=["projector", "embedded", "api", "ingest",
                                                                          "consensus", "rebuild", "scale"])
+    parser.add_argument("--api-workers", type=int, default=1,
+                        help="API processes of the HTTP rows' `runledger serve --workers N` (default 1)")
     parser.add_argument("--rebuild-events", type=int, help="events in the rebuild's log (default: bench_rebuild.py's, 1 M)")
     parser.add_argument("--write-doc", action="store_true", help="replace the results section of docs/benchmarks.md")
     parser.add_argument("--workdir", type=Path, help="where servers keep their files (default: a temp dir)")

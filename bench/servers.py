@@ -1,4 +1,5 @@
-"""The two HTTP servers under load: `runledger serve` on Kafka + PostgreSQL, and the bare app."""
+"""The two HTTP servers under load: `runledger serve` + `runledger project` on Kafka +
+PostgreSQL, and the bare app."""
 from __future__ import annotations
 
 import asyncio
@@ -13,6 +14,7 @@ from typing import AsyncIterator
 import httpx
 
 from events.kafka_log import KafkaEventLog
+from tests.projector_process import ProjectorProcess
 from tests.server import ServerProcess, free_port
 
 from .infra import Infra
@@ -22,20 +24,30 @@ BARE_TOPIC = "bench.bare"
 
 
 @asynccontextmanager
-async def runledger(infra: Infra, topic: str, workdir: Path) -> AsyncIterator[tuple[ServerProcess, str, str]]:
-    """`runledger serve --with-projector` on a fresh database; yields it, a tenant key of ORG
-    (the load uses it) and an admin key (projection status)."""
+async def runledger(infra: Infra, topic: str, workdir: Path,
+                    api_workers: int = 1) -> AsyncIterator[tuple[ServerProcess, str, str]]:
+    """The production topology on a fresh database: `runledger serve` (`--workers N` when
+    `api_workers` > 1) serving requests only, beside one `runledger project` process (as
+    docker-compose.yml runs them); yields the server, a tenant key of ORG (the load uses it)
+    and an admin key (projection status)."""
     url = await infra.new_database("api")
     env = {"RUNLEDGER_KAFKA_BOOTSTRAP": infra.kafka, "RUNLEDGER_DATABASE_URL": url, "RUNLEDGER_TOPIC": topic,
            "RUNLEDGER_WAIT_TIMEOUT": "60"}
     key = await asyncio.to_thread(_create_key, env, workdir)
     admin = await asyncio.to_thread(_create_key, env, workdir, True)  # projection status is admin-only
-    server = ServerProcess(workdir / "serve", env=env, extra_args=["--with-projector"])
+    server = ServerProcess(workdir / "serve", env=env,
+                           extra_args=["--workers", str(api_workers)] if api_workers > 1 else [])
     await asyncio.to_thread(server.start, 180)
+    projector = ProjectorProcess("project", env, "runledger-projector", workdir)
     try:
         yield server, key, admin
+        projector.check_alive()
     finally:
         server.stop()
+        try:
+            projector.stop()
+        finally:
+            projector.close()
 
 
 def _create_key(env: dict[str, str], workdir: Path, admin: bool = False) -> str:
