@@ -6,7 +6,6 @@ import uuid
 from datetime import datetime, timezone
 from typing import Annotated, Any, ClassVar
 
-import orjson
 from pydantic import (
     AfterValidator, BaseModel, ConfigDict, Field, SerializeAsAny, StringConstraints, field_validator, model_validator,
 )
@@ -79,11 +78,14 @@ class Payload(BaseModel):
     @classmethod
     def _fits_one_message(cls, data: Any, handler) -> Payload:
         """A payload built here is measured once: pydantic re-runs an *after* validator on
-        every instance it is handed (an envelope given a validated payload measured it again)."""
+        every instance it is handed (an envelope given a validated payload measured it again).
+        Measured by pydantic-core's own JSON serialiser: the same bytes as
+        `orjson.dumps(model_dump(mode="json"))` (compact, UTF-8, shortest floats) without
+        building the intermediate dicts, half the cost (issue 11)."""
         if isinstance(data, Payload):
             return handler(data)
         payload = handler(data)
-        size = len(orjson.dumps(payload.model_dump(mode="json")))
+        size = len(payload.__pydantic_serializer__.to_json(payload))
         if size > MAX_PAYLOAD_BYTES:
             raise ValueError(f"payload is {size} bytes as JSON, more than {MAX_PAYLOAD_BYTES}")
         return payload
