@@ -16,6 +16,7 @@ from .accepted import accepted
 from .auth import KeyCache
 from .consistency import read_your_writes
 from .errors import ApiError
+from .fast_reads import FastReads
 from .guard import RequestGuard
 from .idempotency import Idempotency
 from .routes import experiments, ledger, metrics, replay, results, runs
@@ -40,8 +41,9 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.ledger = Ledger(runtime)
     control = runtime.control or runtime.engine
     app.state.keys = KeyCache(control)
-    # Outermost last: request id -> guard (key, then body size) -> idempotency -> routes.
+    # Outermost last: request id -> guard (key, then body size) -> fast reads -> idempotency -> routes.
     app.add_middleware(Idempotency, engine_of=lambda: control)
+    app.add_middleware(FastReads, api=app)  # GET run and list runs' common case (fast_reads.py)
     app.add_middleware(RequestGuard, max_body_bytes=runtime.settings.max_body_bytes)
     app.state.telemetry = runtime.telemetry or Telemetry()
     app.add_middleware(RequestMetrics, telemetry=app.state.telemetry)  # outermost: times everything

@@ -92,10 +92,15 @@ class KeyCache:
 
 
 def presented_key(request: Request) -> str | None:
-    key = request.headers.get("api-key")
+    return key_in(request.headers)
+
+
+def key_in(headers) -> str | None:
+    """The key a request presents (`Api-Key`, or `Authorization: Bearer`), from its headers."""
+    key = headers.get("api-key")
     if key:
         return key.strip()
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    scheme, _, token = headers.get("authorization", "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
@@ -115,6 +120,16 @@ async def authenticate(request: Request) -> Caller:
     request.state.caller = caller
     logs.org_id.set(caller.org_id)
     return caller
+
+
+async def valid_caller(cache: KeyCache, headers) -> Caller | None:
+    """The caller a request's headers name, or None for any key `authenticate` would
+    refuse (missing, unknown, revoked). Same cache, so the same revocation bound."""
+    secret = key_in(headers)
+    record = await cache.get(secret) if secret else None
+    if record is None or record.revoked_at is not None:
+        return None
+    return Caller(record.key_id, record.org_id, record.role)
 
 
 async def is_admin(request: Request) -> bool:
