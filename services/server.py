@@ -54,7 +54,8 @@ async def serve(settings: Settings, worker: str | None = None, worker_concurrenc
             return
         listening = reuse_port_socket(settings.host, settings.port)
         if not sibling:
-            siblings = [_start_sibling(settings) for _ in range(workers - 1)]
+            bound = settings.with_(port=listening.getsockname()[1])  # the port itself, should 0 have been asked
+            siblings = [_start_sibling(bound) for _ in range(workers - 1)]
         await uvicorn.Server(config).serve(sockets=[listening])
     finally:
         _stop_siblings(siblings)
