@@ -7,6 +7,7 @@ also for workers running as separate `runledger worker` processes.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import sqlite3
@@ -27,6 +28,8 @@ from tests.e2e.conftest import KEY, http
 from tests.waiting import wait_for
 
 CALLS_ENV = "RUNLEDGER_TEST_BLOCK_CALLS"
+STALL_ENV = "RUNLEDGER_TEST_STALL_AFTER"  # a worker whose passes hang after this many calls
+_calls_made = itertools.count(1)
 WORKFLOW, BLOCK = "wf_workers", "extract"
 
 
@@ -41,9 +44,11 @@ def record_call(handle_inputs: dict, pass_index: int) -> None:
 
 
 def steady_block(block_type: str, config: dict, handle_inputs: dict, pass_index: int) -> dict:
-    """A slow, sync block: 0.15 s a pass."""
+    """A slow, sync block: 0.15 s a pass (with STALL_ENV set, passes past that many never end:
+    the worker is then certain to hold unfinished work when it is killed)."""
     record_call(handle_inputs, pass_index)
-    time.sleep(0.15)
+    stall_after = int(os.environ.get(STALL_ENV, "0"))
+    time.sleep(600 if stall_after and next(_calls_made) > stall_after else 0.15)
     return {"total": handle_inputs["doc"]["data"]["n"] * 10, "pass_seen": pass_index % 2}
 
 
@@ -123,9 +128,10 @@ class InProcess:
         await self.log.close()
 
 
-def spawn_worker(server, calls_path: Path, concurrency: int, straight_to_kafka: bool = False) -> subprocess.Popen:
+def spawn_worker(server, calls_path: Path, concurrency: int, straight_to_kafka: bool = False,
+                 stall_after: int = 0) -> subprocess.Popen:
     """`runledger worker`, emitting over HTTP, or (with Kafka) straight to the topic."""
-    env = {**server.env, CALLS_ENV: str(calls_path), "RUNLEDGER_API_KEY": KEY}
+    env = {**server.env, CALLS_ENV: str(calls_path), "RUNLEDGER_API_KEY": KEY, STALL_ENV: str(stall_after)}
     emit = ["--api-url", server.url]
     if straight_to_kafka:
         emit = ["--kafka-bootstrap", server.env["RUNLEDGER_KAFKA_BOOTSTRAP"], "--org", "default"]
@@ -173,7 +179,10 @@ def test_two_workers_share_runs_and_one_killed_mid_run_loses_and_doubles_nothing
     define_block(server)
     calls_path = tmp_path / "calls.jsonl"
     kafka = "RUNLEDGER_KAFKA_BOOTSTRAP" in server.env
-    workers = [spawn_worker(server, calls_path, 3), spawn_worker(server, calls_path, 3, straight_to_kafka=kafka)]
+    # The victim's passes hang after its third call, so that, however slow this machine is,
+    # it holds work the survivor must take over when it is killed.
+    workers = [spawn_worker(server, calls_path, 3, stall_after=3),
+               spawn_worker(server, calls_path, 3, straight_to_kafka=kafka)]
     try:
         wait_until_sharing(server, workers)
         partitions = Settings.from_env(server.env).partitions
@@ -185,9 +194,9 @@ def test_two_workers_share_runs_and_one_killed_mid_run_loses_and_doubles_nothing
 
         by_pid = lambda: Counter(c["pid"] for c in calls(calls_path))  # noqa: E731
         victim = workers[0]
-        # Each worker owns at least 3 runs (27 passes): kill the victim early in its share,
-        # so that work of its is certainly left for the survivor to take over.
-        wait_for(by_pid, lambda c: len(c) == 2 and c[victim.pid] >= 3, timeout=60)
+        # Each worker owns at least 3 runs (27 passes): kill the victim once a pass of its
+        # hangs (its fourth call), so that work of its is certainly left for the survivor.
+        wait_for(by_pid, lambda c: len(c) == 2 and c[victim.pid] >= 4, timeout=60)
         victim.kill()  # SIGKILL: passes in flight die with it, no goodbye to the group
         victim.wait()
         before_kill = [c for c in calls(calls_path) if c["pid"] == victim.pid]
