@@ -107,13 +107,18 @@ async def get_run(infra, workload: Workload, out: Path, seconds: float) -> None:
                 load = threading.Thread(target=wrk.run, args=(url, seconds + 2, {"Api-Key": key}))
                 load.start()
                 folded = out / f"get-run-{kind}.folded"
-                subprocess.run([str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
-                                str(server.proc.pid), "--duration", str(int(seconds)), "--rate", "250", "--format",
-                                "raw", "--nonblocking", *flags, "--output", str(folded)],
-                               check=True, capture_output=True)
+                py_spy(server.proc.pid, int(seconds), folded, rate=250, gil=bool(flags))
                 load.join()
                 (out / f"get-run-{kind}.txt").write_text(summarise(folded))
                 say(f"GET run under wrk, py-spy {kind}: {out / f'get-run-{kind}.txt'}")
+
+
+def py_spy(pid: int, seconds: int, folded: Path, rate: int = 200, gil: bool = False) -> None:
+    """py-spy record of a running process into `folded` (raw stacks), without pausing it;
+    `gil`: only samples where Python holds the GIL (on the CPU)."""
+    subprocess.run([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid),
+                    "--duration", str(seconds), "--rate", str(rate), "--format", "raw", "--nonblocking",
+                    *(["--gil"] if gil else []), "--output", str(folded)], check=True, capture_output=True)
 
 
 def summarise(folded: Path, top: int = 40) -> str:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +26,7 @@ from . import servers
 from .http_rows import BATCH, INGEST, PARTITIONS, TOPIC
 from .infra import servers as infra_servers
 from .ingest import PassPool, bodies, flat_out
-from .profile import summarise
+from .profile import py_spy, summarise
 from .run import say
 from .workload import Workload, created_only
 
@@ -55,10 +53,7 @@ async def profile_ingest(out: Path, seconds: int) -> None:
                     await asyncio.sleep(2)  # past the first connections
                     cpu_before, wall_before = _cpu_seconds(server.proc.pid), time.monotonic()
                     folded = out / "ingest.folded"
-                    await asyncio.to_thread(subprocess.run, [
-                        str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(server.proc.pid),
-                        "--duration", str(seconds), "--rate", "200", "--format", "raw", "--nonblocking",
-                        "--output", str(folded)], check=True, capture_output=True)
+                    await asyncio.to_thread(py_spy, server.proc.pid, seconds, folded)
                     busy = (_cpu_seconds(server.proc.pid) - cpu_before) / (time.monotonic() - wall_before)
                     rate = await load
                     head = (f"API process CPU while sampled: {busy:.2f} CPU-seconds per second; "

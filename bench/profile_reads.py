@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
-import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -24,7 +22,7 @@ from events.kafka_log import KafkaEventLog
 from . import servers, wrk
 from .http_rows import PARTITIONS, TOPIC, endpoints
 from .infra import servers as infra_servers
-from .profile import summarise
+from .profile import py_spy, summarise
 from .run import say
 from .workload import Workload
 
@@ -51,9 +49,7 @@ def _sample(server, url: str, key: str, stem: Path, seconds: int) -> None:
     load = threading.Thread(target=wrk.run, args=(url, seconds + 3, {"Api-Key": key}))
     load.start()
     folded = stem.with_suffix(".folded")
-    subprocess.run([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(server.proc.pid),
-                    "--duration", str(seconds), "--rate", "200", "--format", "raw", "--nonblocking", "--gil",
-                    "--output", str(folded)], check=True, capture_output=True)
+    py_spy(server.proc.pid, seconds, folded, gil=True)
     load.join()
     stem.with_suffix(".txt").write_text(summarise(folded, 60))
 
