@@ -126,7 +126,7 @@ async def test_a_killed_projector_is_replaced_and_the_result_equals_a_fresh_repl
             async def victim_progressed():
                 stored = await checkpoints_of(live)
                 return all(stored.get(p, 0) > 0 for p in victim.assignments()[-1])
-            await until(victim_progressed, 30, "the victim to commit on each of its partitions")
+            await until(victim_progressed, 120, "the victim to commit on each of its partitions")
             assert not streaming.done(), "the kill must come mid-stream"
             victim.proc.send_signal(signal.SIGKILL)
             killed_at = time.monotonic()
