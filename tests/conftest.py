@@ -61,16 +61,29 @@ async def fresh_database_url(kind: str, request, tmp_path) -> str:
     """A new, empty database per test: a SQLite file, or a fresh PostgreSQL database."""
     if kind == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'readmodel.db'}"
+    return await new_postgres_database(request.getfixturevalue("postgres_url"))
+
+
+async def new_postgres_database(url: str) -> str:
+    """A new, empty database on the PostgreSQL server of `url`; its URL."""
     import asyncpg
 
-    base = request.getfixturevalue("postgres_url")
     name = f"t_{uuid.uuid4().hex[:16]}"
-    admin = await asyncpg.connect(base.replace("postgresql+asyncpg", "postgresql"))
+    admin = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    return base.rsplit("/", 1)[0] + "/" + name
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
+def server_backends() -> list:
+    """Parameters for a test run on the embedded default and, when both are enabled, on
+    Kafka + PostgreSQL (marked, so `-m "not kafka"` leaves it out)."""
+    params = ["embedded"]
+    if {"kafka", "postgres"} <= BACKENDS:
+        params.append(pytest.param("kafka+postgres", marks=[pytest.mark.kafka, pytest.mark.postgres]))
+    return params
 
 
 @pytest.fixture(params=_store_params())

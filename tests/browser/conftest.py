@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BACKENDS, fresh_database_url
+from tests.conftest import fresh_database_url, server_backends
 from tests.server import ServerProcess
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -57,14 +57,7 @@ def screenshots() -> Path:
     return where
 
 
-def _backends():
-    params = ["embedded"]
-    if {"kafka", "postgres"} <= BACKENDS:
-        params.append(pytest.param("kafka+postgres", marks=[pytest.mark.kafka, pytest.mark.postgres]))
-    return params
-
-
-@pytest.fixture(params=_backends())
+@pytest.fixture(params=server_backends())
 async def console_server(request, tmp_path):
     env = {"RUNLEDGER_BOOTSTRAP_KEY": KEY, "RUNLEDGER_WAIT_TIMEOUT": "30"}
     args: list[str] = []

@@ -15,7 +15,7 @@ from events.sqlite_log import SqliteEventLog
 from projections import projector as projector_module
 from projections.database import make_engine, prepare_schema
 from projections.projector import Projector
-from tests.conftest import BACKENDS
+from tests.conftest import BACKENDS, new_postgres_database
 from tests.e2e.conftest import create_key
 from tests.fault.workload import Workload, append, assert_survived
 from tests.infra import kafka_broker, postgres_server, restart_postgres
@@ -38,18 +38,6 @@ def own_broker(tmp_path_factory):
         yield broker
 
 
-async def new_database(url: str) -> str:
-    import asyncpg
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return url.rsplit("/", 1)[0] + "/" + name
-
-
 async def migrated(url: str):
     engine = make_engine(url)
     await prepare_schema(url, engine)
@@ -60,7 +48,7 @@ async def migrated(url: str):
 @pytest.mark.skipif("postgres" not in BACKENDS, reason="needs RUNLEDGER_TEST_BACKENDS=postgres")
 async def test_postgres_restarted_inside_a_batch_stops_nothing(own_postgres, tmp_path, monkeypatch):
     directory, url = own_postgres
-    live, replay = await migrated(await new_database(url)), await migrated(await new_database(url))
+    live, replay = await migrated(await new_postgres_database(url)), await migrated(await new_postgres_database(url))
     log = SqliteEventLog(tmp_path / "log.db", partitions=3)
     await log.start()
     inside, resume, armed = asyncio.Event(), asyncio.Event(), [False]
@@ -145,7 +133,7 @@ async def test_reads_across_a_postgres_restart_never_answer_500(own_postgres, tm
     fails the statement that finds it dead. That read answers 503 with Retry-After (the
     pool is invalidated, so the retry connects afresh), never a 500, and reads recover."""
     directory, url = own_postgres
-    database = await new_database(url)
+    database = await new_postgres_database(url)
     server = ServerProcess(tmp_path / "srv", env={"RUNLEDGER_DATABASE_URL": database}).start()
     try:
         key = create_key(server, "org_restart")

@@ -19,21 +19,14 @@ import pytest
 from projections import checkpoints
 from projections.database import make_engine, prepare_schema
 from projections.projector import Projector
-from tests.conftest import BACKENDS, fresh_database_url
+from tests.conftest import fresh_database_url, new_postgres_database, server_backends
 from tests.fault.workload import Workload, append, assert_survived
 
 KILLS = 20
 PARTITIONS = 3
 
 
-def _backends():
-    params = ["embedded"]
-    if {"kafka", "postgres"} <= BACKENDS:
-        params.append(pytest.param("kafka+postgres", marks=[pytest.mark.kafka, pytest.mark.postgres]))
-    return params
-
-
-@pytest.fixture(params=_backends())
+@pytest.fixture(params=server_backends())
 async def stream(request, tmp_path):
     """(log, env for `runledger project`, live read-model URL) on the chosen backend."""
     data_dir = tmp_path / "data"
@@ -132,11 +125,4 @@ async def _behind(engine, log) -> int:
 async def _replay_url(url: str, tmp_path) -> str:
     if url.startswith("sqlite"):
         return f"sqlite+aiosqlite:///{tmp_path / 'replay.db'}"
-    import asyncpg
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    admin = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return url.rsplit("/", 1)[0] + "/" + name
+    return await new_postgres_database(url)
