@@ -5,7 +5,6 @@ import json
 
 import orjson
 from sqlalchemy import MetaData, event, inspect
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from . import migrate
@@ -88,18 +87,31 @@ async def create_schema(engine: AsyncEngine) -> None:
 
 async def create_tables(engine: AsyncEngine, tables: MetaData, *then) -> None:
     """`tables.create_all` (and `then`), safe when several processes start on one fresh
-    SQLite file at once: each checks, then creates, so a process that loses the race
-    sees "already exists" (or "duplicate column"); it looks again and finds them made."""
-    for attempt in range(5):
-        try:
-            async with engine.begin() as conn:
-                await conn.run_sync(tables.create_all)
-                for step in then:
-                    await conn.run_sync(step)
-            return
-        except OperationalError as exc:
-            if attempt == 4 or not any(s in str(exc) for s in ("already exists", "duplicate column")):
-                raise
+    database at once. On SQLite the check-then-create runs in one `BEGIN IMMEDIATE`
+    transaction (SQLite's DDL is transactional), so a second process waits for the first
+    to commit and then finds every table made. The driver's own transaction handling
+    runs DDL outside any transaction, so this uses a short-lived engine of its own."""
+    if engine.dialect.name != "sqlite":
+        async with engine.begin() as conn:
+            await conn.run_sync(tables.create_all)
+            for step in then:
+                await conn.run_sync(step)
+        return
+    exclusive = create_async_engine(engine.url, connect_args={"timeout": 30})
+    event.listen(exclusive.sync_engine, "connect", _sqlite_pragmas)
+    event.listen(exclusive.sync_engine, "connect", _driver_leaves_transactions_alone)
+    event.listen(exclusive.sync_engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+    try:
+        async with exclusive.begin() as conn:
+            await conn.run_sync(tables.create_all)
+            for step in then:
+                await conn.run_sync(step)
+    finally:
+        await exclusive.dispose()
+
+
+def _driver_leaves_transactions_alone(dbapi_connection, _record) -> None:
+    dbapi_connection.isolation_level = None
 
 
 def _add_missing_columns(sync_conn) -> None:
