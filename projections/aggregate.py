@@ -11,6 +11,7 @@ from fractions import Fraction
 from typing import Any, Mapping
 
 EMPTY: Mapping[str, Any] = {"targets": {}, "labels": {}, "flows": {}}
+LABEL_BLOCKS = ("classifier", "split")  # their questions are labels: a summary shows their confusion
 _SEP = "\u2192"  # source→target key of a flow
 
 
@@ -54,3 +55,10 @@ def confusion(agg: Mapping[str, Any]) -> dict[str, Any]:
         if total:
             flows.append({"source": source, "target": target, "score": votes / total})
     return {"diag": diag, "flows": flows}
+
+
+def summary(block_type: str, agg: Mapping[str, Any]) -> dict[str, Any]:
+    """What a metrics summary shows of a run's aggregate."""
+    if block_type in LABEL_BLOCKS:
+        return confusion(agg)
+    return {"likelihoods": likelihoods(agg)}

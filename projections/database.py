@@ -116,7 +116,8 @@ def _driver_leaves_transactions_alone(dbapi_connection, _record) -> None:
 
 def _add_missing_columns(sync_conn) -> None:
     """`create_all` makes missing tables, never missing columns: an embedded read model
-    made before a nullable column was added (runs.resource, migration 0007) gets it here."""
+    made before a nullable column was added (runs.resource, migration 0007; runs.summary,
+    experiments.freshness, blocks.execution, 0008) gets it here."""
     inspector = inspect(sync_conn)
     for table in metadata.sorted_tables:
         if not inspector.has_table(table.name):

@@ -5,6 +5,11 @@ writes the run's resource (the JSON the retab SDK parses, rendered once) into
 `runs.resource`. `GET run` and `list runs` then answer that text without decoding the
 run's state (~7 KB, most of it the frozen document list) to show ~1 KB.
 
+The metrics summary works the same way: `runs.summary` holds what it shows of the run
+(the rendered aggregate, counts, score, fingerprints, filenames), `experiments.freshness`
+and `blocks.execution` what its staleness check compares against, so the summary
+decodes no state at all (services/api/routes/metrics.py; migration 0008).
+
 Pure: no I/O, picklable, so it runs wherever the batch's rows are prepared (the fold's
 process pool included). Everything here is a function of the run's state alone, so a
 replay writes the very same text, and `state_hash` leaves these columns out (they add
@@ -12,21 +17,31 @@ nothing the `state` column does not already hold).
 """
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from typing import Any
 
 import orjson
 
+from . import aggregate
 from .consensus import ENGINE_VERSION
-from .state import RunState
+from .fingerprints import documents_fingerprint, metrics_validity_fingerprint
+from .state import BlockState, ExperimentState, RunState
 
-DERIVED = {"runs": ("resource",)}  # read columns derived from `state` (state_hash skips them)
+# Read columns derived from `state`, per table (state_hash skips them; NULL: not rendered yet).
+DERIVED = {"runs": ("resource", "summary"), "experiments": ("freshness",), "blocks": ("execution",)}
 
 
 def run_columns(run: RunState) -> dict[str, Any]:
     """The extra values of the run's row in `runs`."""
-    return {"resource": render(run_resource(run))}
+    return {"resource": render(run_resource(run)), "summary": render(run_summary(run))}
+
+
+def experiment_columns(exp: ExperimentState) -> dict[str, Any]:
+    return {"freshness": render(experiment_freshness(exp))}
+
+
+def block_columns(block: BlockState) -> dict[str, Any]:
+    return {"execution": render(block_execution(block))}
 
 
 def render(resource: dict[str, Any]) -> str:
@@ -68,6 +83,39 @@ def run_resource(run: RunState) -> dict[str, Any]:
     }
 
 
+def run_summary(run: RunState) -> dict[str, Any]:
+    """What a metrics summary (and its staleness check) reads of the run. `filenames` is
+    the one part that grows with the run: ~60 bytes a document of its ~7 KB state."""
+    spec = run.spec
+    return {
+        "run_id": run.run_id,
+        "experiment_id": spec["experiment_id"],
+        "block_type": spec["block_type"],
+        "block_execution_fingerprint": spec["block_execution_fingerprint"],
+        "documents_fingerprint": spec["documents_fingerprint"],
+        "status": run.status,
+        "created_at": run.created_at.isoformat(),
+        "score": run.score,
+        "completed_document_count": run.completed_document_count,
+        "total_document_count": run.total_document_count,
+        "aggregate": aggregate.summary(spec["block_type"], run.metrics),
+        "filenames": {d["document_id"]: d["filename"] for d in spec.get("documents", ())},
+    }
+
+
+def experiment_freshness(exp: ExperimentState) -> dict[str, Any]:
+    """What a run is compared with to tell whether it measured the experiment as it is now
+    (the block's half is `block_execution`)."""
+    return {"documents_fingerprint": documents_fingerprint([d["document_id"] for d in exp.documents]),
+            "n_consensus": exp.n_consensus}
+
+
+def block_execution(block: BlockState | None) -> dict[str, Any] | None:
+    """The block's current type and configuration; None before its first definition."""
+    current = block.current if block else None
+    return {"block_type": current.block_type, "config": current.config} if current else None
+
+
 def lifecycle(status: str, error: dict | None = None, reason: str | None = None) -> dict[str, Any]:
     if status == "error":
         error = error or {}
@@ -76,13 +124,6 @@ def lifecycle(status: str, error: dict | None = None, reason: str | None = None)
     if status == "cancelled":
         return {"status": "cancelled", "reason": reason}
     return {"status": status}
-
-
-def metrics_validity_fingerprint(execution: str, documents: str) -> str:
-    """sha256 of canonical JSON (services/fingerprints.py's `digest`) over what makes a
-    run's metrics comparable: its execution, its documents and the engine's version."""
-    value = {"execution": execution, "documents": documents, "engine": ENGINE_VERSION}
-    return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def _iso(value: datetime | None) -> str | None:

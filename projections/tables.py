@@ -67,6 +67,7 @@ runs = Table(
     Column("score", Float),
     Column("state", JSON, nullable=False),
     Column("resource", Text),  # the rendered run resource (projections/read_columns.py; migration 0007)
+    Column("summary", Text),  # what its metrics summary shows (read_columns.run_summary; migration 0008)
     Index("ix_runs_org_created", "org_id", "created_at", "run_id"),
     Index("ix_runs_experiment", "experiment_id", "created_at"),
 )
@@ -103,6 +104,7 @@ experiments = Table(
     Column("deleted", Boolean, nullable=False),
     Column("created_at", TS, nullable=False),
     Column("state", JSON, nullable=False),
+    Column("freshness", Text),  # read_columns.experiment_freshness (migration 0008)
     Index("ix_experiments_org_workflow", "org_id", "workflow_id", "created_at"),
 )
 
@@ -111,6 +113,7 @@ blocks = Table(
     Column("block_key", Text, primary_key=True),
     Column("org_id", Text, nullable=False),
     Column("state", JSON, nullable=False),
+    Column("execution", Text),  # read_columns.block_execution (migration 0008)
 )
 
 event_index = Table(

@@ -86,8 +86,10 @@ async def _live_and_derived(conn: AsyncConnection, log: EventLog, run_id: str):
 def _unrendered_as_live(live: dict, derived: dict) -> None:
     """A read column derived from `state` that is NULL (a row written before the column
     existed: readers render it from `state`) is not a difference; a stored value must
-    equal the rendering."""
+    equal the rendering. Only the run's tables are compared here."""
     for name, columns in DERIVED.items():
+        if name not in RUN_TABLES:
+            continue
         stored = {tuple(row[k] for k in RUN_TABLES[name][1]): row for row in live[name]}
         for row in derived[name]:
             mine = stored.get(tuple(row[k] for k in RUN_TABLES[name][1]))

@@ -23,7 +23,7 @@ from events.log import Record
 from . import serialize as ser
 from . import database
 from .database import JsonText, dumps
-from .read_columns import run_columns
+from .read_columns import block_columns, experiment_columns, run_columns
 from .state import DocumentState, RunState
 from .tables import blocks, document_targets, event_index, experiments, run_documents, runs
 
@@ -100,7 +100,7 @@ def run_writes(writes: AggregateWrites, run: RunState, exists: bool, loaded_docs
     left the very object that was loaded)."""
     values = dict(status=run.status, started_at=run.started_at, completed_at=run.completed_at,
                   score=run.score, state=json_text(ser.run_to_json(run)))
-    values.update(run_columns(run))  # the API's read columns (runs.resource)
+    values.update(run_columns(run))  # the API's read columns (runs.resource, runs.summary)
     if exists:
         writes.update("runs", dict(values, k_id=run.run_id))
     else:
@@ -153,7 +153,7 @@ def target_rows(run: RunState, finished: Iterable[tuple[str, str]]) -> list[dict
 
 
 def experiment_writes(writes: AggregateWrites, experiment_id: str, exp, exists: bool) -> None:
-    values = dict(state=json_text(ser.experiment_to_json(exp)), deleted=exp.deleted)
+    values = dict(state=json_text(ser.experiment_to_json(exp)), deleted=exp.deleted, **experiment_columns(exp))
     if exists:
         writes.update("experiments", dict(values, k_id=experiment_id))
     else:
@@ -163,8 +163,8 @@ def experiment_writes(writes: AggregateWrites, experiment_id: str, exp, exists: 
 
 
 def block_writes(writes: AggregateWrites, key: str, block, exists: bool) -> None:
-    state = json_text(ser.block_to_json(block))
+    values = dict(state=json_text(ser.block_to_json(block)), **block_columns(block))
     if exists:
-        writes.update("blocks", dict(state=state, k_id=key))
+        writes.update("blocks", dict(values, k_id=key))
     else:
-        writes.insert("blocks", [dict(block_key=key, org_id=block.org_id, state=state)])
+        writes.insert("blocks", [dict(block_key=key, org_id=block.org_id, **values)])

@@ -1,6 +1,7 @@
 """verify: a run's live rows against a refold of its own events; repair rewrites them."""
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select, update
 
 from projections import verify
@@ -76,15 +77,17 @@ async def test_an_unknown_run_is_not_found(event_log, engine):
     raise AssertionError("verify of an unknown run must raise RunNotFound")
 
 
-async def test_a_run_row_without_its_stored_resource_verifies_and_a_wrong_one_is_found(event_log, engine):
-    """Rows written before runs.resource existed (migration 0007) hold NULL there and are
-    read by rendering their state: not a difference. A stored resource must equal the
-    rendering: one changed behind the projector's back is found."""
+@pytest.mark.parametrize("column", ["resource", "summary"])
+async def test_a_run_row_without_its_stored_read_column_verifies_and_a_wrong_one_is_found(event_log, engine, column):
+    """Rows written before runs.resource (migration 0007) or runs.summary (0008) existed
+    hold NULL there and are read by rendering their state: not a difference. A stored
+    value must equal the rendering: one changed behind the projector's back is found."""
     await _project_runs(event_log, engine)
     async with engine.begin() as conn:
-        await conn.execute(update(runs).where(runs.c.run_id == "run_a").values(resource=None))
-        await conn.execute(update(runs).where(runs.c.run_id == "run_c").values(resource='{"id":"forged"}'))
+        await conn.execute(update(runs).where(runs.c.run_id == "run_a").values({column: None}))
+        await conn.execute(update(runs).where(runs.c.run_id == "run_c").values({column: '{"id":"forged"}'}))
     checks = {c.run_id: c for c in await _all(engine, event_log)}
     assert checks["run_a"].ok and checks["run_a"].live_hash == checks["run_a"].replayed_hash
+    assert checks["run_b"].ok
     assert not checks["run_c"].ok
-    assert (checks["run_c"].differences[0].table, checks["run_c"].differences[0].field) == ("runs", "resource")
+    assert (checks["run_c"].differences[0].table, checks["run_c"].differences[0].field) == ("runs", column)
