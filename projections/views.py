@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, Mapping, NamedTuple
 
+import orjson
 from sqlalchemy import bindparam, case, func, null, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -12,12 +13,23 @@ from events import keys
 
 from . import serialize as ser
 from .pagination import Page, PageRequest, paginate
-from .read_columns import render, run_resource
+from .read_columns import block_execution, experiment_freshness, render, run_resource, run_summary
 from .state import BlockState, DocumentState, ExperimentState, RunState
 from .tables import blocks, checkpoints, dead_letters, document_targets, event_index, experiments, run_documents, runs
 
-# A row written before runs.resource (migration 0007) has none: its state, to render it.
-_STATE_IF_NO_RESOURCE = case((runs.c.resource.is_(None), runs.c.state), else_=null()).label("state")
+
+
+def _state_if_null(column, state):
+    """A row written before a derived read column existed (read_columns.DERIVED) holds NULL
+    there: select its state instead, to derive the value from."""
+    return case((column.is_(None), state), else_=null()).label("state")
+
+
+def _stored(text: str) -> Any:
+    return orjson.loads(text)
+
+
+_STATE_IF_NO_RESOURCE = _state_if_null(runs.c.resource, runs.c.state)  # rows older than migration 0007
 SORTABLE = {"created_at": runs.c.created_at, "started_at": runs.c.started_at,
             "completed_at": runs.c.completed_at, "score": runs.c.score}
 _EPOCH = datetime(1970, 1, 1)
@@ -34,6 +46,18 @@ async def get_block(conn: AsyncConnection, org_id: str, workflow_id: str, block_
     return ser.block_from_json(row.state) if row else None
 
 
+async def get_block_execution(conn: AsyncConnection, org_id: str, workflow_id: str,
+                              block_id: str) -> dict[str, Any] | None:
+    """`read_columns.block_execution` of the block (None: no block, or no version yet)."""
+    key = block_key(org_id, workflow_id, block_id)
+    query = select(blocks.c.execution, _state_if_null(blocks.c.execution, blocks.c.state)).where(
+        blocks.c.block_key == key)
+    row = (await conn.execute(query)).first()
+    if row is None:
+        return None
+    return _stored(row.execution) if row.execution is not None else block_execution(ser.block_from_json(row.state))
+
+
 async def get_experiment(conn: AsyncConnection, org_id: str, experiment_id: str) -> ExperimentState | None:
     query = select(experiments.c.state).where(
         experiments.c.experiment_id == experiment_id, experiments.c.org_id == org_id,
@@ -41,6 +65,31 @@ async def get_experiment(conn: AsyncConnection, org_id: str, experiment_id: str)
     )
     row = (await conn.execute(query)).first()
     return ser.experiment_from_json(row.state) if row else None
+
+
+class ExperimentFreshness(NamedTuple):
+    """What a metrics summary reads of an experiment: `fields` is `read_columns.experiment_freshness`."""
+
+    experiment_id: str
+    workflow_id: str
+    block_id: str
+    fields: dict[str, Any]
+
+
+async def get_experiment_freshness(conn: AsyncConnection, org_id: str,
+                                   experiment_id: str) -> ExperimentFreshness | None:
+    """From the stored column; a row written before it (migration 0008) from its state."""
+    query = select(experiments.c.workflow_id, experiments.c.block_id, experiments.c.freshness,
+                   _state_if_null(experiments.c.freshness, experiments.c.state)).where(
+        experiments.c.experiment_id == experiment_id, experiments.c.org_id == org_id,
+        experiments.c.deleted.is_(False),
+    )
+    row = (await conn.execute(query)).first()
+    if row is None:
+        return None
+    fields = (_stored(row.freshness) if row.freshness is not None
+              else experiment_freshness(ser.experiment_from_json(row.state)))
+    return ExperimentFreshness(experiment_id, row.workflow_id, row.block_id, fields)
 
 
 async def list_experiments(conn, org_id: str, workflow_id: str | None, block_id: str | None, page: PageRequest) -> Page:
@@ -66,6 +115,29 @@ def _visible_runs(org_id):
 # Built once: the hottest read builds no statement and computes no cache key per request.
 _RUN_RESOURCE = select(runs.c.resource, _STATE_IF_NO_RESOURCE).where(
     runs.c.run_id == bindparam("run_id"), _visible_runs(bindparam("org_id")))
+
+
+class RunSummary(NamedTuple):
+    """A run as its metrics summary reads it: `fields` is `read_columns.run_summary`."""
+
+    run_id: str
+    experiment_id: str
+    created_at: datetime
+    fields: dict[str, Any]
+
+
+_RUN_SUMMARY = select(runs.c.run_id, runs.c.experiment_id, runs.c.created_at, runs.c.summary,
+                      _state_if_null(runs.c.summary, runs.c.state)).where(
+    runs.c.run_id == bindparam("run_id"), _visible_runs(bindparam("org_id")))
+
+
+async def get_run_summary(conn: AsyncConnection, org_id: str, run_id: str) -> RunSummary | None:
+    """From the stored column; a row written before it (migration 0008) from its state."""
+    row = (await conn.execute(_RUN_SUMMARY, {"run_id": run_id, "org_id": org_id})).first()
+    if row is None:
+        return None
+    fields = _stored(row.summary) if row.summary is not None else run_summary(run_from_row(row))
+    return RunSummary(row.run_id, row.experiment_id, row.created_at, fields)
 
 
 async def get_run(conn: AsyncConnection, org_id: str, run_id: str) -> RunState | None:
@@ -169,12 +241,13 @@ class DocumentScore(NamedTuple):
     score: float | None
 
 
-async def document_scores(conn: AsyncConnection, run: RunState | RunScore) -> list[DocumentScore]:
-    """The run's documents in order, with their status and score (filenames from the run's
-    spec; "" for a `RunScore`, whose documents show their scores only)."""
-    filenames = {d["document_id"]: d["filename"] for d in run.spec.get("documents", ())}
+async def document_scores(conn: AsyncConnection, run_id: str,
+                          filenames: Mapping[str, str] | None = None) -> list[DocumentScore]:
+    """The run's documents in order, with their status and score (filenames "" unless given:
+    a prior run's documents show their scores only)."""
+    filenames = filenames or {}
     query = (select(run_documents.c.document_id, run_documents.c.status, run_documents.c.score)
-             .where(run_documents.c.run_id == run.run_id).order_by(run_documents.c.idx))
+             .where(run_documents.c.run_id == run_id).order_by(run_documents.c.idx))
     return [DocumentScore(row.document_id, filenames.get(row.document_id, ""), row.status, row.score)
             for row in (await conn.execute(query)).all()]
 
@@ -237,7 +310,8 @@ async def get_run_any(conn: AsyncConnection, run_id: str) -> RunState | None:
 
 async def prior_completed_run(conn: AsyncConnection, org_id: str, run: RunState) -> RunState | None:
     """The latest completed run of the same experiment created before `run`."""
-    row = (await conn.execute(_prior_completed(org_id, run, runs.c.state))).first()
+    query = _prior_completed(org_id, run.spec["experiment_id"], run.run_id, run.created_at, runs.c.state)
+    row = (await conn.execute(query)).first()
     return ser.run_from_json(row.state, {}) if row else None
 
 
@@ -246,17 +320,24 @@ class RunScore(NamedTuple):
 
     run_id: str
     score: float | None
-    spec: dict  # empty: the summary reads no more of it
 
 
-async def prior_completed_score(conn: AsyncConnection, org_id: str, run: RunState) -> RunScore | None:
+async def prior_completed_score(conn: AsyncConnection, org_id: str, run: RunSummary) -> RunScore | None:
     """`prior_completed_run`'s id and score only."""
-    row = (await conn.execute(_prior_completed(org_id, run, runs.c.run_id, runs.c.score))).first()
-    return RunScore(row.run_id, row.score, {}) if row else None
+    query = _prior_completed(org_id, run.experiment_id, run.run_id, run.created_at, runs.c.run_id, runs.c.score)
+    row = (await conn.execute(query)).first()
+    return RunScore(row.run_id, row.score) if row else None
 
 
-def _prior_completed(org_id: str, run: RunState, *columns):
+async def get_run_score(conn: AsyncConnection, org_id: str, run_id: str) -> RunScore | None:
+    """`get_run`'s id and score only."""
+    row = (await conn.execute(select(runs.c.run_id, runs.c.score).where(
+        runs.c.run_id == run_id, _visible_runs(org_id)))).first()
+    return RunScore(row.run_id, row.score) if row else None
+
+
+def _prior_completed(org_id: str, experiment_id: str, run_id: str, created_at: datetime, *columns):
     return select(*columns).where(
-        runs.c.org_id == org_id, runs.c.experiment_id == run.spec["experiment_id"],
-        runs.c.status == "completed", runs.c.run_id != run.run_id, runs.c.created_at <= run.created_at,
+        runs.c.org_id == org_id, runs.c.experiment_id == experiment_id,
+        runs.c.status == "completed", runs.c.run_id != run_id, runs.c.created_at <= created_at,
     ).order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(1)

@@ -1,29 +1,41 @@
 """Is an experiment's latest run still a measurement of its current definition?"""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
+from projections.read_columns import block_execution, experiment_freshness
 from projections.state import BlockState, ExperimentState, RunState
 
 from .. import fingerprints as fp
 
+Fingerprints = tuple[str | None, str]  # the block's current execution (None: undefined), the documents'
 
-def current_fingerprints(exp: ExperimentState, block: BlockState | None) -> tuple[str | None, str]:
-    docs = fp.documents_fingerprint([d["document_id"] for d in exp.documents])
-    current = block.current if block else None
-    if current is None:
+
+def current_fingerprints(exp: ExperimentState, block: BlockState | None) -> Fingerprints:
+    return fingerprints_of(experiment_freshness(exp), block_execution(block))
+
+
+def fingerprints_of(experiment: Mapping[str, Any], block: Mapping[str, Any] | None) -> Fingerprints:
+    """From `read_columns.experiment_freshness` and `block_execution` (as stored or derived)."""
+    docs = experiment["documents_fingerprint"]
+    if block is None:
         return None, docs
-    return fp.execution_fingerprint(current.block_type, dict(current.config), exp.n_consensus), docs
+    return fp.execution_fingerprint(block["block_type"], dict(block["config"]), experiment["n_consensus"]), docs
 
 
 def stale_reasons(exp: ExperimentState, block: BlockState | None, run: RunState) -> list[str]:
-    execution, docs = current_fingerprints(exp, block)
-    reasons = []
-    if execution != run.spec["block_execution_fingerprint"]:
-        reasons.append("block_changed")
-    if docs != run.spec["documents_fingerprint"]:
-        reasons.append("documents_changed")
-    return reasons
+    return stale_reasons_of(current_fingerprints(exp, block), run.spec)
+
+
+def stale_reasons_of(current: Fingerprints, run: Mapping[str, Any]) -> list[str]:
+    """Why a run (its spec, or `read_columns.run_summary`) no longer measures the current definition."""
+    execution, docs = current
+    found = []
+    if execution != run["block_execution_fingerprint"]:
+        found.append("block_changed")
+    if docs != run["documents_fingerprint"]:
+        found.append("documents_changed")
+    return found
 
 
 def freshness(exp: ExperimentState, block: BlockState | None, last: RunState | None) -> dict[str, Any]:

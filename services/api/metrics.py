@@ -1,27 +1,43 @@
 """The four metrics views (summary, by_document, by_target, votes) and their two
-non-answers (stale_metrics, no_metrics), shaped as the retab SDK parses them."""
+non-answers (stale_metrics, no_metrics), shaped as the retab SDK parses them.
+
+The summary reads no state: `SummaryInput` holds the read columns the projector wrote
+(projections/read_columns.py). The other views read whole document states (`MetricsInput`)."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import Any, Mapping
 
 from projections import aggregate
+from projections.aggregate import LABEL_BLOCKS
 from projections.consensus.normalize import label_text
+from projections.read_columns import run_summary
 from projections.state import BlockState, DocumentState, ExperimentState, RunState
+from projections.views import DocumentScore, RunScore
 
 from .errors import invalid, not_found
-from .freshness import current_fingerprints, stale_reasons
+from .freshness import Fingerprints, current_fingerprints, stale_reasons_of
 
-LABEL_BLOCKS = ("classifier", "split")
+
+@dataclass
+class SummaryInput:
+    """`run` is `read_columns.run_summary`; `current` the experiment's current fingerprints."""
+
+    run: Mapping[str, Any]
+    current: Fingerprints
+    documents: list[DocumentScore]
+    prior: RunScore | None = None
+    prior_documents: dict[str, DocumentScore] = field(default_factory=dict)
+
+    def prior_score(self, document_id: str) -> float | None:
+        doc = self.prior_documents.get(document_id)
+        return doc.score if doc else None
 
 
 @dataclass
 class MetricsInput:
-    """For the summary, `documents` and `prior_documents` may be `views.DocumentScore`s
-    (id, filename, status, score: all the summary reads) instead of whole states, and
-    `prior` a `views.RunScore` (id and score)."""
-
     run: RunState
     documents: list[DocumentState]
     experiment: ExperimentState
@@ -33,6 +49,10 @@ class MetricsInput:
     def block_type(self) -> str:
         return self.run.spec["block_type"]
 
+    @cached_property
+    def current(self) -> Fingerprints:
+        return current_fingerprints(self.experiment, self.block)
+
     def prior_score(self, document_id: str) -> float | None:
         doc = self.prior_documents.get(document_id)
         return doc.score if doc else None
@@ -41,22 +61,21 @@ class MetricsInput:
         return _target_score(self.prior_documents.get(document_id), path)
 
 
-def stale_or_missing(data: MetricsInput) -> dict[str, Any] | None:
-    run, exp = data.run, data.experiment
-    reasons = stale_reasons(exp, data.block, run)
+def stale_or_missing(data: SummaryInput | MetricsInput) -> dict[str, Any] | None:
+    run = data.run if isinstance(data, SummaryInput) else run_summary(data.run)
+    reasons = stale_reasons_of(data.current, run)
     if reasons:
-        execution, _ = current_fingerprints(exp, data.block)
         return {
-            "kind": "stale_metrics", "error": "stale_metrics", "experiment_id": exp.experiment_id,
-            "stale_reasons": reasons, "current_block_execution_fingerprint": execution,
-            "last_run": {"run_id": run.run_id, "block_execution_fingerprint": run.spec["block_execution_fingerprint"],
-                         "score": run.score, "created_at": run.created_at.isoformat()},
-            "message": f"run {run.run_id} measured an earlier definition of the experiment "
+            "kind": "stale_metrics", "error": "stale_metrics", "experiment_id": run["experiment_id"],
+            "stale_reasons": reasons, "current_block_execution_fingerprint": data.current[0],
+            "last_run": {"run_id": run["run_id"], "block_execution_fingerprint": run["block_execution_fingerprint"],
+                         "score": run["score"], "created_at": run["created_at"]},
+            "message": f"run {run['run_id']} measured an earlier definition of the experiment "
                        f"({', '.join(reasons)}); start a new run, or pass allow_stale=true to read it anyway",
         }
-    if not run.completed_document_count:
-        return no_metrics(exp.experiment_id, f"no document of run {run.run_id} has been scored yet "
-                                             f"(status {run.status})")
+    if not run["completed_document_count"]:
+        return no_metrics(run["experiment_id"], f"no document of run {run['run_id']} has been scored yet "
+                                                f"(status {run['status']})")
     return None
 
 
@@ -64,22 +83,18 @@ def no_metrics(experiment_id: str, message: str) -> dict[str, Any]:
     return {"kind": "no_metrics", "error": "no_metrics", "experiment_id": experiment_id, "message": message}
 
 
-def summary(data: MetricsInput) -> dict[str, Any]:
+def summary(data: SummaryInput) -> dict[str, Any]:
     run = data.run
     documents = [{"id": d.document_id, "filename": d.filename, "score": d.score,
                   "prior_score": data.prior_score(d.document_id)}
                  for d in data.documents if d.status == "completed"]
-    if data.block_type in LABEL_BLOCKS:
-        agg: dict[str, Any] = aggregate.confusion(run.metrics)
-    else:
-        agg = {"likelihoods": aggregate.likelihoods(run.metrics)}
     return {
-        "experiment_id": run.spec["experiment_id"], "run_id": run.run_id, "kind": "summary", "view": "summary",
-        "block_execution_fingerprint": run.spec["block_execution_fingerprint"], "block_type": data.block_type,
-        "score": run.score, "prior_score": data.prior.score if data.prior else None,
+        "experiment_id": run["experiment_id"], "run_id": run["run_id"], "kind": "summary", "view": "summary",
+        "block_execution_fingerprint": run["block_execution_fingerprint"], "block_type": run["block_type"],
+        "score": run["score"], "prior_score": data.prior.score if data.prior else None,
         "prior_run_id": data.prior.run_id if data.prior else None,
-        "documents": documents, "scored_document_count": run.completed_document_count,
-        "total_document_count": run.total_document_count, "aggregate": agg,
+        "documents": documents, "scored_document_count": run["completed_document_count"],
+        "total_document_count": run["total_document_count"], "aggregate": run["aggregate"],
     }
 
 

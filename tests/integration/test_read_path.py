@@ -12,7 +12,7 @@ from sqlalchemy import event, select, update
 
 from projections import views
 from projections.database import make_engine, reader
-from projections.read_columns import run_resource
+from projections.read_columns import run_resource, run_summary
 from projections.tables import runs
 from services.api import metrics
 from services.api.auth import KeyCache
@@ -123,18 +123,19 @@ async def test_a_postgresql_read_is_its_select_alone(database_url, runtime, api)
 
 
 async def test_the_metrics_summary_from_row_scores_equals_the_one_from_whole_states(runtime, api):
-    """The summary reads each document's status and score columns, not its state: the
-    same answer as from the decoded states, prior run included."""
+    """The summary reads the run's summary column and each document's status and score
+    columns, not their states: the same inputs as from the decoded states, prior run included
+    (tests/integration/test_metrics_summary.py compares the answers byte for byte)."""
     script = await project_a_run(runtime, "run_summary_prior", "run_summary")
     ctx = Ctx("org_a", runtime, Ledger(runtime))
-    light = await metrics_route._load(ctx, script.run_id, True, None, scores_only=True)
+    light = await metrics_route._summary(ctx, script.run_id, True, None)
     whole = await metrics_route._load(ctx, script.run_id, True, None)
-    assert light.prior is not None and light.prior.run_id == "run_summary_prior"
+    assert light.prior is not None and light.prior.run_id == whole.prior.run_id == "run_summary_prior"
     assert [d.score for d in light.documents] == [d.score for d in whole.documents] != [None, None]
-    assert metrics.summary(light) == metrics.summary(whole)
+    assert light.run == orjson.loads(orjson.dumps(run_summary(whole.run))) and light.current == whole.current
     answered = await api.get("/v1/workflows/experiments/metrics", params={"run_id": script.run_id,
                                                                           "allow_stale": "true"})
-    assert answered.status_code == 200 and answered.json() == orjson.loads(orjson.dumps(metrics.summary(whole)))
+    assert answered.status_code == 200 and answered.json() == orjson.loads(orjson.dumps(metrics.summary(light)))
 
 
 async def test_a_burst_of_requests_with_one_key_asks_the_store_once(runtime):

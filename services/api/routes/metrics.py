@@ -10,6 +10,7 @@ from .. import metrics
 from ..commands import load_experiment
 from ..context import Ctx, context
 from ..errors import invalid, not_found
+from ..freshness import fingerprints_of
 from .runs import load_run
 
 router = APIRouter(prefix="/v1/workflows/experiments/metrics", tags=["metrics"])
@@ -32,7 +33,10 @@ async def get_metrics(
         if latest is None:
             return metrics.no_metrics(experiment_id, f"experiment {experiment_id} has no runs yet")
         run_id = latest.run_id
-    data = await _load(ctx, run_id, include_prior, prior_run_id, scores_only=view == "summary")
+    if view == "summary":
+        data = await _summary(ctx, run_id, include_prior, prior_run_id)
+    else:
+        data = await _load(ctx, run_id, include_prior, prior_run_id)
     problem = metrics.stale_or_missing(data)
     if problem and not (allow_stale and problem["kind"] == "stale_metrics"):
         return problem
@@ -45,26 +49,41 @@ async def get_metrics(
     return metrics.votes(data, document_id, target_path)
 
 
-async def _load(ctx: Ctx, run_id: str, include_prior: bool, prior_run_id: str | None,
-                scores_only: bool = False) -> metrics.MetricsInput:
-    """`scores_only` (the summary): documents as their row's status and score, not their
-    whole states (all passes and the consensus tree: ~100x the bytes)."""
+async def _summary(ctx: Ctx, run_id: str, include_prior: bool, prior_run_id: str | None) -> metrics.SummaryInput:
+    """The read columns the projector wrote (no state decoded unless a row predates them),
+    the documents' status and score columns, and the prior run's id and score columns."""
+    async with ctx.connect() as conn:
+        run = await views.get_run_summary(conn, ctx.org_id, run_id)
+        if run is None:
+            raise not_found("run", run_id)
+        experiment = await views.get_experiment_freshness(conn, ctx.org_id, run.experiment_id)
+        if experiment is None:
+            raise not_found("experiment", run.experiment_id)
+        block = await views.get_block_execution(conn, ctx.org_id, experiment.workflow_id, experiment.block_id)
+        documents = await views.document_scores(conn, run_id, run.fields["filenames"])
+        if prior_run_id:
+            prior = await views.get_run_score(conn, ctx.org_id, prior_run_id)
+            if prior is None:
+                raise not_found("run", prior_run_id)
+        else:
+            prior = await views.prior_completed_score(conn, ctx.org_id, run) if include_prior else None
+        prior_docs = {d.document_id: d for d in await views.document_scores(conn, prior.run_id)} if prior else {}
+    current = fingerprints_of(experiment.fields, block)
+    return metrics.SummaryInput(run.fields, current, documents, prior, prior_docs)
+
+
+async def _load(ctx: Ctx, run_id: str, include_prior: bool, prior_run_id: str | None) -> metrics.MetricsInput:
+    """Whole states: the run's, every document's (all passes and the consensus tree)."""
     run = await load_run(ctx, run_id)
     experiment = await load_experiment(ctx, run.spec["experiment_id"])
-    documents_of = views.document_scores if scores_only else _states
     async with ctx.connect() as conn:
         block = await views.get_block(conn, ctx.org_id, experiment.workflow_id, experiment.block_id)
-        documents = await documents_of(conn, run)
+        documents = await views.run_documents_of(conn, run.run_id)
         if prior_run_id:
             prior = await views.get_run(conn, ctx.org_id, prior_run_id)
             if prior is None:
                 raise not_found("run", prior_run_id)
         else:
-            prior_of = views.prior_completed_score if scores_only else views.prior_completed_run
-            prior = await prior_of(conn, ctx.org_id, run) if include_prior else None
-        prior_docs = {d.document_id: d for d in await documents_of(conn, prior)} if prior else {}
+            prior = await views.prior_completed_run(conn, ctx.org_id, run) if include_prior else None
+        prior_docs = {d.document_id: d for d in await views.run_documents_of(conn, prior.run_id)} if prior else {}
     return metrics.MetricsInput(run, documents, experiment, block, prior, prior_docs)
-
-
-async def _states(conn, run):
-    return await views.run_documents_of(conn, run.run_id)
