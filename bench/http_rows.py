@@ -5,8 +5,10 @@ consensus on), and the bare app beside it.
 - reads: wrk on GET run, list runs, metrics summary vs the bare app returning the same bytes;
 - ingestion: POST /v1/ledger/events in batches of 100 vs the bare app appending the same
   bodies to Kafka; the producer SDK over Kafka vs bare aiokafka sending the same events;
-- append -> visible: at half the measured HTTP ingestion rate, one pass appended and read
-  back with its position token, vs the same two calls on the bare app (no projection).
+- ingestion until visible: the same batches, timed until the projector has applied them
+  (the maximum sustained rate: appended *and* projected);
+- append -> visible: at half that sustained rate, one pass appended and read back with its
+  position token, vs the same two calls on the bare app (no projection).
 """
 from __future__ import annotations
 
@@ -102,12 +104,14 @@ def _reads(args, base: str, key: str, bare_base: str, paths: dict[str, str], say
 
 
 async def _ingestion(args, infra, client, admin, bare, paths, pool: PassPool, per_rep: int, say) -> list[Row]:
-    http, http_bare, sdk, sdk_bare = (Figure("passes/s") for _ in range(4))
+    http, http_bare, sdk, sdk_bare, sustained = (Figure("passes/s") for _ in range(5))
     for i in range(args.repeat):
         batches = bodies(pool.events(per_rep), BATCH)
+        started = time.perf_counter()
         http.values.append(await flat_out(client, INGEST, batches, BATCH))
+        await servers.caught_up(client, admin, poll=0.02)
+        sustained.values.append(per_rep / (time.perf_counter() - started))
         http_bare.values.append(await flat_out(bare, "/ingest", batches, BATCH))
-        await servers.caught_up(client, admin)
         wire = pool.events(per_rep)
         sdk.values.append(per_rep / await _sdk(infra, wire))
         built = Producer(None, org_id=ORG, producer="bench")
@@ -116,9 +120,12 @@ async def _ingestion(args, infra, client, admin, bare, paths, pool: PassPool, pe
         sdk_bare.values.append(per_rep / await bare_kafka.produce(infra.kafka, servers.BARE_TOPIC, PARTITIONS,
                                                                   messages))
         await servers.caught_up(client, admin)
-        say(f"ingest rep {i + 1}: HTTP {http.values[-1]:,.0f} vs bare {http_bare.values[-1]:,.0f}; "
-            f"SDK {sdk.values[-1]:,.0f} vs bare aiokafka {sdk_bare.values[-1]:,.0f} passes/s")
-    rate = statistics.median(http.values) / 2
+        say(f"ingest rep {i + 1}: HTTP {http.values[-1]:,.0f} (until visible {sustained.values[-1]:,.0f}) vs bare "
+            f"{http_bare.values[-1]:,.0f}; SDK {sdk.values[-1]:,.0f} vs bare aiokafka {sdk_bare.values[-1]:,.0f} passes/s")
+    # Half the maximum *sustained* rate: the rate at which passes are appended and projected
+    # (the end-to-end rate), not the append rate alone, which the projector may not keep up
+    # with (then the backlog, and the wait, grows for as long as the load lasts).
+    rate = statistics.median(sustained.values) / 2
     latency, latency_bare = Figure("ms"), Figure("ms")
     for i in range(args.repeat):
         background = bodies(pool.events(min(int(rate * args.duration), 3 * per_rep)), BATCH)
@@ -135,9 +142,12 @@ async def _ingestion(args, infra, client, admin, bare, paths, pool: PassPool, pe
     return [
         Row(f"ingestion over HTTP, batches of {BATCH} ({CONCURRENCY} clients, {_processes(args)})", http,
             "bare FastAPI parsing the same bodies, appending to Kafka", http_bare),
+        Row(f"ingestion over HTTP until visible: appended and projected, batches of {BATCH} ({_processes(args)})",
+            sustained, "bare FastAPI appending to Kafka (no projection)", http_bare),
         Row("ingestion through the producer SDK (Producer.over_kafka.emit_many)", sdk,
             "bare aiokafka, same events, acks=all", sdk_bare),
-        Row(f"append -> visible over HTTP at half max rate ({rate:,.0f} passes/s, {_processes(args)})", latency,
+        Row(f"append -> visible over HTTP at half the max sustained rate ({rate:,.0f} passes/s, {_processes(args)})",
+            latency,
             "bare app: append to Kafka + GET same bytes", latency_bare, ratio_note="of p99s, lower is better"),
     ]
 

@@ -60,8 +60,9 @@ def _create_key(env: dict[str, str], workdir: Path, admin: bool = False) -> str:
     return done.stdout.strip().splitlines()[-1].strip()
 
 
-async def caught_up(client: httpx.AsyncClient, admin: str, timeout: float = 900) -> None:
-    """Wait until the server's projection has applied everything on the log."""
+async def caught_up(client: httpx.AsyncClient, admin: str, timeout: float = 900, poll: float = 0.2) -> None:
+    """Wait until the server's projection has applied everything on the log (asked every
+    `poll` seconds)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         response = await client.get("/v1/ledger/projections", headers={"Api-Key": admin})
@@ -72,7 +73,7 @@ async def caught_up(client: httpx.AsyncClient, admin: str, timeout: float = 900)
             return
         if any(p["stopped"] for p in main["partitions"]):
             raise RuntimeError(f"runledger projector stopped: {main}")
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(poll)
     raise TimeoutError("runledger did not catch up")
 
 
