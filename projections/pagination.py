@@ -88,9 +88,20 @@ async def paginate(conn: AsyncConnection, query: Select, sort, id_col, page: Pag
     if cursor is not None:
         key, ident = (cursor, cursor) if by_offset else await _locate(conn, query, sort, id_col, cursor)
         query = query.where(_beyond(sort, id_col, key, ident, descending))
+    rows = list((await conn.execute(ordered(query, sort, id_col, descending, page.limit))).all())
+    return page_of(rows, page, by_offset)
+
+
+def ordered(query: Select, sort, id_col, descending: bool, limit: int) -> Select:
+    """`query` in page order, one row beyond the page (to tell whether there is more)."""
     ordering = (sort.desc(), id_col.desc()) if descending else (sort.asc(), id_col.asc())
-    rows = list((await conn.execute(query.add_columns(sort.label("sort_key_")).order_by(*ordering)
-                                    .limit(page.limit + 1))).all())
+    return query.add_columns(sort.label("sort_key_")).order_by(*ordering).limit(limit + 1)
+
+
+def page_of(rows: list, page: PageRequest, by_offset: bool = False) -> Page:
+    """The page from `ordered`'s rows (which carry `id_` and `sort_key_`)."""
+    cursor = page.after if page.after is not None else page.before
+    forward = page.before is None
     more = len(rows) > page.limit
     rows = rows[: page.limit]
     if not forward:

@@ -119,3 +119,21 @@ async def test_a_revoked_key_is_refused_within_the_key_cache_bound(runtime):
         assert statuses == {401}
         refused = await fast.get(f"{RUNS}/run_fast_rev")
         assert refused.json()["detail"]["message"] == "this API key has been revoked"
+
+
+async def test_a_first_page_with_more_runs_than_fit_answers_the_routes_cursor(runtime):
+    """More runs than a page holds: the fast path's page, and its `after` cursor (the sort
+    key read straight from the driver on PostgreSQL), are the route's; the next page, asked
+    with that cursor, follows on through the route."""
+    await project_a_run(runtime, *(f"run_page_{i:02d}" for i in range(23)))
+    fast_app = create_app(runtime)
+    async with client(fast_app) as fast, client(without_fast_path(runtime)) as slow:
+        got, expected = await fast.get(RUNS), await slow.get(RUNS)
+        assert answer(got) == answer(expected)
+        assert fast_path_of(fast_app).served == 1
+        page = got.json()
+        after = page["list_metadata"]["after"]
+        assert len(page["data"]) == 20 and after is not None
+        rest = (await fast.get(RUNS, params={"after": after})).json()["data"]
+    listed = [r["id"] for r in page["data"] + rest]
+    assert sorted(listed) == [f"run_page_{i:02d}" for i in range(23)] and len(set(listed)) == 23
