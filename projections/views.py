@@ -18,15 +18,10 @@ from .state import BlockState, DocumentState, ExperimentState, RunState
 from .tables import blocks, checkpoints, dead_letters, document_targets, event_index, experiments, run_documents, runs
 
 
-
 def _state_if_null(column, state):
     """A row written before a derived read column existed (read_columns.DERIVED) holds NULL
     there: select its state instead, to derive the value from."""
     return case((column.is_(None), state), else_=null()).label("state")
-
-
-def _stored(text: str) -> Any:
-    return orjson.loads(text)
 
 
 _STATE_IF_NO_RESOURCE = _state_if_null(runs.c.resource, runs.c.state)  # rows older than migration 0007
@@ -46,16 +41,19 @@ async def get_block(conn: AsyncConnection, org_id: str, workflow_id: str, block_
     return ser.block_from_json(row.state) if row else None
 
 
+_BLOCK_EXECUTION = select(blocks.c.execution, _state_if_null(blocks.c.execution, blocks.c.state)).where(
+    blocks.c.block_key == bindparam("key"))
+
+
 async def get_block_execution(conn: AsyncConnection, org_id: str, workflow_id: str,
                               block_id: str) -> dict[str, Any] | None:
     """`read_columns.block_execution` of the block (None: no block, or no version yet)."""
-    key = block_key(org_id, workflow_id, block_id)
-    query = select(blocks.c.execution, _state_if_null(blocks.c.execution, blocks.c.state)).where(
-        blocks.c.block_key == key)
-    row = (await conn.execute(query)).first()
+    row = (await conn.execute(_BLOCK_EXECUTION, {"key": block_key(org_id, workflow_id, block_id)})).first()
     if row is None:
         return None
-    return _stored(row.execution) if row.execution is not None else block_execution(ser.block_from_json(row.state))
+    if row.execution is None:  # written before migration 0008
+        return block_execution(ser.block_from_json(row.state))
+    return orjson.loads(row.execution)
 
 
 async def get_experiment(conn: AsyncConnection, org_id: str, experiment_id: str) -> ExperimentState | None:
@@ -76,18 +74,20 @@ class ExperimentFreshness(NamedTuple):
     fields: dict[str, Any]
 
 
+_EXPERIMENT_FRESHNESS = select(
+    experiments.c.workflow_id, experiments.c.block_id, experiments.c.freshness,
+    _state_if_null(experiments.c.freshness, experiments.c.state),
+).where(experiments.c.experiment_id == bindparam("experiment_id"), experiments.c.org_id == bindparam("org_id"),
+        experiments.c.deleted.is_(False))
+
+
 async def get_experiment_freshness(conn: AsyncConnection, org_id: str,
                                    experiment_id: str) -> ExperimentFreshness | None:
     """From the stored column; a row written before it (migration 0008) from its state."""
-    query = select(experiments.c.workflow_id, experiments.c.block_id, experiments.c.freshness,
-                   _state_if_null(experiments.c.freshness, experiments.c.state)).where(
-        experiments.c.experiment_id == experiment_id, experiments.c.org_id == org_id,
-        experiments.c.deleted.is_(False),
-    )
-    row = (await conn.execute(query)).first()
+    row = (await conn.execute(_EXPERIMENT_FRESHNESS, {"experiment_id": experiment_id, "org_id": org_id})).first()
     if row is None:
         return None
-    fields = (_stored(row.freshness) if row.freshness is not None
+    fields = (orjson.loads(row.freshness) if row.freshness is not None
               else experiment_freshness(ser.experiment_from_json(row.state)))
     return ExperimentFreshness(experiment_id, row.workflow_id, row.block_id, fields)
 
@@ -136,7 +136,7 @@ async def get_run_summary(conn: AsyncConnection, org_id: str, run_id: str) -> Ru
     row = (await conn.execute(_RUN_SUMMARY, {"run_id": run_id, "org_id": org_id})).first()
     if row is None:
         return None
-    fields = _stored(row.summary) if row.summary is not None else run_summary(run_from_row(row))
+    fields = orjson.loads(row.summary) if row.summary is not None else run_summary(run_from_row(row))
     return RunSummary(row.run_id, row.experiment_id, row.created_at, fields)
 
 
@@ -241,15 +241,18 @@ class DocumentScore(NamedTuple):
     score: float | None
 
 
+_DOCUMENT_SCORES = (select(run_documents.c.document_id, run_documents.c.status, run_documents.c.score)
+                   .where(run_documents.c.run_id == bindparam("run_id")).order_by(run_documents.c.idx))
+
+
 async def document_scores(conn: AsyncConnection, run_id: str,
                           filenames: Mapping[str, str] | None = None) -> list[DocumentScore]:
     """The run's documents in order, with their status and score (filenames "" unless given:
     a prior run's documents show their scores only)."""
     filenames = filenames or {}
-    query = (select(run_documents.c.document_id, run_documents.c.status, run_documents.c.score)
-             .where(run_documents.c.run_id == run_id).order_by(run_documents.c.idx))
-    return [DocumentScore(row.document_id, filenames.get(row.document_id, ""), row.status, row.score)
-            for row in (await conn.execute(query)).all()]
+    rows = (await conn.execute(_DOCUMENT_SCORES, {"run_id": run_id})).all()
+    return [DocumentScore(document_id, filenames.get(document_id, ""), status, score)
+            for document_id, status, score in rows]  # unpacked: a Row's attributes cost ~10x
 
 
 async def run_documents_of(conn: AsyncConnection, run_id: str) -> list[DocumentState]:
@@ -310,7 +313,8 @@ async def get_run_any(conn: AsyncConnection, run_id: str) -> RunState | None:
 
 async def prior_completed_run(conn: AsyncConnection, org_id: str, run: RunState) -> RunState | None:
     """The latest completed run of the same experiment created before `run`."""
-    query = _prior_completed(org_id, run.spec["experiment_id"], run.run_id, run.created_at, runs.c.state)
+    query = _prior_completed(runs.c.state).params(
+        org_id=org_id, experiment_id=run.spec["experiment_id"], run_id=run.run_id, created_at=run.created_at)
     row = (await conn.execute(query)).first()
     return ser.run_from_json(row.state, {}) if row else None
 
@@ -322,22 +326,28 @@ class RunScore(NamedTuple):
     score: float | None
 
 
+def _prior_completed(*columns):
+    return select(*columns).where(
+        runs.c.org_id == bindparam("org_id"), runs.c.experiment_id == bindparam("experiment_id"),
+        runs.c.status == "completed", runs.c.run_id != bindparam("run_id"),
+        runs.c.created_at <= bindparam("created_at"),
+    ).order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(1)
+
+
+_PRIOR_SCORE = _prior_completed(runs.c.run_id, runs.c.score)
+_RUN_SCORE = select(runs.c.run_id, runs.c.score).where(
+    runs.c.run_id == bindparam("run_id"), _visible_runs(bindparam("org_id")))
+
+
 async def prior_completed_score(conn: AsyncConnection, org_id: str, run: RunSummary) -> RunScore | None:
     """`prior_completed_run`'s id and score only."""
-    query = _prior_completed(org_id, run.experiment_id, run.run_id, run.created_at, runs.c.run_id, runs.c.score)
-    row = (await conn.execute(query)).first()
-    return RunScore(row.run_id, row.score) if row else None
+    params = {"org_id": org_id, "experiment_id": run.experiment_id, "run_id": run.run_id,
+              "created_at": run.created_at}
+    row = (await conn.execute(_PRIOR_SCORE, params)).first()
+    return RunScore(*row) if row else None
 
 
 async def get_run_score(conn: AsyncConnection, org_id: str, run_id: str) -> RunScore | None:
     """`get_run`'s id and score only."""
-    row = (await conn.execute(select(runs.c.run_id, runs.c.score).where(
-        runs.c.run_id == run_id, _visible_runs(org_id)))).first()
-    return RunScore(row.run_id, row.score) if row else None
-
-
-def _prior_completed(org_id: str, experiment_id: str, run_id: str, created_at: datetime, *columns):
-    return select(*columns).where(
-        runs.c.org_id == org_id, runs.c.experiment_id == experiment_id,
-        runs.c.status == "completed", runs.c.run_id != run_id, runs.c.created_at <= created_at,
-    ).order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(1)
+    row = (await conn.execute(_RUN_SCORE, {"run_id": run_id, "org_id": org_id})).first()
+    return RunScore(*row) if row else None
