@@ -37,6 +37,7 @@ from events.sqlite_log import SqliteEventLog
 from projections.database import make_engine, prepare_schema
 from projections.tables import event_index, runs
 
+from . import procstat
 from .projection import CONSTANT_SCORE
 from .table import Figure, Row
 from .workload import Workload
@@ -72,8 +73,7 @@ class Member:
 
     def cpu_seconds(self) -> float:
         """User + system CPU this process has used so far (proc(5) stat, Linux)."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return procstat.cpu_seconds(self.proc.pid, descendants=False)
 
     def check_alive(self) -> None:
         if self.proc.poll() is not None:

@@ -26,6 +26,7 @@ from events.log import Message
 from events.producer import Producer
 
 from . import bare_kafka, servers, wrk
+from .procstat import cpu_seconds
 from .infra import Infra
 from .ingest import CONCURRENCY, PassPool, append_to_visible, bodies, flat_out
 from .table import Figure, Row
@@ -71,36 +72,50 @@ async def rows(args, infra: Infra, workload: Workload, say) -> list[Row]:
                 async with servers.bare(infra, saved, workdir) as bare_url:
                     async with httpx.AsyncClient(base_url=bare_url, timeout=120,
                                                  limits=httpx.Limits(max_connections=32)) as bare:
+                        pids = (server.proc.pid, bare_url.pid)
                         return await _measure(args, infra, client, key, admin, bare, paths, PassPool(pool), per_rep,
-                                              say)
+                                              say, pids)
 
 
-async def _measure(args, infra, client, key, admin, bare, paths, pool: PassPool, per_rep: int, say) -> list[Row]:
+async def _measure(args, infra, client, key, admin, bare, paths, pool: PassPool, per_rep: int, say,
+                   pids: tuple[int, int]) -> list[Row]:
     out: list[Row] = []
     if "api" not in args.skip:
-        out += _reads(args, str(client.base_url), key, str(bare.base_url), paths, say)
+        out += _reads(args, str(client.base_url), key, str(bare.base_url), paths, say, pids)
     if "ingest" not in args.skip:
         out += await _ingestion(args, infra, client, admin, bare, paths, pool, per_rep, say)
     return out
 
 
-def _reads(args, base: str, key: str, bare_base: str, paths: dict[str, str], say) -> list[Row]:
+def _reads(args, base: str, key: str, bare_base: str, paths: dict[str, str], say,
+           pids: tuple[int, int]) -> list[Row]:
+    """Requests per second under wrk, and requests per CPU-second of the serving process(es)
+    during that load: the second is what a machine shared with the load generator,
+    PostgreSQL and the projector does not blur (a process waiting for a core costs no CPU)."""
     if not wrk.available():
         return [Row(f"`{name}`", Figure("req/s", note="wrk not installed (apt-get install wrk)")) for name in paths]
     figures = {name: (Figure("req/s"), Figure("req/s")) for name in paths}
+    per_cpu = {name: (Figure("requests per CPU-second"), Figure("requests per CPU-second")) for name in paths}
     for i in range(args.repeat):
         for name, path in paths.items():
             ours, yard = figures[name]
-            for figure, url, headers in ((ours, base + path, {"Api-Key": key}),
-                                         (yard, f"{bare_base}/body/{_slug(name)}", None)):
+            for figure, cpu, pid, url, headers in (
+                    (ours, per_cpu[name][0], pids[0], base + path, {"Api-Key": key}),
+                    (yard, per_cpu[name][1], pids[1], f"{bare_base}/body/{_slug(name)}", None)):
+                before = cpu_seconds(pid)
                 load = wrk.run(url, args.duration, headers)
+                cpu.values.append(load.requests / max(cpu_seconds(pid) - before, 1e-9))
                 figure.values.append(load.rps)
                 figure.p50.append(load.p50_ms)
                 figure.p99.append(load.p99_ms)
-            say(f"reads rep {i + 1} {name}: {ours.values[-1]:,.0f} req/s vs bare {yard.values[-1]:,.0f}")
+            say(f"reads rep {i + 1} {name}: {ours.values[-1]:,.0f} req/s vs bare {yard.values[-1]:,.0f}; "
+                f"{per_cpu[name][0].values[-1]:,.0f} vs {per_cpu[name][1].values[-1]:,.0f} per CPU-second")
     note = f"wrk -t{wrk.THREADS} -c{wrk.CONNECTIONS}"
-    return [Row(f"`{name}` ({note})", ours, "bare FastAPI, same bytes, same uvicorn", yard)
-            for name, (ours, yard) in figures.items()]
+    rows = []
+    for name, (ours, yard) in figures.items():
+        rows.append(Row(f"`{name}` ({note})", ours, "bare FastAPI, same bytes, same uvicorn", yard))
+        rows.append(Row(f"`{name}`: server CPU per request", per_cpu[name][0], "bare FastAPI", per_cpu[name][1]))
+    return rows
 
 
 async def _ingestion(args, infra, client, admin, bare, paths, pool: PassPool, per_rep: int, say) -> list[Row]:

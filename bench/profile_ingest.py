@@ -23,6 +23,7 @@ from events.kafka_log import KafkaEventLog
 from events.log import Message
 
 from . import servers
+from .procstat import cpu_seconds
 from .http_rows import BATCH, INGEST, PARTITIONS, TOPIC
 from .infra import servers as infra_servers
 from .ingest import PassPool, bodies, flat_out
@@ -51,21 +52,16 @@ async def profile_ingest(out: Path, seconds: int) -> None:
                     batches = bodies(PassPool(pool).events(passes), BATCH)
                     load = asyncio.create_task(flat_out(client, INGEST, batches, BATCH))
                     await asyncio.sleep(2)  # past the first connections
-                    cpu_before, wall_before = _cpu_seconds(server.proc.pid), time.monotonic()
+                    cpu_before, wall_before = cpu_seconds(server.proc.pid, descendants=False), time.monotonic()
                     folded = out / "ingest.folded"
                     await asyncio.to_thread(py_spy, server.proc.pid, seconds, folded)
-                    busy = (_cpu_seconds(server.proc.pid) - cpu_before) / (time.monotonic() - wall_before)
+                    busy = (cpu_seconds(server.proc.pid, descendants=False) - cpu_before) / (time.monotonic() - wall_before)
                     rate = await load
                     head = (f"API process CPU while sampled: {busy:.2f} CPU-seconds per second; "
                             f"load {rate:,.0f} passes/s over the whole send; machine load average "
                             f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n\n")
                     (out / "ingest.txt").write_text(head + summarise(folded, 60))
                     say(f"{head.strip()}; profile: {out / 'ingest.txt'}")
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def main() -> None:

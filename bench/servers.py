@@ -77,9 +77,18 @@ async def caught_up(client: httpx.AsyncClient, admin: str, timeout: float = 900,
     raise TimeoutError("runledger did not catch up")
 
 
+class Bare(str):
+    """The bare app's base URL, with its process id (`.pid`: its CPU is measured)."""
+
+    def __new__(cls, url: str, pid: int):
+        made = super().__new__(cls, url)
+        made.pid = pid
+        return made
+
+
 @asynccontextmanager
-async def bare(infra: Infra, bodies: Path, workdir: Path) -> AsyncIterator[str]:
-    """The bare FastAPI app in its own process; yields its base URL."""
+async def bare(infra: Infra, bodies: Path, workdir: Path) -> AsyncIterator[Bare]:
+    """The bare FastAPI app in its own process; yields its base URL (with its pid)."""
     topic_log = KafkaEventLog(infra.kafka, topic=BARE_TOPIC)
     await topic_log.start()  # creates the topic as runledger would
     await topic_log.close()
@@ -91,7 +100,7 @@ async def bare(infra: Infra, bodies: Path, workdir: Path) -> AsyncIterator[str]:
     base = f"http://127.0.0.1:{port}"
     try:
         await _answering(proc, f"{base}/docs")
-        yield base
+        yield Bare(base, proc.pid)
     finally:
         proc.terminate()
         try:

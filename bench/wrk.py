@@ -16,6 +16,7 @@ class Load:
     rps: float
     p50_ms: float
     p99_ms: float
+    requests: int  # answered in the whole run
 
 
 def available() -> bool:
@@ -30,7 +31,7 @@ def run(url: str, seconds: float, headers: dict[str, str] | None = None) -> Load
     if "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(f"wrk saw errors on {url}:\n{out}")
     return Load(float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), _percentile(out, "50"),
-                _percentile(out, "99"))
+                _percentile(out, "99"), int(re.search(r"(\d+) requests in", out).group(1)))
 
 
 def _percentile(out: str, which: str) -> float:
