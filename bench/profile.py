@@ -61,36 +61,66 @@ async def projector(infra, workload: Workload, out: Path) -> None:
 
 
 class CpuProfile:
-    """cProfile on process CPU time: what each projector stage costs in CPU, whatever the
-    machine's load (wall-clock samples on a busy machine also count time spent waiting
-    for a core, e.g. inside socket.send)."""
+    """Where the projector's CPU goes, by stage: py-spy sampling this whole process (every
+    thread: decode and fold run in worker threads, which cProfile would not see) while the
+    catch-up runs, idle threads left out, each sample counted under the first stage its
+    stack shows. Shares of the samples, and CPU-us per event from the process's CPU time."""
 
-    STAGES = [("decode (validation included)", "batch.py", "decode_all"), ("load rows", "batch.py", "_load"),
-              ("fold", "batch.py", "fold"), ("  of which consensus", "scoring.py", "score_document"),
-              ("write rows", "batch.py", "_save"), ("checkpoint", "checkpoints.py", "advance"),
-              ("whole batch", "projector.py", "_process_partition")]
+    STAGES = [  # (label, a frame that marks it), first match wins
+        ("consensus (score_document)", "score_document ("),
+        ("decode: JSON + validation (decode_all)", "Batch.decode_all ("),
+        ("fold (Batch.fold)", "Batch.fold ("),
+        ("prepare rows: JSON encode (Batch.prepare)", "Batch.prepare ("),
+        ("load: state JSON decode (database._loads)", "_loads (projections/database.py"),
+        ("load: statements (batch.load)", "load (projections/batch.py"),
+        ("write: checkpoint (checkpoints.advance)", "advance (projections/checkpoints.py"),
+        ("write: statements (batch.save)", "save (projections/batch.py"),
+        ("SQLAlchemy + asyncpg outside those", "sqlalchemy/"),
+        ("Kafka consumer (aiokafka, Record)", "aiokafka/"),
+        ("Kafka consumer (aiokafka, Record)", "KafkaConsumer.poll ("),
+    ]
+    REST = "event loop, sockets, the rest"
 
     def __init__(self) -> None:
-        import cProfile
-        import time
-
-        self._profile = cProfile.Profile(time.process_time)
+        self._folded = Path(tempfile.mkstemp(suffix=".folded")[1])
+        self._spy: subprocess.Popen | None = None
+        self._cpu = 0.0
 
     def start(self) -> None:
-        self._profile.enable()
+        import os
+        import time
+
+        self._spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
+                                      str(os.getpid()), "--rate", "250", "--format", "raw", "--nonblocking",
+                                      "--output", str(self._folded)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        time.sleep(0.5)  # attached before the clock starts
+        self._cpu = -time.process_time()
 
     def stop(self) -> None:
-        self._profile.disable()
+        import signal
+        import time
+
+        self._cpu += time.process_time()
+        self._spy.send_signal(signal.SIGINT)  # py-spy writes what it sampled, then exits
+        self._spy.wait(60)
 
     def summary(self, events: int) -> str:
-        import pstats
-
-        stats = pstats.Stats(self._profile).stats
-        lines = [f"CPU seconds by projector stage for {events:,} events (cProfile, process time; "
-                 "cProfile's own overhead inflates call-heavy code):"]
-        for label, filename, function in self.STAGES:
-            cumulative = sum(v[3] for (f, _, name), v in stats.items() if f.endswith(filename) and name == function)
-            lines.append(f"{label:32s} {cumulative:7.2f} s  {1e6 * cumulative / events:7.0f} us/event")
+        shares: Counter[str] = Counter()
+        total = 0
+        for line in self._folded.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not stack:
+                continue
+            n = int(count)
+            total += n
+            shares[next((label for label, frame in self.STAGES if frame in stack), self.REST)] += n
+        per_event = 1e6 * self._cpu / events
+        lines = [f"{events:,} events; this process's CPU: {self._cpu:.2f} s = {per_event:.0f} us per event; "
+                 f"{total} py-spy samples (250 Hz, every thread, idle left out), by stage:"]
+        for label in dict.fromkeys([label for label, _ in self.STAGES] + [self.REST]):
+            share = shares[label] / total if total else 0.0
+            lines.append(f"{label:44s} {100 * share:5.1f} %  ~{share * per_event:5.0f} us/event")
         return "\n".join(lines)
 
 
