@@ -61,12 +61,8 @@ async def _summary(ctx: Ctx, run_id: str, include_prior: bool, prior_run_id: str
             raise not_found("experiment", run.experiment_id)
         block = await views.get_block_execution(conn, ctx.org_id, experiment.workflow_id, experiment.block_id)
         documents = await views.document_scores(conn, run_id, run.fields["filenames"])
-        if prior_run_id:
-            prior = await views.get_run_score(conn, ctx.org_id, prior_run_id)
-            if prior is None:
-                raise not_found("run", prior_run_id)
-        else:
-            prior = await views.prior_completed_score(conn, ctx.org_id, run) if include_prior else None
+        prior = await _prior(conn, ctx, run, prior_run_id, include_prior,
+                             views.get_run_score, views.prior_completed_score)
         prior_docs = {d.document_id: d for d in await views.document_scores(conn, prior.run_id)} if prior else {}
     current = fingerprints_of(experiment.fields, block)
     return metrics.SummaryInput(run.fields, current, documents, prior, prior_docs)
@@ -79,11 +75,18 @@ async def _load(ctx: Ctx, run_id: str, include_prior: bool, prior_run_id: str | 
     async with ctx.connect() as conn:
         block = await views.get_block(conn, ctx.org_id, experiment.workflow_id, experiment.block_id)
         documents = await views.run_documents_of(conn, run.run_id)
-        if prior_run_id:
-            prior = await views.get_run(conn, ctx.org_id, prior_run_id)
-            if prior is None:
-                raise not_found("run", prior_run_id)
-        else:
-            prior = await views.prior_completed_run(conn, ctx.org_id, run) if include_prior else None
+        prior = await _prior(conn, ctx, run, prior_run_id, include_prior, views.get_run, views.prior_completed_run)
         prior_docs = {d.document_id: d for d in await views.run_documents_of(conn, prior.run_id)} if prior else {}
     return metrics.MetricsInput(run, documents, experiment, block, prior, prior_docs)
+
+
+async def _prior(conn, ctx: Ctx, run, prior_run_id: str | None, include_prior: bool, by_id, latest_before):
+    """The run compared with: `prior_run_id` (404 unless the caller's), else the latest
+    completed run before `run` (unless `include_prior` is false). `by_id` and
+    `latest_before` read it as the view needs it (its score, or its whole state)."""
+    if prior_run_id:
+        prior = await by_id(conn, ctx.org_id, prior_run_id)
+        if prior is None:
+            raise not_found("run", prior_run_id)
+        return prior
+    return await latest_before(conn, ctx.org_id, run) if include_prior else None
