@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from events.log import EventLog
 from projections import fold
 from projections.database import make_engine, prepare_schema
-from projections.projector import Projector
+from projections.projector import BATCH_SIZE, Projector
 from projections.tables import runs
 
 CONSTANT_SCORE = 1.0
@@ -38,7 +38,7 @@ def consensus(on: bool):
 
 
 async def catch_up(log: EventLog, url: str, expected: int, *, consensus_on: bool, group: str,
-                   batch_size: int = 500, profiler=None) -> float:
+                   batch_size: int = BATCH_SIZE, profiler=None) -> float:
     """Seconds for one projector to apply `expected` events into a fresh read model at `url`."""
     engine = make_engine(url)
     await prepare_schema(url, engine)

@@ -20,6 +20,9 @@ from typing import Iterable, Sequence
 from . import sqlite_groups as groups
 from .log import Message, OnPartitions, Position, Record, partition_for
 
+READ_MAX_BYTES = 16 * 1024 * 1024
+"""One read returns records until their values reach this many bytes (at least one)."""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS log (
     partition INTEGER NOT NULL,
@@ -148,12 +151,22 @@ class SqliteEventLog:
         return 0 if row[0] is None else row[0] + 1
 
     def _read_sync(self, partition: int, from_offset: int, limit: int) -> list[Record]:
+        """Up to `limit` records, and no more than READ_MAX_BYTES of values beyond the first
+        (rows are stepped one at a time, so a run of the largest records a producer may
+        write cannot make one read hold `limit` of them: Kafka's fetches are bounded the same way)."""
         rows = self._rconn.execute(
             'SELECT partition, "offset", key, value, timestamp_ms FROM log'
             ' WHERE partition = ? AND "offset" >= ? ORDER BY "offset" LIMIT ?',
             (partition, from_offset, limit),
-        ).fetchall()
-        return [Record(p, o, k, bytes(v), t) for p, o, k, v, t in rows]
+        )
+        records, size = [], 0
+        for p, o, k, v, t in rows:
+            records.append(Record(p, o, k, bytes(v), t))
+            size += len(v)
+            if size >= READ_MAX_BYTES:
+                break
+        rows.close()
+        return records
 
     def _end_offsets_sync(self) -> dict[int, int]:
         ends = {p: 0 for p in range(self._partitions)}

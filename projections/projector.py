@@ -44,6 +44,11 @@ from .transient import is_transient, retry_transient
 
 log = logging.getLogger("runledger.projector")
 
+BATCH_SIZE = 2000
+"""Records fetched per poll (at most; the logs also bound a fetch by bytes). A poll's records
+are split by partition, each a batch of its own: at 500 a 6-partition catch-up made batches
+of ~80 events, whose fixed costs (a state load, a transaction, thread hand-offs) made it 1.3x
+slower than at 2,000 (docs/benchmarks.md, "Projector batch size")."""
 POOL_FROM_BYTES = 256 * 1024  # smaller batches fold in a thread: their consensus is cheap
 
 
@@ -80,7 +85,7 @@ def fold_elsewhere(batch: Batch) -> Batch:
 
 
 class Projector:
-    def __init__(self, log_: EventLog, engine: AsyncEngine, name: str = "main", batch_size: int = 500,
+    def __init__(self, log_: EventLog, engine: AsyncEngine, name: str = "main", batch_size: int = BATCH_SIZE,
                  observer: Observer | None = None, heartbeat_interval: float = 2.0,
                  fold_pool: Executor | None = None):
         self.log = log_

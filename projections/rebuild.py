@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from events.log import EventLog
 
 from . import checkpoints, versions
-from .projector import Projector
+from .projector import BATCH_SIZE, Projector
 
 
 log = logging.getLogger("runledger.rebuild")
@@ -64,7 +64,7 @@ Report = Callable[[Progress], None]
 
 
 async def rebuild(log: EventLog, control: AsyncEngine, base_url: str, report: Report | None = None,
-                  tick: float = 0.5, linger: float = 3.0, batch_size: int = 1000) -> Progress:
+                  tick: float = 0.5, linger: float = 3.0, batch_size: int = BATCH_SIZE) -> Progress:
     location = await versions.create_version(control, base_url)
     engine = versions.open_engine(location)
     live_location = versions.locate(base_url, await versions.active_version(control))
