@@ -1,0 +1,80 @@
+"""append -> visible at one rate, beside the live projector's own batch times.
+
+    .venv/bin/python bench/latency_breakdown.py --rate 1095 [--seconds 10]
+
+The production topology of the table's HTTP rows (`runledger serve` + `runledger project`
+on Kafka + PostgreSQL, the workload projected first); then background batches of 100 paced
+at `--rate` passes/s while a probe appends one pass and reads its run back with its
+position token (bench.ingest.append_to_visible, as the table measures it). The projector
+logs JSON lines (RUNLEDGER_LOG_FORMAT=json); its `runledger.projector.batch` lines of the
+same window give each batch's events and time (`ms`, decode to commit).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ["RUNLEDGER_LOG_FORMAT"] = "json"  # the servers started below inherit it
+
+import httpx  # noqa: E402
+
+from bench import servers  # noqa: E402
+from bench.http_rows import BATCH, INGEST, PARTITIONS, TOPIC, endpoints  # noqa: E402
+from bench.infra import servers as infra_servers  # noqa: E402
+from bench.ingest import PassPool, append_to_visible, bodies  # noqa: E402
+from bench.workload import Workload, created_only  # noqa: E402
+from events.codec import encode  # noqa: E402
+from events.kafka_log import KafkaEventLog  # noqa: E402
+from events.log import Message  # noqa: E402
+
+
+async def measure(infra, workdir: Path, rate: float, seconds: float) -> None:
+    workload = Workload()
+    pool = Workload(60, workload.docs, workload.n, prefix="pool")
+    log = KafkaEventLog(infra.kafka, topic=TOPIC, partitions=PARTITIONS)
+    await log.start()
+    try:
+        await log.append(workload.messages + [Message(e.aggregate_id, encode(e)) for e in created_only(pool)])
+    finally:
+        await log.close()
+    async with servers.runledger(infra, TOPIC, workdir) as (server, key, admin):
+        async with httpx.AsyncClient(base_url=server.url, headers={"Api-Key": key}, timeout=120) as client:
+            await servers.caught_up(client, admin)
+            projector_log = workdir / "project.log"
+            mark = len(projector_log.read_text().splitlines())
+            passes = PassPool(pool)
+            background = bodies(passes.events(int(rate * seconds)), BATCH)
+            probes = bodies(passes.events(int(seconds / 0.01) + 50), 1)
+            found = await append_to_visible(client, INGEST, endpoints(workload.run_ids[0])["GET run"], probes,
+                                            background, rate, BATCH, seconds)
+            lines = projector_log.read_text().splitlines()[mark:]
+    batches = [json.loads(line) for line in lines if line.startswith("{") and '"ms"' in line]
+    times = sorted(b["ms"] for b in batches)
+    print(f"append -> visible at {rate:,.0f} passes/s: p50 {found.p50_ms:.0f} ms, p99 {found.p99_ms:.0f} ms "
+          f"({found.samples} probes)")
+    print(f"projector: {len(times)} batches, median {statistics.median(b['events'] for b in batches):.0f} events; "
+          f"time p50 {statistics.median(times):.1f} ms, p90 {times[int(len(times) * 0.9)]:.1f}, "
+          f"p99 {times[int(len(times) * 0.99)]:.1f}, max {times[-1]:.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="latency_breakdown")
+    parser.add_argument("--rate", type=float, required=True, help="background passes/s")
+    parser.add_argument("--seconds", type=float, default=10)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="rl-latency-") as tmp:
+        with infra_servers(Path(tmp)) as infra:
+            workdir = Path(tmp) / "servers"
+            workdir.mkdir()
+            asyncio.run(measure(infra, workdir, args.rate, args.seconds))
+
+
+if __name__ == "__main__":
+    main()
