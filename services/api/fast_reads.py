@@ -1,18 +1,21 @@
-"""A fast path for the two hottest reads, `GET /v1/workflows/experiments/runs/{id}` and
-`GET /v1/workflows/experiments/runs` (the first page, unfiltered), in front of FastAPI.
+"""A fast path for the three hottest reads, `GET /v1/workflows/experiments/runs/{id}`,
+`GET /v1/workflows/experiments/runs` (the first page, unfiltered) and
+`GET /v1/workflows/experiments/metrics?run_id=...` (the summary, nothing else asked), in
+front of FastAPI.
 
 Pure ASGI, inside the request id, telemetry and guard layers (so those still log, count
 and guard these requests), outside FastAPI's routing, dependency solving and exception
 layers, which were ~80 % of such a read (docs/benchmarks.md, "Reads"). It answers only
 the common case, with the very bytes and headers the FastAPI route answers:
 
-- no query string at all, no read-your-writes position header;
+- no query string at all (the summary: `run_id` alone), no read-your-writes position header;
 - a key the key cache (auth.KeyCache) says is valid and unrevoked;
 - every run it answers has its stored resource (runs.resource).
 
-Anything else, and any error while answering (a store that went away), falls through,
-before a byte is sent, to the FastAPI route, which owns every 4xx/5xx, the 404, as_of,
-position tokens, rendering legacy rows and the OpenAPI schema (the routes are unchanged).
+Anything else, and any error while answering (a store that went away, a run that is not
+the caller's), falls through, before a byte is sent, to the FastAPI route, which owns
+every 4xx/5xx, the 404, as_of, position tokens, rendering legacy rows and the OpenAPI
+schema (the routes are unchanged).
 """
 from __future__ import annotations
 
@@ -20,9 +23,12 @@ import logging
 from typing import Any, NamedTuple
 
 import orjson
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 from sqlalchemy import Select, TypeDecorator, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, QueryParams
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -33,7 +39,10 @@ from projections.pagination import PageRequest, ordered, page_of
 from projections.tables import runs
 
 from .. import logs
+from . import metrics
 from .auth import Caller, KeyCache, valid_caller
+from .context import Ctx
+from .routes import metrics as metrics_routes
 from .routes import runs as run_routes
 from .routes.common import POSITION_HEADER, envelope
 
@@ -41,6 +50,7 @@ log = logging.getLogger("runledger.api")
 
 RUNS = "/v1/workflows/experiments/runs"
 _RUN_PREFIX = RUNS + "/"
+METRICS = "/v1/workflows/experiments/metrics"
 _FIRST_PAGE = PageRequest()  # page_request's defaults: limit 20, newest first
 
 
@@ -53,8 +63,10 @@ class FastReads:
         self.app = app
         self.runtime = api.state.runtime
         self.keys: KeyCache = api.state.keys
+        self.ledger = api.state.ledger
         self.get_route = _route(run_routes.router.routes, RUNS + "/{run_id}")
         self.list_route = _route(run_routes.router.routes, RUNS)
+        self.metrics_route = _route(metrics_routes.router.routes, METRICS)
         self.served = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -76,6 +88,8 @@ class FastReads:
             path = scope["path"]
             if path == RUNS:
                 return await self._listed(scope, caller)
+            if path == METRICS:
+                return await self._summary(scope, caller)
             return await self._one(scope, caller, path[len(_RUN_PREFIX):])
         except Exception:  # noqa: BLE001 - the route answers it (a 503 for a store that went away)
             log.debug("fast read fell through", exc_info=True)
@@ -97,6 +111,23 @@ class FastReads:
             return None
         _served(scope, caller, self.list_route, {})
         return orjson.dumps(envelope(found, lambda row: orjson.Fragment(row.resource)))
+
+
+    async def _summary(self, scope: Scope, caller: Caller) -> bytes | None:
+        """`?run_id=` alone: the route's own summary (its defaults: include the prior run,
+        no stale answer), without FastAPI's validation of nine query parameters and its
+        dependencies; a 404 (not the caller's run) is the route's to answer."""
+        run_id = _only_run_id(scope)
+        if run_id is None:
+            return None
+        ctx = Ctx(caller.org_id, self.runtime, self.ledger, caller.role)
+        try:
+            data = await metrics_routes.summary_input(ctx, run_id, include_prior=True, prior_run_id=None)
+        except HTTPException:
+            return None
+        answer = metrics.stale_or_missing(data) or metrics.summary(data)
+        _served(scope, caller, self.metrics_route, {})
+        return JSONResponse(jsonable_encoder(answer)).body  # the bytes FastAPI renders for the route's dict
 
 
 class _Statement:
@@ -152,13 +183,28 @@ _FIRST = _Statement(ordered(
 
 
 def _candidate(scope: Scope) -> bool:
-    """GET of one of the two paths, with no query string."""
-    if scope["type"] != "http" or scope["method"] != "GET" or scope.get("query_string"):
+    """GET of one of the two run paths with no query string, or of the metrics with only
+    `run_id`."""
+    if scope["type"] != "http" or scope["method"] != "GET":
         return False
     path = scope["path"]
+    if path == METRICS:
+        return _only_run_id(scope) is not None
+    if scope.get("query_string"):
+        return False
     if path == RUNS:
         return True
     return path.startswith(_RUN_PREFIX) and len(path) > len(_RUN_PREFIX) and "/" not in path[len(_RUN_PREFIX):]
+
+
+def _only_run_id(scope: Scope) -> str | None:
+    """The run id of a query string that is `run_id=<id>` and nothing else (parsed as the
+    route parses it)."""
+    query = QueryParams(scope.get("query_string", b""))
+    given = query.getlist("run_id")
+    if len(query) != 1 or len(given) != 1:
+        return None
+    return given[0] or None
 
 
 def _served(scope: Scope, caller: Caller, route: BaseRoute, path_params: dict) -> None:

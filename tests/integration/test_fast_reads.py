@@ -45,11 +45,20 @@ def answer(response: httpx.Response) -> tuple:
     return response.status_code, response.content, headers
 
 
+METRICS = "/v1/workflows/experiments/metrics"
+
 REQUESTS = [
     (f"{RUNS}/run_fast_b", {}),
     (f"{RUNS}/run_fast_b", {"x-request-id": "rid-123"}),
     (RUNS, {}),
     (RUNS, {"x-request-id": "rid-456"}),
+    (f"{METRICS}?run_id=run_fast_b", {}),  # its prior run is run_fast_a
+    (f"{METRICS}?run_id=run_fast_a", {}),  # the first run: no prior
+    (f"{METRICS}?run_id=run_fast_b&view=summary", {}),  # another parameter: the route's
+    (f"{METRICS}?run_id=run_fast_b&run_id=run_fast_a", {}),  # twice: the route's
+    (f"{METRICS}?run_id=", {}),
+    (f"{METRICS}?run_id=run_missing", {}),  # a 404: the route's
+    (f"{METRICS}?run_id=run_fast_b", {"x-runledger-position": "0:0"}),
     (f"{RUNS}/run_missing", {}),  # a 404: the route's
     (f"{RUNS}/run_fast_b?as_of=0:0", {}),  # a query string: the route's
     (f"{RUNS}?limit=1", {}),
@@ -70,7 +79,7 @@ async def test_the_fast_path_answers_the_bytes_the_routes_answer(runtime):
                 assert got.headers["x-request-id"] == expected.headers["x-request-id"] == headers["x-request-id"]
             else:
                 assert len(got.headers["x-request-id"]) == 32
-        assert fast_path_of(fast_app).served == 4  # the first four; the rest fell through
+        assert fast_path_of(fast_app).served == 6  # the first six; the rest fell through
 
 
 async def test_telemetry_counts_fast_reads_under_their_route(runtime):
@@ -96,6 +105,8 @@ async def test_another_organisation_sees_nothing_through_the_fast_path(runtime):
         listed = await fast.get(RUNS)
         assert listed.status_code == 200 and listed.json()["data"] == []
         assert answer(listed) == answer(await slow.get(RUNS))
+        summary = await fast.get(f"{METRICS}?run_id=run_fast_org")
+        assert summary.status_code == 404 and answer(summary) == answer(await slow.get(f"{METRICS}?run_id=run_fast_org"))
     async with client(fast_app) as own:  # the owner, through the same app, does see it
         assert (await own.get(f"{RUNS}/run_fast_org")).json()["id"] == "run_fast_org"
 

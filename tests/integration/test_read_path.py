@@ -128,7 +128,7 @@ async def test_the_metrics_summary_from_row_scores_equals_the_one_from_whole_sta
     (tests/integration/test_metrics_summary.py compares the answers byte for byte)."""
     script = await project_a_run(runtime, "run_summary_prior", "run_summary")
     ctx = Ctx("org_a", runtime, Ledger(runtime))
-    light = await metrics_route._summary(ctx, script.run_id, True, None)
+    light = await metrics_route.summary_input(ctx, script.run_id, True, None)
     whole = await metrics_route._load(ctx, script.run_id, True, None)
     assert light.prior is not None and light.prior.run_id == whole.prior.run_id == "run_summary_prior"
     assert [d.score for d in light.documents] == [d.score for d in whole.documents] != [None, None]

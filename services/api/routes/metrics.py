@@ -34,7 +34,7 @@ async def get_metrics(
             return metrics.no_metrics(experiment_id, f"experiment {experiment_id} has no runs yet")
         run_id = latest.run_id
     if view == "summary":
-        data = await _summary(ctx, run_id, include_prior, prior_run_id)
+        data = await summary_input(ctx, run_id, include_prior, prior_run_id)
     else:
         data = await _load(ctx, run_id, include_prior, prior_run_id)
     problem = metrics.stale_or_missing(data)
@@ -49,7 +49,7 @@ async def get_metrics(
     return metrics.votes(data, document_id, target_path)
 
 
-async def _summary(ctx: Ctx, run_id: str, include_prior: bool, prior_run_id: str | None) -> metrics.SummaryInput:
+async def summary_input(ctx: Ctx, run_id: str, include_prior: bool, prior_run_id: str | None) -> metrics.SummaryInput:
     """The read columns the projector wrote (no state decoded unless a row predates them),
     the documents' status and score columns, and the prior run's id and score columns."""
     async with ctx.connect() as conn:
