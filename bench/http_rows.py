@@ -39,6 +39,17 @@ INGEST = "/v1/ledger/events"
 RUNS = "/v1/workflows/experiments/runs"
 
 
+async def append_workload(infra: Infra, workload: Workload, pool: Workload) -> None:
+    """The workload, and the pool's runs created (their passes are sent over HTTP later),
+    on the topic the servers project."""
+    log = KafkaEventLog(infra.kafka, topic=TOPIC, partitions=PARTITIONS)
+    await log.start()
+    try:
+        await log.append(workload.messages + [Message(e.aggregate_id, encode(e)) for e in created_only(pool)])
+    finally:
+        await log.close()
+
+
 def endpoints(run_id: str) -> dict[str, str]:
     return {"GET run": f"{RUNS}/{run_id}", "list runs": RUNS,
             "metrics summary": f"/v1/workflows/experiments/metrics?run_id={run_id}"}
@@ -49,12 +60,7 @@ async def rows(args, infra: Infra, workload: Workload, say) -> list[Row]:
     latency_budget = 3 * per_rep + 2000
     pool = Workload(math.ceil(args.repeat * (2 * per_rep + latency_budget) / (workload.docs * workload.n)),
                     workload.docs, workload.n, prefix="pool")
-    log = KafkaEventLog(infra.kafka, topic=TOPIC, partitions=PARTITIONS)
-    await log.start()
-    try:
-        await log.append(workload.messages + [Message(e.aggregate_id, encode(e)) for e in created_only(pool)])
-    finally:
-        await log.close()
+    await append_workload(infra, workload, pool)
     with tempfile.TemporaryDirectory(prefix="rl-bench-http-") as tmp:
         workdir = Path(tmp)
         async with servers.runledger(infra, TOPIC, workdir, getattr(args, "api_workers", 1)) as (server, key, admin):

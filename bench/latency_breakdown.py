@@ -26,24 +26,16 @@ os.environ["RUNLEDGER_LOG_FORMAT"] = "json"  # the servers started below inherit
 import httpx  # noqa: E402
 
 from bench import servers  # noqa: E402
-from bench.http_rows import BATCH, INGEST, PARTITIONS, TOPIC, endpoints  # noqa: E402
+from bench.http_rows import BATCH, INGEST, TOPIC, append_workload, endpoints  # noqa: E402
 from bench.infra import servers as infra_servers  # noqa: E402
 from bench.ingest import PassPool, append_to_visible, bodies  # noqa: E402
-from bench.workload import Workload, created_only  # noqa: E402
-from events.codec import encode  # noqa: E402
-from events.kafka_log import KafkaEventLog  # noqa: E402
-from events.log import Message  # noqa: E402
+from bench.workload import Workload  # noqa: E402
 
 
 async def measure(infra, workdir: Path, rate: float, seconds: float) -> None:
     workload = Workload()
     pool = Workload(60, workload.docs, workload.n, prefix="pool")
-    log = KafkaEventLog(infra.kafka, topic=TOPIC, partitions=PARTITIONS)
-    await log.start()
-    try:
-        await log.append(workload.messages + [Message(e.aggregate_id, encode(e)) for e in created_only(pool)])
-    finally:
-        await log.close()
+    await append_workload(infra, workload, pool)
     async with servers.runledger(infra, TOPIC, workdir) as (server, key, admin):
         async with httpx.AsyncClient(base_url=server.url, headers={"Api-Key": key}, timeout=120) as client:
             await servers.caught_up(client, admin)
