@@ -39,7 +39,6 @@ from projections.pagination import PageRequest, ordered, page_of
 from projections.tables import runs
 
 from .. import logs
-from . import metrics
 from .auth import Caller, KeyCache, valid_caller
 from .context import Ctx
 from .routes import metrics as metrics_routes
@@ -112,20 +111,18 @@ class FastReads:
         _served(scope, caller, self.list_route, {})
         return orjson.dumps(envelope(found, lambda row: orjson.Fragment(row.resource)))
 
-
     async def _summary(self, scope: Scope, caller: Caller) -> bytes | None:
-        """`?run_id=` alone: the route's own summary (its defaults: include the prior run,
-        no stale answer), without FastAPI's validation of nine query parameters and its
-        dependencies; a 404 (not the caller's run) is the route's to answer."""
+        """`?run_id=` alone: the route function itself, called with its defaults, without
+        FastAPI's validation of nine query parameters and its dependencies; a 404 (not the
+        caller's run) is the route's to answer."""
         run_id = _only_run_id(scope)
         if run_id is None:
             return None
         ctx = Ctx(caller.org_id, self.runtime, self.ledger, caller.role)
         try:
-            data = await metrics_routes.summary_input(ctx, run_id, include_prior=True, prior_run_id=None)
+            answer = await metrics_routes.get_metrics(run_id=run_id, experiment_id=None, ctx=ctx)
         except HTTPException:
             return None
-        answer = metrics.stale_or_missing(data) or metrics.summary(data)
         _served(scope, caller, self.metrics_route, {})
         return JSONResponse(jsonable_encoder(answer)).body  # the bytes FastAPI renders for the route's dict
 
