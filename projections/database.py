@@ -92,22 +92,22 @@ async def create_tables(engine: AsyncEngine, tables: MetaData, *then) -> None:
     to commit and then finds every table made. The driver's own transaction handling
     runs DDL outside any transaction, so this uses a short-lived engine of its own."""
     if engine.dialect.name != "sqlite":
-        async with engine.begin() as conn:
-            await conn.run_sync(tables.create_all)
-            for step in then:
-                await conn.run_sync(step)
-        return
+        return await _create_all(engine, tables, then)
     exclusive = create_async_engine(engine.url, connect_args={"timeout": 30})
     event.listen(exclusive.sync_engine, "connect", _sqlite_pragmas)
     event.listen(exclusive.sync_engine, "connect", _driver_leaves_transactions_alone)
     event.listen(exclusive.sync_engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
     try:
-        async with exclusive.begin() as conn:
-            await conn.run_sync(tables.create_all)
-            for step in then:
-                await conn.run_sync(step)
+        await _create_all(exclusive, tables, then)
     finally:
         await exclusive.dispose()
+
+
+async def _create_all(engine: AsyncEngine, tables: MetaData, then) -> None:
+    async with engine.begin() as conn:
+        await conn.run_sync(tables.create_all)
+        for step in then:
+            await conn.run_sync(step)
 
 
 def _driver_leaves_transactions_alone(dbapi_connection, _record) -> None:
