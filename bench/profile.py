@@ -151,6 +151,19 @@ def py_spy(pid: int, seconds: int, folded: Path, rate: int = 200, gil: bool = Fa
                     *(["--gil"] if gil else []), "--output", str(folded)], check=True, capture_output=True)
 
 
+def server_profiler_main(prog: str, profile, default_seconds: int) -> None:
+    """The command line of a server profiler (bench.profile_reads, bench.profile_ingest):
+    `--out DIR` (default: runledger-profiles/<name> in the temporary directory) and
+    `--seconds N`; then `profile(out, seconds)`."""
+    parser = argparse.ArgumentParser(prog=prog)
+    name = prog.rsplit("_", 1)[-1]
+    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "runledger-profiles" / name)
+    parser.add_argument("--seconds", type=int, default=default_seconds)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    asyncio.run(profile(args.out, args.seconds))
+
+
 def summarise(folded: Path, top: int = 40) -> str:
     """Share of samples per function: inclusive (counted once per stack) and self (leaf)."""
     inclusive: Counter[str] = Counter()

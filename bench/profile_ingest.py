@@ -9,7 +9,6 @@ Starts its own Kafka and PostgreSQL; writes `DIR/ingest.folded` (flame-graph inp
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import tempfile
@@ -27,7 +26,7 @@ from .procstat import cpu_seconds
 from .http_rows import BATCH, INGEST, PARTITIONS, TOPIC
 from .infra import servers as infra_servers
 from .ingest import PassPool, bodies, flat_out
-from .profile import py_spy, summarise
+from .profile import py_spy, server_profiler_main, summarise
 from .run import say
 from .workload import Workload, created_only
 
@@ -65,12 +64,7 @@ async def profile_ingest(out: Path, seconds: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="bench.profile_ingest")
-    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "runledger-profiles" / "ingest")
-    parser.add_argument("--seconds", type=int, default=10)
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    asyncio.run(profile_ingest(args.out, args.seconds))
+    server_profiler_main("bench.profile_ingest", profile_ingest, default_seconds=10)
 
 
 if __name__ == "__main__":

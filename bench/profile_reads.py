@@ -9,8 +9,6 @@ the server has projected it, then writes `DIR/<endpoint>.folded` (flame-graph in
 """
 from __future__ import annotations
 
-import argparse
-import asyncio
 import tempfile
 import threading
 from pathlib import Path
@@ -22,7 +20,7 @@ from events.kafka_log import KafkaEventLog
 from . import servers, wrk
 from .http_rows import PARTITIONS, TOPIC, endpoints
 from .infra import servers as infra_servers
-from .profile import py_spy, summarise
+from .profile import py_spy, server_profiler_main, summarise
 from .run import say
 from .workload import Workload
 
@@ -55,12 +53,7 @@ def _sample(server, url: str, key: str, stem: Path, seconds: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="bench.profile_reads")
-    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "runledger-profiles" / "reads")
-    parser.add_argument("--seconds", type=int, default=8)
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    asyncio.run(profile_reads(args.out, args.seconds))
+    server_profiler_main("bench.profile_reads", profile_reads, default_seconds=8)
 
 
 if __name__ == "__main__":
