@@ -6,7 +6,7 @@ Run from the repository root:
     .venv/bin/python bench/bench_consensus.py --cases                 # every case, one table
     .venv/bin/python bench/bench_consensus.py --against REV [--reps 3]  # REV's engine beside this one
 
-`--against` loads git revision REV's `projections/consensus` (as a separate package, from
+`--against` loads git revision REV's `projections/domain/consensus` (as a separate package, from
 `git archive`) and times it and the working tree's engine on the small and the reference
 invoice in the same process, alternately, `--reps` times; it prints each repetition, the
 medians and their ratio, and checks that both engines return the same results.
@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.workload import invoice as workload_invoice  # noqa: E402
-from projections.consensus import compute_consensus  # noqa: E402
+from projections.domain.consensus import compute_consensus  # noqa: E402
 
 N_PASSES = 7
 N_HEADER_FIELDS = 40

@@ -27,12 +27,10 @@ from events.catalogue import DocumentPassCompleted  # noqa: E402
 from events.codec import encode  # noqa: E402
 from events.log import Message  # noqa: E402
 from events.sqlite_log import SqliteEventLog  # noqa: E402
-from projections import fold  # noqa: E402
-from projections.database import create_schema, make_engine  # noqa: E402
-from projections.projector import Projector  # noqa: E402
+from projections.domain import fold  # noqa: E402
+from projections.runtime.projector import Projector  # noqa: E402
+from projections.store.database import create_schema, make_engine  # noqa: E402
 from tests.builders import RunScript  # noqa: E402
-
-
 
 
 def build_events(runs: int, docs: int, n: int, seed: int = 7) -> list:
@@ -73,7 +71,7 @@ async def measure(events: list, workdir: Path, batch_size: int) -> float:
 async def stages(events: list, workdir: Path, batch_size: int) -> dict[str, float]:
     """CPU seconds per stage of the batches that project `events` (one partition)."""
     from events.log import Record
-    from projections.batch import Batch, load, save
+    from projections.runtime.batch import Batch, load, save
 
     now_ms = int(time.time() * 1000)  # append times: the events' own stamps stay within the clock's bounds
     records = [Record(0, i, e.aggregate_id, encode(e), now_ms + i) for i, e in enumerate(events)]

@@ -5,7 +5,7 @@
 
 Writes a log of about `--events` events (runs of 50 documents x 3 passes of a small
 invoice extraction, 20 % of passes disagreeing, a run's passes interleaved with its
-neighbours'), then runs the rebuild (projections.rebuild, consensus on, as in
+neighbours'), then runs the rebuild (projections.runtime.rebuild, consensus on, as in
 production) in a fresh process and reports events/s and its peak RSS, with the RSS
 sampled along the way: flat RSS means the replay streams (batch by batch) instead of
 accumulating. The last line is the summary bench/run.py shows. Not a test.
@@ -73,9 +73,10 @@ def _run_events(rng: random.Random, run_id: str) -> list:
 
 async def measure(data_dir: Path) -> dict:
     """In its own process: the rebuild of `data_dir`'s log into read-model version 2."""
-    from projections import control, rebuild
-    from projections.database import create_schema, make_engine
     from events.sqlite_log import SqliteEventLog
+    from projections.runtime import rebuild
+    from projections.store import control
+    from projections.store.database import create_schema, make_engine
 
     base_url = f"sqlite+aiosqlite:///{data_dir / 'readmodel.db'}"
     base, ctrl = make_engine(base_url), make_engine(f"sqlite+aiosqlite:///{data_dir / 'control.db'}")

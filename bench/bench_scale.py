@@ -34,8 +34,8 @@ from sqlalchemy import func, select
 
 from events.kafka_log import KafkaEventLog
 from events.sqlite_log import SqliteEventLog
-from projections.database import make_engine, prepare_schema
-from projections.tables import event_index, runs
+from projections.store.database import make_engine, prepare_schema
+from projections.store.tables import event_index, runs
 
 from . import procstat
 from .projection import CONSTANT_SCORE
@@ -222,7 +222,7 @@ def member(argv: list[str]) -> int:
 
     exit_with_parent()  # a bench that dies leaves no member behind
     if args.consensus == "off":
-        from projections import fold
+        from projections.domain import fold
 
         from .projection import constant_scorer
         fold.score_document = constant_scorer

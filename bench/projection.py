@@ -15,10 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from events.log import EventLog
-from projections import fold
-from projections.database import make_engine, prepare_schema
-from projections.projector import BATCH_SIZE, Projector
-from projections.tables import runs
+from projections.domain import fold
+from projections.runtime.projector import BATCH_SIZE, Projector
+from projections.store.database import make_engine, prepare_schema
+from projections.store.tables import runs
 
 CONSTANT_SCORE = 1.0
 

@@ -15,7 +15,7 @@ from events.catalogue import BlockDefined, DocumentPassCompleted, ExperimentCrea
 from events.codec import encode
 from events.envelope import Event, new_event
 from events.log import Message
-from projections.views import block_key
+from projections.store.views import block_key
 from services import fingerprints as fp
 from tests.builders import T0, RunScript
 

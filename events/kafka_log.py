@@ -21,7 +21,7 @@ from .log import Message, OnPartitions, Position, Record, partition_for
 log = logging.getLogger("runledger.kafka")
 
 TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete",
-                "message.timestamp.type": "LogAppendTime"}  # the broker's clock bounds producers' (projections/clock.py)
+                "message.timestamp.type": "LogAppendTime"}  # the broker's clock bounds producers' (projections/domain/clock.py)
 READ_TIMEOUT = 30.0
 
 

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from events.log import EventLog
-from projections import control as control_store
-from projections.database import make_engine, prepare_schema
-from projections.follow import ActiveReadModel
-from projections.projector import Projector
+from projections.runtime.follow import ActiveReadModel
+from projections.runtime.projector import Projector
+from projections.store import control as control_store
+from projections.store.database import make_engine, prepare_schema
 
 from . import fold_processes
 from .datadir import secure_data_dir
@@ -27,7 +27,7 @@ class Runtime:
     log: EventLog
     base_engine: AsyncEngine  # read-model version 1's location; `engine` is the active version's
     projector: Projector | None
-    control: AsyncEngine | None = None  # keys, idempotency (projections/control.py); may be `engine`
+    control: AsyncEngine | None = None  # keys, idempotency (projections/store/control.py); may be `engine`
     read_model: ActiveReadModel | None = None
     following: asyncio.Task | None = None
     telemetry: Telemetry | None = None  # this process's Prometheus registry (services/telemetry.py)
@@ -35,7 +35,7 @@ class Runtime:
     @property
     def engine(self) -> AsyncEngine:
         """The active read-model version's engine. Resolve it for each use, never keep it:
-        a rebuild switches it (projections/follow.py)."""
+        a rebuild switches it (projections/runtime/follow.py)."""
         return self.read_model.engine if self.read_model is not None else self.base_engine
 
     async def close(self) -> None:

@@ -6,9 +6,9 @@ import asyncio
 import sys
 from pathlib import Path
 
-from .settings import Settings
 from . import keys_cli, logs
 from .ops import audit_cli, quarantine_cli, replay_cli, runs_cli
+from .settings import Settings
 from .worker import commands as worker_commands
 
 
@@ -117,8 +117,8 @@ def workers_refused(settings: Settings, workers: int, with_projector: bool) -> s
 
 
 async def _migrate(settings: Settings, sql_only: bool) -> int:
-    from projections import migrate
-    from projections.database import make_engine, prepare_schema
+    from projections.store import migrate
+    from projections.store.database import make_engine, prepare_schema
 
     url = settings.read_model_url
     if sql_only:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import uuid
 
-from projections.fingerprints import (  # noqa: F401 - written by the projector, read here
-    canonical, digest, documents_fingerprint, execution_fingerprint, metrics_validity_fingerprint,
+from projections.domain.fingerprints import (  # noqa: F401 - written by the projector, read here
+    canonical, digest, documents_fingerprint, execution_fingerprint, metrics_validity_fingerprint
 )
 
 

@@ -21,7 +21,7 @@ from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from projections.control import ROLES, api_keys
+from projections.store.control import ROLES, api_keys
 
 ORG_SYNTAX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DEFAULT_ORG = "default"

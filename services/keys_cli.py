@@ -41,10 +41,11 @@ def keys(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
+    from projections.store.database import make_engine, prepare_schema
+
     from . import keys as store
     from .bootstrap import open_control_store
     from .datadir import secure_data_dir
-    from projections.database import make_engine, prepare_schema
 
     secure_data_dir(settings)
     read_model = make_engine(settings.read_model_url)

@@ -6,7 +6,7 @@ import time
 from events.codec import encode
 from events.envelope import Event
 from events.log import Message, Position
-from projections import checkpoints
+from projections.runtime import checkpoints
 
 from .bootstrap import Runtime
 

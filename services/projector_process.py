@@ -6,7 +6,7 @@ take its partitions at once, without waiting for the session timeout) and the
 process exits 0. A SIGKILLed member is replaced after the session timeout; its
 half-done batch never committed, and the new owner resumes from the checkpoint.
 
-Every member publishes a heartbeat into the read model (projections/heartbeat.py), so
+Every member publishes a heartbeat into the read model (projections/runtime/heartbeat.py), so
 every API replica's /healthz sees it; with `--health-port` it also serves its own
 /healthz and /metrics.
 """
@@ -18,7 +18,7 @@ import logging
 import random
 import signal
 
-from projections.projector import Projector
+from projections.runtime.projector import Projector
 
 from .bootstrap import start_runtime
 from .settings import Settings

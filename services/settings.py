@@ -5,6 +5,9 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+"""Where the CLI's HTTP clients (worker, demo, runs) find the server unless told."""
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -20,7 +23,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     max_body_bytes: int = 8 * 1024 * 1024
-    heartbeat_interval: float = 2.0  # projector heartbeats (projections/heartbeat.py)
+    heartbeat_interval: float = 2.0  # projector heartbeats (projections/runtime/heartbeat.py)
     heartbeat_ttl: float = 10.0  # a member silent for longer is dead to /healthz
     fold_processes: int = 1  # the projector's fold (consensus) pool; 0: a worker thread instead
     extra: dict = field(default_factory=dict)
@@ -56,7 +59,7 @@ class Settings:
 
     @property
     def control_url(self) -> str:
-        """API keys and idempotency records (projections/control.py): their own SQLite file
+        """API keys and idempotency records (projections/store/control.py): their own SQLite file
         on the embedded default, the read model's database on PostgreSQL."""
         if self.database_url and not self.database_url.startswith("sqlite"):
             return self.database_url

@@ -5,14 +5,14 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from events.catalogue import (
-    DocumentPassCompleted, DocumentPassFailed, DocumentSpec, ErrorInfo, RunCancelRequested, RunCreated,
-    RunFailed, RunQueued, RunStarted,
+    DocumentPassCompleted, DocumentPassFailed, DocumentSpec, ErrorInfo, RunCancelRequested, RunCreated, RunFailed,
+    RunQueued, RunStarted
 )
 from events.envelope import Event, new_event
 
 T0 = (datetime.now(timezone.utc) - timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
 """A day ago, on the hour: events projected through a real log are timed against its append
-clock (projections/clock.py), so test stamps sit where real ones do, a little in the past."""
+clock (projections/domain/clock.py), so test stamps sit where real ones do, a little in the past."""
 
 
 class RunScript:
@@ -68,7 +68,7 @@ class RunScript:
 
 
 def fold_all(events: list[Event], state: Any = None, score=None) -> tuple[Any, list]:
-    from projections.fold import apply
+    from projections.domain.fold import apply
 
     outcomes = []
     for event in events:

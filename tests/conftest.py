@@ -94,7 +94,7 @@ async def database_url(request, tmp_path):
 @pytest.fixture
 async def engine(database_url):
     """The read model as production builds it: SQLite created in place, PostgreSQL by migrations."""
-    from projections.database import make_engine, prepare_schema
+    from projections.store.database import make_engine, prepare_schema
 
     engine = make_engine(database_url)
     await prepare_schema(database_url, engine)

@@ -16,9 +16,10 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 
-from projections import fold, serialize as ser, views
-from projections.state import BlockState, ExperimentState, RunState
-from projections.tables import blocks, experiments
+from projections.domain import fold
+from projections.domain.state import BlockState, ExperimentState, RunState
+from projections.store import serialize as ser, views
+from projections.store.tables import blocks, experiments
 
 from ..ledger import ProjectionLag
 from .freshness import freshness

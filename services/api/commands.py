@@ -2,20 +2,17 @@
 from __future__ import annotations
 
 from events.catalogue import (
-    BlockDefined, DocumentSpec, ExperimentCreated, ExperimentDeleted, ExperimentUpdated, RunCancelRequested,
-    RunCreated,
+    BlockDefined, DocumentSpec, ExperimentCreated, ExperimentDeleted, ExperimentUpdated, RunCancelRequested, RunCreated
 )
 from events.codec import UndecodableEvent, build
 from events.envelope import Event, new_event
 from events.log import Position
-from projections import views
-from projections.scoring import config_problem
-from projections.state import RUN_TERMINAL, BlockState, ExperimentState
+from projections.domain.scoring import config_problem
+from projections.domain.state import RUN_TERMINAL, BlockState, ExperimentState
+from projections.store import views
 
 from .. import fingerprints as fp
-from .bodies import (
-    CreateExperimentBody, CreateRunBody, DefineBlockBody, DocumentBody, UpdateExperimentBody,
-)
+from .bodies import CreateExperimentBody, CreateRunBody, DefineBlockBody, DocumentBody, UpdateExperimentBody
 from .context import Ctx, require
 from .errors import ApiError, invalid, not_found
 from .plan import check_token, plan_of

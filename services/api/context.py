@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from projections.database import reader
+from projections.store.database import reader
 
 from ..bootstrap import Runtime
 from ..ledger import Ledger

@@ -8,7 +8,6 @@ import time
 import uuid
 
 import orjson
-
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -18,8 +17,8 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from projections.pagination import InvalidCursor
-from projections.transient import is_transient
+from projections.runtime.transient import is_transient
+from projections.store.pagination import InvalidCursor
 
 from .. import logs
 

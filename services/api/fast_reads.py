@@ -33,16 +33,15 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from projections import views
-from projections.database import reader
-from projections.pagination import PageRequest, ordered, page_of
-from projections.tables import runs
+from projections.store import views
+from projections.store.database import reader
+from projections.store.pagination import PageRequest, ordered, page_of
+from projections.store.tables import runs
 
 from .. import logs
 from .auth import Caller, KeyCache, valid_caller
 from .context import Ctx
-from .routes import metrics as metrics_routes
-from .routes import runs as run_routes
+from .routes import metrics as metrics_routes, runs as run_routes
 from .routes.common import POSITION_HEADER, envelope
 
 log = logging.getLogger("runledger.api")

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from projections.read_columns import block_execution, experiment_freshness
-from projections.state import BlockState, ExperimentState, RunState
+from projections.domain.state import BlockState, ExperimentState, RunState
+from projections.store.read_columns import block_execution, experiment_freshness
 
 from .. import fingerprints as fp
 

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from projections.control import idempotency_keys as table
+from projections.store.control import idempotency_keys as table
 
 from .errors import envelope
 from .guard import WRITE_METHODS

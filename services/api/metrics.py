@@ -2,7 +2,7 @@
 non-answers (stale_metrics, no_metrics), shaped as the retab SDK parses them.
 
 The summary reads no state: `SummaryInput` holds the read columns the projector wrote
-(projections/read_columns.py). The other views read whole document states (`MetricsInput`)."""
+(projections/store/read_columns.py). The other views read whole document states (`MetricsInput`)."""
 from __future__ import annotations
 
 import math
@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Mapping
 
-from projections import aggregate
-from projections.aggregate import LABEL_BLOCKS
-from projections.consensus.normalize import label_text
-from projections.read_columns import run_summary
-from projections.state import BlockState, DocumentState, ExperimentState, RunState
-from projections.views import DocumentScore, RunScore
+from projections.domain import aggregate
+from projections.domain.aggregate import LABEL_BLOCKS
+from projections.domain.consensus.normalize import label_text
+from projections.domain.state import BlockState, DocumentState, ExperimentState, RunState
+from projections.store.read_columns import run_summary
+from projections.store.views import DocumentScore, RunScore
 
 from .errors import invalid, not_found
 from .freshness import Fingerprints, current_fingerprints, stale_reasons_of

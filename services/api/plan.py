@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from projections.state import BlockState, ExperimentState
+from projections.domain.state import BlockState, ExperimentState
 
 from .. import fingerprints as fp
 from .errors import ApiError

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from projections import checkpoints, versions
+from projections.runtime import checkpoints, versions
 
 from ..bootstrap import Runtime
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from projections.batch import result_id
-from projections.read_columns import lifecycle, run_resource  # noqa: F401 - rendered where the rows are written
-from projections.state import DOC_TERMINAL, BlockState, DocumentState, ExperimentState, RunState
-
+from projections.domain.state import DOC_TERMINAL, BlockState, DocumentState, ExperimentState, RunState
+from projections.runtime.batch import result_id
+from projections.store.read_columns import lifecycle, run_resource  # noqa: F401 - rendered where the rows are written
 
 _EXPERIMENT_STATUS = {"pending": "processing", "queued": "processing", "running": "processing",
                       "completed": "completed", "error": "failed", "cancelled": "cancelled"}

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from projections import heartbeat, quarantine, views
+from projections.runtime import heartbeat, quarantine
+from projections.store import views
 
 from ..bootstrap import Runtime
 

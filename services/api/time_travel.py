@@ -8,9 +8,9 @@ import orjson
 
 from events.codec import from_dict
 from events.log import Position, partition_for
-from projections import views
-from projections.fold import apply
-from projections.state import DocumentState, RunState
+from projections.domain.fold import apply
+from projections.domain.state import DocumentState, RunState
+from projections.store import views
 
 from .context import Ctx
 from .errors import ApiError, invalid

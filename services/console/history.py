@@ -12,10 +12,10 @@ from typing import Any
 from events.codec import from_dict
 from events.envelope import trace_id
 from events.log import Position
-from projections import views
-from projections.event_bodies import with_bodies
-from projections.fold import apply, no_scores
-from projections.pagination import PageRequest
+from projections.domain.fold import apply, no_scores
+from projections.runtime.event_bodies import with_bodies
+from projections.store import views
+from projections.store.pagination import PageRequest
 
 from ..api.context import Ctx
 

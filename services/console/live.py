@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import Request, Response
 
-from projections import views
+from projections.store import views
 
 from ..api.context import Ctx
 

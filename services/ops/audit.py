@@ -12,11 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from events.codec import UndecodableEvent, decode, from_dict
 from events.envelope import trace_id
 from events.log import EventLog, Position, Record, partition_for
-from projections import batch as batch_module
-from projections.fold import apply
-from projections.tables import dead_letters as dead_letters_table
-from projections.event_bodies import body_of
-from projections.tables import event_index
+from projections.domain.fold import apply
+from projections.runtime import batch as batch_module
+from projections.runtime.event_bodies import body_of
+from projections.store.tables import dead_letters as dead_letters_table, event_index
 
 from ..api.status import projection_status
 

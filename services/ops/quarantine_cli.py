@@ -1,5 +1,5 @@
 """`runledger quarantine list | retry AGGREGATE_ID`: runs set aside on a deterministic
-failure (projections/quarantine.py), and folding their parked events once the fix ships."""
+failure (projections/runtime/quarantine.py), and folding their parked events once the fix ships."""
 from __future__ import annotations
 
 import argparse
@@ -31,7 +31,7 @@ def handle(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _list(settings: Settings, args) -> int:
-    from projections import quarantine
+    from projections.runtime import quarantine
 
     async with local_runtime(settings) as runtime:
         async with runtime.engine.connect() as conn:
@@ -48,10 +48,10 @@ async def _list(settings: Settings, args) -> int:
 
 
 async def _retry(settings: Settings, args) -> int:
-    from projections import quarantine
+    from projections.runtime import retry
 
     async with local_runtime(settings) as runtime:
-        outcome = await quarantine.retry_parked(runtime.engine, args.aggregate_id)
+        outcome = await retry.retry_parked(runtime.engine, args.aggregate_id)
     if args.json:
         print_json(outcome.as_json())
     elif outcome.lifted:

@@ -51,7 +51,7 @@ def handle(settings: Settings, args: argparse.Namespace) -> int:
 # -- rebuild -------------------------------------------------------------------------
 
 async def _rebuild(settings: Settings, args) -> int:
-    from projections import rebuild, versions
+    from projections.runtime import rebuild, versions
 
     for name in ("runledger.projector", "runledger.follow"):  # the live display says it all
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -91,7 +91,7 @@ def _progress_table(progress) -> Table:
 
 
 async def _repair(settings: Settings, args) -> int:
-    from projections import verify
+    from projections.runtime import verify
 
     async with local_runtime(settings) as runtime:
         try:
@@ -111,7 +111,7 @@ async def _repair(settings: Settings, args) -> int:
 # -- verify --------------------------------------------------------------------------
 
 async def _verify(settings: Settings, args) -> int:
-    from projections import verify
+    from projections.runtime import verify
 
     async with local_runtime(settings) as runtime:
         if args.run:
@@ -151,7 +151,7 @@ def _cell(value) -> str:
 # -- versions ------------------------------------------------------------------------
 
 async def _list(settings: Settings, args) -> int:
-    from projections import versions
+    from projections.runtime import versions
 
     async with local_runtime(settings) as runtime:
         rows = await versions.list_versions(runtime.control)
@@ -170,7 +170,7 @@ async def _list(settings: Settings, args) -> int:
 
 
 async def _drop(settings: Settings, version: int) -> int:
-    from projections import versions
+    from projections.runtime import versions
 
     async with local_runtime(settings) as runtime:
         try:

@@ -13,11 +13,10 @@ from typing import get_args
 import httpx
 
 from ..api.bodies import TriggerType
-from ..settings import Settings
+from ..settings import DEFAULT_API_URL, Settings
 from .local import console, fail, print_json
 
 TRIGGER_TYPES = get_args(TriggerType)
-DEFAULT_API_URL = "http://127.0.0.1:8000"
 HANDLED = ("run",)
 
 

@@ -6,9 +6,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from ..settings import Settings
-
-DEFAULT_API_URL = "http://127.0.0.1:8000"
+from ..settings import DEFAULT_API_URL, Settings
 
 
 def add_parsers(commands) -> None:

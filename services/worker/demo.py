@@ -16,8 +16,7 @@ import httpx
 from rich.console import Console
 
 from ..fingerprints import document_id
-from ..settings import Settings
-from .commands import DEFAULT_API_URL
+from ..settings import DEFAULT_API_URL, Settings
 from .demo_block import demo_block, seed
 from .harness import Worker
 from .launch import Emit, SetupError, make_producer, open_log

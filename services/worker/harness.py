@@ -35,9 +35,9 @@ from events.catalogue import RUN_EVENT_TYPES
 from events.codec import UndecodableEvent, decode
 from events.envelope import Event
 from events.log import EventLog, LogConsumer, Record
-from projections.fold import apply, no_scores
-from projections.outputs import output_problem
-from projections.state import RUN_TERMINAL, RunState
+from projections.domain.fold import apply, no_scores
+from projections.domain.outputs import output_problem
+from projections.domain.state import RUN_TERMINAL, RunState
 
 from .blocks import BlockFunction, Retryable, call_block
 from .work import InvalidOutput, PassKey, RunWork, Slot, WorkerStats

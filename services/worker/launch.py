@@ -15,9 +15,8 @@ import httpx
 from events.log import EventLog
 
 from ..bootstrap import build_log
-from ..settings import Settings
+from ..settings import DEFAULT_API_URL, Settings
 from .blocks import load_block
-from .commands import DEFAULT_API_URL
 from .harness import Worker
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from projections.state import RunState
+from projections.domain.state import RunState
 
 ACTIVE = frozenset({"pending", "queued", "running"})  # pending: not yet taken; this worker takes it
 PassKey = tuple[str, int]  # (document_id, pass_index)

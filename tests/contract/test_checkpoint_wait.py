@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from projections import checkpoints
+from projections.runtime import checkpoints
 
 
 async def move(engine, expected: int, new: int) -> None:

@@ -11,8 +11,8 @@ import asyncio
 
 import pytest
 
-from projections import checkpoints
-from projections.checkpoints import LostPartition
+from projections.runtime import checkpoints
+from projections.runtime.checkpoints import LostPartition
 
 
 async def race(engine, expected: int, first_new: int, second_new: int) -> None:

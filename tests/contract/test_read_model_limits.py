@@ -14,9 +14,9 @@ from sqlalchemy import select
 from events import bounds
 from events.codec import encode
 from events.log import Message
-from projections import views
-from projections.projector import Projector
-from projections.tables import dead_letters, document_targets
+from projections.runtime.projector import Projector
+from projections.store import views
+from projections.store.tables import dead_letters, document_targets
 from tests.builders import RunScript
 from tests.integration.test_projector import append, project_until, read_run
 

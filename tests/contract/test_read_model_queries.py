@@ -8,9 +8,9 @@ import pytest
 
 from events.catalogue import ExperimentCreated
 from events.envelope import new_event
-from projections import views
-from projections.pagination import PageRequest
-from projections.projector import Projector
+from projections.runtime.projector import Projector
+from projections.store import views
+from projections.store.pagination import PageRequest
 from tests.builders import T0, RunScript
 from tests.integration.test_projector import append, project_until
 

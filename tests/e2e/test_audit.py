@@ -9,15 +9,15 @@ from retab import Retab
 
 from tests.e2e.conftest import KEY, create_key, http
 from tests.e2e.test_sdk_scenario import DOCS, setup_experiment
-from tests.waiting import wait_for
 from tests.server import ServerProcess
+from tests.waiting import wait_for
 
 
 def test_a_run_as_of_a_position_and_as_of_a_time(server):
     sdk = Retab(api_key=KEY, base_url=server.url, max_retries=0)
     run = sdk.workflows.experiments.runs.create(experiment_id=setup_experiment(server, sdk, DOCS[:1]).id)
     doc = sdk.workflows.experiments.results.list(run_id=run.id).data[0].document_id
-    # stamps between the run's creation and now: the log's append time bounds them (projections/clock.py)
+    # stamps between the run's creation and now: the log's append time bounds them (projections/domain/clock.py)
     created = datetime.fromisoformat(http(server).get(f"/v1/workflows/experiments/runs/{run.id}").json()["timing"]["created_at"])
     at = [created + timedelta(microseconds=i + 1) for i in range(3)]
     passes = [{"type": "DocumentPassCompleted", "run_id": run.id, "occurred_at": at[i].isoformat(),

@@ -9,8 +9,8 @@ from retab import Retab
 from sqlalchemy import select, update
 
 from events.log import Message
-from projections import versions
-from projections.tables import runs
+from projections.runtime import versions
+from projections.store.tables import runs
 from services.bootstrap import build_log
 from services.settings import Settings
 from tests.e2e.conftest import KEY, create_key, http

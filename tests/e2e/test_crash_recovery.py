@@ -5,11 +5,11 @@ import httpx
 from retab import Retab
 
 from events.codec import from_dict
-from projections.fold import apply
+from projections.domain.fold import apply
 from tests.e2e.conftest import KEY, http
 from tests.e2e.test_sdk_scenario import setup_experiment
-from tests.waiting import wait_for
 from tests.server import ServerProcess
+from tests.waiting import wait_for
 
 DOCS = [{"handle_inputs": {"doc": {"type": "json", "data": {"n": i}}}} for i in range(8)]
 

@@ -16,10 +16,10 @@ import pytest
 from retab import Retab
 
 from events.log import Position
-from projections import versions
-from projections.database import create_schema, make_engine
-from projections.projector import Projector
-from projections.state_hash import state_hashes
+from projections.runtime import versions
+from projections.runtime.projector import Projector
+from projections.store.database import create_schema, make_engine
+from projections.store.state_hash import state_hashes
 from services.bootstrap import build_log
 from services.settings import Settings
 from tests.e2e.conftest import KEY, create_key, http

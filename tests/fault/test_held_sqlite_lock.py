@@ -10,8 +10,8 @@ import sqlite3
 from sqlalchemy import event
 
 from events.sqlite_log import SqliteEventLog
-from projections.database import create_schema, make_engine
-from projections.projector import Projector
+from projections.runtime.projector import Projector
+from projections.store.database import create_schema, make_engine
 from tests.fault.workload import Workload, append, assert_survived, wait_until
 
 BUSY_TIMEOUT_MS = 200

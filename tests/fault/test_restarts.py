@@ -12,9 +12,9 @@ import pytest
 
 from events.kafka_log import KafkaEventLog
 from events.sqlite_log import SqliteEventLog
-from projections import projector as projector_module
-from projections.database import make_engine, prepare_schema
-from projections.projector import Projector
+from projections.runtime import projector as projector_module
+from projections.runtime.projector import Projector
+from projections.store.database import make_engine, prepare_schema
 from tests.conftest import BACKENDS, new_postgres_database
 from tests.e2e.conftest import create_key
 from tests.fault.workload import Workload, append, assert_survived
@@ -129,7 +129,7 @@ async def test_the_kafka_broker_restarted_mid_stream_stops_nothing(own_broker, t
 @pytest.mark.postgres
 @pytest.mark.skipif("postgres" not in BACKENDS, reason="needs RUNLEDGER_TEST_BACKENDS=postgres")
 async def test_reads_across_a_postgres_restart_never_answer_500(own_postgres, tmp_path):
-    """Reads keep no pre-ping (projections/database.py): a connection the restart killed
+    """Reads keep no pre-ping (projections/store/database.py): a connection the restart killed
     fails the statement that finds it dead. That read answers 503 with Retry-After (the
     pool is invalidated, so the retry connects afresh), never a 500, and reads recover."""
     directory, url = own_postgres

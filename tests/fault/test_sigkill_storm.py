@@ -16,9 +16,9 @@ import uuid
 
 import pytest
 
-from projections import checkpoints
-from projections.database import make_engine, prepare_schema
-from projections.projector import Projector
+from projections.runtime import checkpoints
+from projections.runtime.projector import Projector
+from projections.store.database import make_engine, prepare_schema
 from tests.conftest import fresh_database_url, new_postgres_database, server_backends
 from tests.fault.workload import Workload, append, assert_survived
 

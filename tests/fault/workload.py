@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from events.codec import encode
 from events.log import Message
-from projections import views
-from projections.projector import Projector
+from projections.runtime.projector import Projector
+from projections.store import views
 from tests.builders import RunScript
 from tests.state_hash import state_hashes
 

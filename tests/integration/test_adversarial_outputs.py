@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import uuid
 
-from hypothesis import HealthCheck, event, example, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, event, example, given, settings, strategies as st
 from sqlalchemy import func, select
 
 from events import bounds
 from events.codec import UndecodableEvent, build
-from projections import views
-from projections.projector import Projector
-from projections.tables import dead_letters, document_targets, quarantined
+from projections.runtime.projector import Projector
+from projections.store import views
+from projections.store.tables import dead_letters, document_targets, quarantined
 from tests.builders import RunScript
 from tests.integration.test_projector import append, project_until, read_run
 

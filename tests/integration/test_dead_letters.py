@@ -7,9 +7,9 @@ from sqlalchemy import func, select
 
 from events.catalogue import DocumentPassCompleted
 from events.log import Message
-from projections import views
-from projections.projector import Projector
-from projections.tables import dead_letters
+from projections.runtime.projector import Projector
+from projections.store import views
+from projections.store.tables import dead_letters
 from services.ops import audit
 from tests.builders import RunScript
 from tests.integration.test_projector import append, project_until

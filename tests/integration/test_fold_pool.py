@@ -16,15 +16,15 @@ import pytest
 
 from events.codec import encode
 from events.log import Record
-from projections.batch import Batch
-from projections.projector import fold_elsewhere
+from projections.runtime.batch import Batch
+from projections.runtime.projector import fold_elsewhere
 from tests.builders import RunScript
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
 ROOT = Path(__file__).resolve().parents[2]
-FOLD_STATE_MODULES = ("projections.state", "events.envelope", "events.catalogue", "pydantic")
+FOLD_STATE_MODULES = ("projections.domain.state", "events.envelope", "events.catalogue", "pydantic")
 
 
 class _Classes(pickle.Unpickler):

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from fastapi import Depends, FastAPI, Request
 
-from projections import control, migrate
-from projections.database import make_engine
+from projections.store import control, migrate
+from projections.store.database import make_engine
 from services import keys
 from services.api import errors
 from services.api.auth import Caller, KeyCache, is_admin, require_admin

@@ -1,5 +1,5 @@
 """The metrics summary reads the columns the projector wrote beside the states
-(runs.summary, experiments.freshness, blocks.execution; projections/read_columns.py) and
+(runs.summary, experiments.freshness, blocks.execution; projections/store/read_columns.py) and
 decodes no state. Its answers are the ones read from the states, byte for byte; a row
 written before those columns (migration 0008) reads the same; a replay writes the same text."""
 from __future__ import annotations
@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import select, update
 
 from events.log import Position
-from projections import read_columns, serialize as ser, views
-from projections.database import make_engine, prepare_schema
-from projections.tables import blocks, experiments, runs
+from projections.store import read_columns, serialize as ser, views
+from projections.store.database import make_engine, prepare_schema
+from projections.store.tables import blocks, experiments, runs
 from services.keys import store_key
 from tests.conftest import fresh_database_url
 from tests.fixtures.recorded_log.replay import embedded_log, project_all, read_records

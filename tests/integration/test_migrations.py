@@ -12,8 +12,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from projections import control, migrate
-from projections.tables import checkpoints, metadata
+from projections.store import control, migrate
+from projections.store.tables import checkpoints, metadata
 from tests.conftest import BACKENDS, fresh_database_url
 
 pytestmark = [

@@ -12,15 +12,15 @@ from retab import Retab
 from events.codec import decode
 from events.log import Position
 from events.producer import InvalidEvent, Producer, ProducerError, Rejected
-from projections import views
-from projections.projector import Projector
+from projections.runtime.projector import Projector
+from projections.store import views
 from tests.builders import RunScript
 from tests.conftest import BACKENDS
 from tests.e2e.conftest import KEY, http, server_env  # noqa: F401  (server_env is a fixture)
 from tests.e2e.test_sdk_scenario import setup_experiment
-from tests.waiting import wait_for
 from tests.projector_process import ProjectorProcess
 from tests.server import ServerProcess, free_port
+from tests.waiting import wait_for
 
 DOCS = [{"handle_inputs": {"doc": {"type": "json", "data": {"n": i}}}} for i in range(4)]
 needs_kafka = pytest.mark.skipif("kafka" not in BACKENDS, reason="RUNLEDGER_TEST_BACKENDS has no kafka")
@@ -179,7 +179,7 @@ async def test_a_broker_restart_mid_stream_loses_nothing(kafka_bootstrap, tmp_pa
     """Producers keep emitting while the broker restarts; every event ends up on the log
     once by identity, and the projected runs have exact counts."""
     from events.kafka_log import KafkaEventLog
-    from projections.database import create_schema, make_engine
+    from projections.store.database import create_schema, make_engine
 
     topic = f"restart-{uuid.uuid4().hex[:10]}"
     scripts = [RunScript(run_id=f"run_{i}_{uuid.uuid4().hex[:6]}", docs=5, n=3) for i in range(6)]

@@ -7,11 +7,11 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import select
 
 from events.codec import from_dict
-from projections import views
-from projections.clock import MAX_PRODUCER_LAG
-from projections.fold import apply
-from projections.projector import Projector
-from projections.tables import event_index
+from projections.domain.clock import MAX_PRODUCER_LAG
+from projections.domain.fold import apply
+from projections.runtime.projector import Projector
+from projections.store import views
+from projections.store.tables import event_index
 from tests.builders import RunScript
 from tests.integration.test_projector import append, project_until, read_run
 

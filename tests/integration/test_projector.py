@@ -9,9 +9,9 @@ from sqlalchemy import func, select
 
 from events.codec import encode
 from events.log import Message
-from projections import views
-from projections.projector import PartitionStatus, Projector
-from projections.tables import dead_letters, event_index
+from projections.runtime.projector import PartitionStatus, Projector
+from projections.store import views
+from projections.store.tables import dead_letters, event_index
 from tests.builders import RunScript, fold_all
 
 

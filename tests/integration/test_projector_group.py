@@ -19,10 +19,10 @@ from sqlalchemy import func, select
 from events.kafka_log import KafkaEventLog
 from events.log import Position
 from events.producer import Producer
-from projections import views
-from projections.database import create_schema, make_engine
-from projections.projector import Projector
-from projections.tables import dead_letters, event_index
+from projections.runtime.projector import Projector
+from projections.store import views
+from projections.store.database import create_schema, make_engine
+from projections.store.tables import dead_letters, event_index
 from tests.builders import RunScript
 from tests.conftest import BACKENDS, fresh_database_url
 from tests.projector_process import ProjectorProcess
@@ -179,7 +179,7 @@ async def test_a_killed_projector_is_replaced_and_the_result_equals_a_fresh_repl
 @pytest.fixture
 def batch_delay(monkeypatch):
     """Batches hold their transaction open for `delay` seconds before committing."""
-    from projections import projector as projector_module
+    from projections.runtime import projector as projector_module
 
     real, control = projector_module.save, types.SimpleNamespace(delay=0.05)
 

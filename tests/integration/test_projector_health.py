@@ -14,7 +14,7 @@ import sys
 import httpx
 import pytest
 
-from projections import batch as batch_module
+from projections.runtime import batch as batch_module
 from services.api.app import create_app
 from services.api.status import projection_status
 from services.bootstrap import start_runtime

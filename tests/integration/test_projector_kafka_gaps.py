@@ -13,9 +13,9 @@ from sqlalchemy import func, select
 from events.codec import encode
 from events.kafka_log import KafkaEventLog
 from events.log import Message, partition_for
-from projections import views
-from projections.projector import Projector
-from projections.tables import event_index
+from projections.runtime.projector import Projector
+from projections.store import views
+from projections.store.tables import event_index
 from tests.builders import RunScript
 from tests.conftest import BACKENDS
 from tests.integration.test_projector import project_until

@@ -8,11 +8,11 @@ import threading
 
 import pytest
 
-from projections import fold
-from services.keys import create_key
-from services.settings import Settings
 from events.catalogue import DocumentSpec, ExperimentCreated
 from events.envelope import new_event
+from projections.domain import fold
+from services.keys import create_key
+from services.settings import Settings
 from tests.builders import T0, RunScript
 from tests.fault.workload import append, wait_until
 from tests.integration.test_projector_health import api
@@ -84,9 +84,9 @@ async def test_a_batch_folded_in_the_process_pool_writes_what_a_thread_fold_writ
     from concurrent.futures import ProcessPoolExecutor
 
     from events.sqlite_log import SqliteEventLog
-    from projections import projector as projector_module
-    from projections.database import create_schema, make_engine
-    from projections.projector import Projector
+    from projections.runtime import projector as projector_module
+    from projections.runtime.projector import Projector
+    from projections.store.database import create_schema, make_engine
     from tests.integration.test_projector import project_until
     from tests.state_hash import state_hashes
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from events.log import partition_for
-from projections import batch as batch_module
-from projections import quarantine, views
-from projections.database import make_engine, prepare_schema
-from projections.projector import Projector
+from projections.runtime import batch as batch_module, quarantine, retry
+from projections.runtime.projector import Projector
+from projections.store import views
+from projections.store.database import make_engine, prepare_schema
 from tests.builders import RunScript
 from tests.conftest import fresh_database_url
 from tests.integration.test_projector import append, project_until
@@ -75,11 +75,11 @@ async def test_a_fold_bug_quarantines_its_run_and_the_partition_goes_on(log, eng
     assert late[0].offset in {r.offset for r in parked}
     assert len(parked) == listed[0].parked + 1
 
-    failed_again = await quarantine.retry_parked(engine, victim)  # not fixed yet: nothing changes
+    failed_again = await retry.retry_parked(engine, victim)  # not fixed yet: nothing changes
     assert not failed_again.lifted and "simulated bug" in failed_again.error
 
     monkeypatch.setattr(batch_module, "apply", real)  # the fix ships
-    outcome = await quarantine.retry_parked(engine, victim)
+    outcome = await retry.retry_parked(engine, victim)
     assert outcome.lifted and outcome.applied == len(parked)
     async with engine.connect() as conn:
         assert (await views.get_run_any(conn, victim)).status == "completed"

@@ -10,11 +10,12 @@ from sqlalchemy import event, insert
 from events.codec import encode
 from events.envelope import Event
 from events.log import Record
-from projections import quarantine, views
-from projections.batch import Batch, load, save
-from projections.database import make_engine, prepare_schema
-from projections.projector import Projector
-from projections.tables import event_index
+from projections.runtime import quarantine
+from projections.runtime.batch import Batch, load, save
+from projections.runtime.projector import Projector
+from projections.store import views
+from projections.store.database import make_engine, prepare_schema
+from projections.store.tables import event_index
 from tests.builders import RunScript
 from tests.conftest import fresh_database_url
 from tests.integration.test_projector import append, project_until
@@ -87,7 +88,7 @@ async def test_a_prepared_batch_travels_pickled_without_fold_state_and_writes_th
         batch = await folded(other, as_records(events))
         batch.prepare()
         payload = pickle.dumps(batch)
-        assert b"projections.state" not in payload and b"events.envelope" not in payload  # rows, no fold state
+        assert b"projections.domain.state" not in payload and b"events.envelope" not in payload  # rows, no fold state
         travelled = pickle.loads(payload)
         async with other.begin() as conn:
             await save(conn, travelled)

@@ -10,10 +10,10 @@ import orjson
 import pytest
 from sqlalchemy import event, select, update
 
-from projections import views
-from projections.database import make_engine, reader
-from projections.read_columns import run_resource, run_summary
-from projections.tables import runs
+from projections.store import views
+from projections.store.database import make_engine, reader
+from projections.store.read_columns import run_resource, run_summary
+from projections.store.tables import runs
 from services.api import metrics
 from services.api.auth import KeyCache
 from services.api.context import Ctx

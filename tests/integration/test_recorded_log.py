@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
-from projections import verify
+from projections.runtime import verify
+from projections.store.state_hash import state_hashes
 from tests.fixtures.recorded_log.replay import EXPECTED, embedded_log, project_all, read_records
-from projections.state_hash import state_hashes
 
 
 async def test_the_recorded_log_folds_to_the_recorded_state(engine, tmp_path):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from projections.tables import event_index
-from projections.verify import verify_run
+from projections.runtime.verify import verify_run
+from projections.store.tables import event_index
 from services.ledger import Ledger
 from tests.builders import RunScript
 from tests.integration.test_read_your_writes import api, experiment, projecting, runtime  # noqa: F401 (fixtures)

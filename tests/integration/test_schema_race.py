@@ -10,7 +10,7 @@ import pytest
 
 SCRIPT = """
 import asyncio, sys
-from projections import control, database
+from projections.store import control, database
 async def main(directory):
     read_model = database.make_engine(f"sqlite+aiosqlite:///{directory}/readmodel.db")
     control_store = database.make_engine(f"sqlite+aiosqlite:///{directory}/control.db")

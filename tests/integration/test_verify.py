@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select, update
 
-from projections import verify
-from projections.projector import Projector
-from projections.tables import document_targets, runs
+from projections.runtime import verify
+from projections.runtime.projector import Projector
+from projections.store.tables import document_targets, runs
 from tests.builders import RunScript
 from tests.integration.test_projector import append, project_until
 

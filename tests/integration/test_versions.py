@@ -7,11 +7,12 @@ import asyncio
 import pytest
 from sqlalchemy import select
 
-from projections import control, versions
-from projections.database import make_engine, prepare_schema
-from projections.follow import ActiveReadModel
-from projections.projector import Projector
-from projections.tables import runs
+from projections.runtime import versions
+from projections.runtime.follow import ActiveReadModel
+from projections.runtime.projector import Projector
+from projections.store import control
+from projections.store.database import make_engine, prepare_schema
+from projections.store.tables import runs
 from tests.builders import RunScript
 from tests.integration.test_projector import append, project_until
 

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from projections.clock import MAX_PRODUCER_LAG
+from projections.domain.clock import MAX_PRODUCER_LAG
 from tests.builders import RunScript
 
 APPENDED = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
 
 
 def fold_appended(events_and_times):
-    from projections.fold import apply
+    from projections.domain.fold import apply
 
     state, outcomes = None, []
     for event, appended in events_and_times:
@@ -52,7 +52,7 @@ def test_stamps_within_the_window_are_kept_and_small_skews_go_unnoted():
 
 
 def test_the_same_log_and_append_times_fold_the_same_and_timed_events_refold_alike():
-    from projections import clock
+    from projections.domain import clock
     from tests.builders import fold_all
 
     log = one_document_run([datetime(2001, 1, 1, tzinfo=timezone.utc), APPENDED, APPENDED + timedelta(hours=1)])

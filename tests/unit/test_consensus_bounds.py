@@ -9,11 +9,10 @@ import os
 import random
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
-from projections.consensus import DocumentConsensus, align, compute_consensus
-from projections.consensus.limits import BAND_CANDIDATES, FIELD_CANDIDATES, MAX_WALK_DEPTH
+from projections.domain.consensus import DocumentConsensus, align, compute_consensus
+from projections.domain.consensus.limits import BAND_CANDIDATES, FIELD_CANDIDATES, MAX_WALK_DEPTH
 
 EXAMPLES = settings(max_examples=int(os.environ.get("CONSENSUS_EXAMPLES", "150")), deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from projections.consensus import Confusion, Flow, compute_consensus, merge_confusions
+from projections.domain.consensus import Confusion, Flow, compute_consensus, merge_confusions
 
 A = {"sku": "A", "q": 1}
 B = {"sku": "B", "q": 2}

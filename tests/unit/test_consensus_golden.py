@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from projections.consensus import ENGINE_LIBRARIES, compute_consensus
-from projections.consensus.extract import alignment_work
-from projections.consensus.limits import EXACT_ALIGNMENT_WORK
+from projections.domain.consensus import ENGINE_LIBRARIES, compute_consensus
+from projections.domain.consensus.extract import alignment_work
+from projections.domain.consensus.limits import EXACT_ALIGNMENT_WORK
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = json.loads((ROOT / "tests/fixtures/consensus_golden.json").read_text())

@@ -5,9 +5,9 @@ import random
 import unicodedata
 
 from events.bounds import MAX_JSON_DEPTH
-from projections.consensus import compute_consensus
-from projections.consensus.limits import MAX_WALK_DEPTH, TEXT_COMPARE_CHARS
-from projections.consensus.normalize import _normalize_unicode, normalize_text
+from projections.domain.consensus import compute_consensus
+from projections.domain.consensus.limits import MAX_WALK_DEPTH, TEXT_COMPARE_CHARS
+from projections.domain.consensus.normalize import _normalize_unicode, normalize_text
 
 ASCII_GAPS = set("\x7f !\"#%&'()*,-./:;?@[\\]_{}") | {chr(c) for c in range(0x20)}
 """ASCII punctuation, space and controls: the same categories in every Unicode version."""

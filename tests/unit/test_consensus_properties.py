@@ -4,10 +4,9 @@ from __future__ import annotations
 import json
 import os
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
-from projections.consensus import DocumentConsensus, compute_consensus, merge_confusions
+from projections.domain.consensus import DocumentConsensus, compute_consensus, merge_confusions
 
 # CONSENSUS_EXAMPLES=5000 for a deep run; the default keeps the suite fast.
 FAST = settings(max_examples=int(os.environ.get("CONSENSUS_EXAMPLES", "120")), deadline=None)

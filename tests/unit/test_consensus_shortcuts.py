@@ -11,18 +11,18 @@ import math
 import os
 import random
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from rapidfuzz.distance import Indel
 
-from projections.consensus.align import align_by_content, two_rounds
-from projections.consensus.extract import alignment_work
-from projections.consensus.limits import MAX_WALK_DEPTH
-from projections.consensus.batch import BATCH_CELLS, similarity_matrix
-from projections.consensus.normalize import canonical
-from projections.consensus.normalize import numbers_close
-from projections.consensus.vote import _number_key, _number_supports, _plainly_unanimous, _symmetric_sums, _unanimous
-from projections.consensus.similarity import is_flat, item_similarity
+from projections.domain.consensus.align import align_by_content, two_rounds
+from projections.domain.consensus.batch import BATCH_CELLS, similarity_matrix
+from projections.domain.consensus.extract import alignment_work
+from projections.domain.consensus.limits import MAX_WALK_DEPTH
+from projections.domain.consensus.normalize import canonical, numbers_close
+from projections.domain.consensus.similarity import is_flat, item_similarity
+from projections.domain.consensus.vote import (
+    _number_key, _number_supports, _plainly_unanimous, _symmetric_sums, _unanimous
+)
 
 FAST = settings(max_examples=int(os.environ.get("CONSENSUS_EXAMPLES", "150")), deadline=None)
 

@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from projections.outputs import output_problem
+from projections.domain.outputs import output_problem
 from services.worker.blocks import Retryable, call_block, load_block
 from services.worker.demo_block import DIFFICULTIES, demo_block, difficulty
 from services.worker.samples import INVOICES, sample_documents

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
-from projections.fold import no_scores
+from projections.domain.fold import no_scores
 from tests.builders import RunScript, fold_all
 
 LABELS = ["invoice", "receipt", "letter"]

@@ -4,14 +4,13 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from events import keys
 from events.codec import build, from_dict
 from events.envelope import NAMESPACE
-from projections.batch import result_id
-from projections.views import block_key
+from projections.runtime.batch import result_id
+from projections.store.views import block_key
 from tests.builders import fold_all
 
 ids = st.text(st.sampled_from("ab:/\"[],\\"), min_size=1, max_size=6)

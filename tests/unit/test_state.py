@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from projections.state import DocumentState, PassFact, RunState, evolve
+from projections.domain.state import DocumentState, PassFact, RunState, evolve
 
 AT = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

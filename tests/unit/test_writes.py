@@ -1,13 +1,13 @@
-"""A document's row is encoded straight from its state (projections/writes.py): the same
+"""A document's row is encoded straight from its state (projections/store/writes.py): the same
 JSON value as serialize.document_to_json gives, for every state the fold reaches."""
 from __future__ import annotations
 
 import orjson
 
-from projections import fold
-from projections import serialize as ser
-from projections.database import dumps
-from projections.writes import document_json
+from projections.domain import fold
+from projections.store import serialize as ser
+from projections.store.database import dumps
+from projections.store.writes import document_json
 from tests.builders import RunScript
 
 

@@ -6,7 +6,7 @@ from typing import Any, Callable, Literal
 from fastapi import Query, Response
 
 from events.log import Position
-from projections.pagination import Page, PageRequest
+from projections.store.pagination import Page, PageRequest
 
 POSITION_HEADER = "x-runledger-position"
 

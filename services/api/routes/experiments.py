@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from projections import views
-from projections.pagination import PageRequest
+from projections.store import views
+from projections.store.pagination import PageRequest
 
 from .. import commands
 from ..bodies import CreateExperimentBody, UpdateExperimentBody

@@ -7,15 +7,15 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from events.trace import parse_header
-from projections import quarantine
-from projections.tables import runs
+from projections.runtime import quarantine, retry
+from projections.store.tables import runs
 
+from ...telemetry import CONTENT_TYPE_LATEST
 from .. import commands, ingest_body
 from ..auth import Caller, is_admin, require_admin
 from ..bodies import DefineBlockBody
 from ..context import Ctx, context
 from ..errors import ApiError
-from ...telemetry import CONTENT_TYPE_LATEST
 from ..read_models import read_model_figures
 from ..status import projection_status, public
 from .common import mark_positions
@@ -107,7 +107,7 @@ async def quarantined(request: Request, _: Caller = Depends(require_admin)):
 @router.post("/v1/ledger/quarantine/{aggregate_id}/retry")
 async def retry_quarantined(aggregate_id: str, request: Request, _: Caller = Depends(require_admin)):
     """Fold the parked events again (after the fix shipped); lifts the quarantine if they apply."""
-    outcome = await quarantine.retry_parked(request.app.state.runtime.engine, aggregate_id)
+    outcome = await retry.retry_parked(request.app.state.runtime.engine, aggregate_id)
     if outcome.error == "not quarantined":
         raise ApiError(404, "not_quarantined", f"{aggregate_id!r} is not quarantined", {"aggregate_id": aggregate_id})
     return JSONResponse(outcome.as_json(), 200 if outcome.lifted else 409)

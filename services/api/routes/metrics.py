@@ -4,7 +4,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, Query
 
-from projections import views
+from projections.store import views
 
 from .. import metrics
 from ..commands import load_experiment

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 
-from projections import verify
-from projections.tables import runs
+from projections.runtime import verify
+from projections.store.tables import runs
 
 from ..auth import Caller, authenticate, require_admin
 from ..errors import not_found

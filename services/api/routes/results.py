@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query
 
-from projections import views
-from projections.pagination import PageRequest
-from projections.serialize import document_from_json
+from projections.store import views
+from projections.store.pagination import PageRequest
+from projections.store.serialize import document_from_json
 
 from ..context import Ctx, context
 from ..errors import not_found

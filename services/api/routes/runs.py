@@ -9,10 +9,10 @@ from fastapi import APIRouter, Body, Depends, Query, Response
 
 from events.envelope import trace_id
 from events.log import Position
-from projections import views
-from projections.event_bodies import with_bodies
-from projections.pagination import MAX_OFFSET, PageRequest
-from projections.state import RunState
+from projections.domain.state import RunState
+from projections.runtime.event_bodies import with_bodies
+from projections.store import views
+from projections.store.pagination import MAX_OFFSET, PageRequest
 
 from .. import commands
 from ..bodies import CreateRunBody, TriggerType

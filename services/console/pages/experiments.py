@@ -6,8 +6,8 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 
-from projections import views
-from projections.pagination import PageRequest
+from projections.store import views
+from projections.store.pagination import PageRequest
 
 from ...api.context import Ctx
 from ...api.resources import run_resource

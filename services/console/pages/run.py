@@ -8,8 +8,8 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 
-from projections import views
-from projections.state import RUN_TERMINAL
+from projections.domain.state import RUN_TERMINAL
+from projections.store import views
 
 from ...api import commands
 from ...api.context import Ctx

@@ -7,8 +7,8 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 
-from projections import views
-from projections.pagination import PageRequest
+from projections.store import views
+from projections.store.pagination import PageRequest
 
 from ...api.context import Ctx
 from ...api.resources import run_resource

@@ -1,0 +1,252 @@
+"""One partition's batch in four steps: load (a short read), fold and prepare (pure CPU,
+run by the projector in a worker thread or a pool's process, outside any transaction:
+`prepare` builds every row, projections/store/writes.py), save (I/O only, one statement per
+table, inside the caller's write transaction, with the checkpoint's compare-and-set).
+
+The fold goes aggregate by aggregate: when it raises on one (a bug, deterministic), that
+aggregate's events of the batch are parked and it is quarantined; the others go on. A
+store error is isolated the same way by `save(..., isolate=True)`, one savepoint each.
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from events.codec import UndecodableEvent, decode
+from events.envelope import Event
+from events.log import Record
+from projections.domain import clock, fold as fold_module
+from projections.domain.fold import AGGREGATE_KIND, apply
+from projections.runtime import quarantine
+from projections.runtime.transient import is_transient
+from projections.store import serialize as ser, writes as writes_module
+from projections.store.tables import blocks, dead_letters, experiments, run_documents, runs
+from projections.store.writes import AggregateWrites, Owner, Writes, result_id  # noqa: F401  (result_id: its old home)
+
+Key = tuple[str, str]  # (kind, aggregate id)
+
+
+@dataclass
+class Batch:
+    projection: str
+    records: list[Record]
+    events: list[tuple[Record, Event | None, str | None]] = field(default_factory=list)
+    loaded: dict[Key, Any] = field(default_factory=dict)
+    states: dict[Key, Any] = field(default_factory=dict)
+    loaded_docs: dict[tuple[str, str], Any] = field(default_factory=dict)
+    index_rows: dict[Key, list[dict]] = field(default_factory=dict)
+    finished: dict[Key, list[tuple[str, str]]] = field(default_factory=dict)
+    quarantined: set[Key] = field(default_factory=set)  # already quarantined: park, don't fold
+    failures: dict[Key, str] = field(default_factory=dict)  # quarantined by this batch
+    parked: dict[Key, list[Record]] = field(default_factory=dict)
+    consensus_seconds: list[float] = field(default_factory=list)
+    poison: int = 0
+    writes: Writes | None = None  # set by prepare()
+    traces: list[str] = field(default_factory=list)  # the events' distinct traceparents, kept by prepare()
+    _grouped: dict[Key, list[tuple[Record, Event]]] | None = field(default=None, repr=False)
+
+    def decode_all(self) -> None:
+        for record in self.records:
+            try:
+                self.events.append((record, decode(record.value), None))
+            except UndecodableEvent as exc:
+                self.events.append((record, None, str(exc)))
+        self.traces = list(dict.fromkeys(e.trace for _, e, _ in self.events if e is not None and e.trace))
+
+    def by_aggregate(self) -> dict[Key, list[tuple[Record, Event]]]:
+        """The decoded events per aggregate, in log order."""
+        if self._grouped is None:
+            self._grouped = defaultdict(list)
+            for record, event, _ in self.events:
+                if event is not None:
+                    self._grouped[(AGGREGATE_KIND[event.type], event.aggregate_id)].append((record, event))
+        return self._grouped
+
+    def fold(self) -> None:
+        """Pure: no I/O. Cost: the fold of each event, plus consensus for each document
+        that finishes (bounded per document by the event contract and the engine)."""
+        for key, events in self.by_aggregate().items():
+            if key in self.quarantined:
+                self.parked[key] = [record for record, _ in events]
+                continue
+            try:
+                self._fold_one(key, events)
+            except _FoldFailed as failed:  # a bug on a valid event: quarantine its run
+                self.quarantine(key, failed.record, f"{type(failed.error).__name__}: {failed.error}")
+
+    def quarantine(self, key: Key, failed_at: Record, error: str) -> None:
+        """Set the aggregate aside: nothing of it in this batch is written but its parked events."""
+        self.failures[key] = f"offset {failed_at.offset}: {error}"
+        self.parked[key] = [record for record, _ in self.by_aggregate()[key]]
+        self.states[key] = self.loaded.get(key)
+        self.index_rows.pop(key, None)
+        self.finished.pop(key, None)
+
+    def _fold_one(self, key: Key, events: list[tuple[Record, Event]]) -> None:
+        state, rows, finished = self.states.get(key), [], []
+        for record, event in events:
+            try:
+                applied = apply(state, event, self._timed_scorer, clock.appended_at(record))
+            except Exception as exc:  # noqa: BLE001 - named with its position, then quarantined
+                raise _FoldFailed(record, exc) from exc
+            state = applied.state
+            finished.extend((event.aggregate_id, d) for d in applied.finished_documents)
+            rows.append(_index_row(record, event, applied.accepted, applied.reason))
+        self.states[key], self.index_rows[key], self.finished[key] = state, rows, finished
+
+    def prepare(self) -> Writes:
+        """Pure CPU, after the fold: every row `save` writes, JSON columns serialised. Then
+        the batch drops what only the fold needed (decoded events, states, loaded rows),
+        so that it travels back small from a pool process; `records`, `index_rows`,
+        `finished`, `failures` and `parked` stay. Idempotent."""
+        if self.writes is not None:
+            return self.writes
+        writes = Writes()
+        for key in sorted(set(self.index_rows) | {k for k, s in self.states.items() if s is not None}):
+            if key not in self.failures and key not in self.parked:
+                writes.aggregates[key] = self._aggregate_writes(key)
+        writes.dead = [_dead_row(self.projection, r, reason) for r, e, reason in self.events if e is None]
+        org_of = {e.aggregate_id: e.org_id for _, e, _ in self.events if e is not None}
+        writes.owners = [(None, Owner(agg_id, org_id), None) for agg_id, org_id in org_of.items()]
+        self.writes = writes
+        self.events, self.states, self.loaded, self.loaded_docs, self._grouped = [], {}, {}, {}, None
+        return writes
+
+    def _aggregate_writes(self, key: Key) -> AggregateWrites:
+        kind, agg_id = key
+        out = AggregateWrites([record for record, _ in self.by_aggregate().get(key, ())])
+        state = self.states.get(key)
+        if state is not None and state is not self.loaded.get(key):
+            exists = key in self.loaded
+            if kind == "run":
+                writes_module.run_writes(out, state, exists, self.loaded_docs)
+            elif kind == "experiment":
+                writes_module.experiment_writes(out, agg_id, state, exists)
+            else:
+                writes_module.block_writes(out, agg_id, state, exists)
+        rows = self.index_rows.get(key)
+        if rows:
+            for row in rows:
+                row["body"] = writes_module.json_text(row["body"])
+            out.insert("event_index", rows)
+        if self.finished.get(key):
+            out.insert("document_targets", writes_module.target_rows(state, self.finished[key]))
+        return out
+
+    def refused(self, key: Key, error: str) -> None:
+        """The store refused the aggregate's prepared rows (save with `isolate`): set it
+        aside as `quarantine` does, its records parked."""
+        aggregate = self.writes.aggregates.pop(key)
+        self.failures[key] = f"offset {aggregate.records[0].offset}: {error}"
+        self.parked[key] = aggregate.records
+        self.index_rows.pop(key, None)
+        self.finished.pop(key, None)
+
+    def _timed_scorer(self, spec, votes):
+        started = time.perf_counter()
+        try:
+            return fold_module.score_document(spec, votes)  # looked up here: a bench swaps it
+        finally:
+            self.consensus_seconds.append(time.perf_counter() - started)
+
+
+class _FoldFailed(Exception):
+    def __init__(self, record: Record, error: Exception):
+        super().__init__(record.offset)
+        self.record, self.error = record, error
+
+
+async def load(conn: AsyncConnection, batch: Batch, honour_quarantine: bool = True) -> None:
+    """Read what the fold needs: the touched aggregates' states, and which are quarantined
+    (not with `honour_quarantine=False`: a retry of their parked events)."""
+    grouped = batch.by_aggregate()
+    if honour_quarantine:
+        batch.quarantined = await quarantine.which(conn, batch.projection, set(grouped))
+    wanted: dict[str, set[str]] = {"run": set(), "experiment": set(), "block": set()}
+    docs: set[tuple[str, str]] = set()
+    for (kind, agg_id), events in grouped.items():
+        if (kind, agg_id) in batch.quarantined:
+            continue
+        wanted[kind].add(agg_id)
+        for _, event in events:
+            document_id = getattr(event.payload, "document_id", None)
+            if document_id:
+                docs.add((agg_id, document_id))
+    await _load_runs(conn, batch, wanted["run"], docs)
+    await _load_simple(conn, batch, "experiment", experiments, experiments.c.experiment_id,
+                       wanted["experiment"], ser.experiment_from_json)
+    await _load_simple(conn, batch, "block", blocks, blocks.c.block_key, wanted["block"], ser.block_from_json)
+    batch.states.update(batch.loaded)
+
+
+async def _load_simple(conn, batch, kind, table, id_col, ids, from_json) -> None:
+    if not ids:
+        return
+    for row in (await conn.execute(select(id_col, table.c.state).where(id_col.in_(ids)))).all():
+        batch.loaded[(kind, row[0])] = from_json(row[1])
+
+
+async def _load_runs(conn, batch: Batch, run_ids: set[str], docs: set[tuple[str, str]]) -> None:
+    if not run_ids:
+        return
+    found = (await conn.execute(select(runs.c.run_id, runs.c.state).where(runs.c.run_id.in_(run_ids)))).all()
+    known = {run_id for run_id, _ in found}
+    wanted_docs = [pair for pair in docs if pair[0] in known]
+    by_run: dict[str, dict] = {run_id: {} for run_id in known}
+    if wanted_docs:
+        query = select(run_documents.c.run_id, run_documents.c.state).where(
+            tuple_(run_documents.c.run_id, run_documents.c.document_id).in_(wanted_docs)
+        )
+        for run_id, state in (await conn.execute(query)).all():
+            doc = ser.document_from_json(state)
+            by_run[run_id][doc.document_id] = doc
+            batch.loaded_docs[(run_id, doc.document_id)] = doc
+    for run_id, state in found:
+        batch.loaded[("run", run_id)] = ser.run_from_json(state, by_run[run_id])
+
+
+async def save(conn: AsyncConnection, batch: Batch, isolate: bool = False, park: bool = True) -> None:
+    """Write the batch (prepared here unless `batch.prepare()` ran already): one statement
+    per table for the whole batch. With `isolate`, each aggregate in its own savepoint
+    instead: one that the store refuses (deterministically) is rolled back and
+    quarantined, the others commit. `park=False` (a retry of parked events) leaves
+    quarantine rows to the caller."""
+    prepared = batch.prepare()
+    if not isolate:
+        await writes_module.execute(conn, prepared.aggregates.values())
+    else:
+        for key in list(prepared.aggregates):
+            try:
+                async with conn.begin_nested():
+                    await writes_module.execute(conn, [prepared.aggregates[key]])
+            except Exception as exc:  # noqa: BLE001 - sorted below: transient faults go up
+                if is_transient(exc):
+                    raise
+                batch.refused(key, f"store: {type(exc).__name__}: {exc}")
+    if prepared.dead:
+        batch.poison = len(prepared.dead)
+        await conn.execute(insert(dead_letters), prepared.dead)
+    if park:
+        await quarantine.park(conn, batch.projection, batch.parked, batch.failures, prepared.owners)
+
+
+def _index_row(record: Record, event: Event, accepted: bool, reason: str | None) -> dict:
+    """A rejected event keeps no body here (NULL): it is in the log, at this position,
+    and readers fetch it from there (projections/runtime/event_bodies.py)."""
+    event = clock.as_timed(event, record)  # as the fold timed it, so every refold from the index agrees
+    return dict(
+        partition=record.partition, offset=record.offset, event_id=str(event.event_id),
+        aggregate_id=event.aggregate_id, org_id=event.org_id, type=event.type,
+        occurred_at=event.occurred_at, producer=event.producer, accepted=accepted, reason=reason,
+        body=event.model_dump(mode="json") if accepted else None,
+    )
+
+
+def _dead_row(projection: str, record: Record, reason: str) -> dict:
+    return dict(projection=projection, partition=record.partition, offset=record.offset,
+                key=record.key, reason=reason, value=record.value)

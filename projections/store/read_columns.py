@@ -1,0 +1,130 @@
+"""Read-model columns the API returns as they are, computed where the rows are written.
+
+The projector already holds a run's whole state when it writes the run's row, so it also
+writes the run's resource (the JSON the retab SDK parses, rendered once) into
+`runs.resource`. `GET run` and `list runs` then answer that text without decoding the
+run's state (~7 KB, most of it the frozen document list) to show ~1 KB.
+
+The metrics summary works the same way: `runs.summary` holds what it shows of the run
+(the rendered aggregate, counts, score, fingerprints, filenames), `experiments.freshness`
+and `blocks.execution` what its staleness check compares against, so the summary
+decodes no state at all (services/api/routes/metrics.py; migration 0008).
+
+Pure: no I/O, picklable, so it runs wherever the batch's rows are prepared (the fold's
+process pool included). Everything here is a function of the run's state alone, so a
+replay writes the very same text, and `state_hash` leaves these columns out (they add
+nothing the `state` column does not already hold).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from projections.domain import aggregate
+from projections.domain.consensus import ENGINE_VERSION
+from projections.domain.fingerprints import documents_fingerprint, metrics_validity_fingerprint
+from projections.domain.state import BlockState, ExperimentState, RunState
+
+# Read columns derived from `state`, per table (state_hash skips them; NULL: not rendered yet).
+DERIVED = {"runs": ("resource", "summary"), "experiments": ("freshness",), "blocks": ("execution",)}
+
+
+def run_columns(run: RunState) -> dict[str, Any]:
+    """The extra values of the run's row in `runs`."""
+    return {"resource": render(run_resource(run)), "summary": render(run_summary(run))}
+
+
+def experiment_columns(exp: ExperimentState) -> dict[str, Any]:
+    return {"freshness": render(experiment_freshness(exp))}
+
+
+def block_columns(block: BlockState) -> dict[str, Any]:
+    return {"execution": render(block_execution(block))}
+
+
+def render(resource: dict[str, Any]) -> str:
+    return orjson.dumps(resource).decode()
+
+
+def run_resource(run: RunState) -> dict[str, Any]:
+    """The schema's flat fields and, beside them, the Create Experiment Run page's
+    example shape (`workflow: {workflow_id, version_id}`, `block_kind`)."""
+    spec = run.spec
+    fingerprint = spec["block_execution_fingerprint"]
+    return {
+        "id": run.run_id,
+        "object": "experiment_run",
+        "workflow_id": spec["workflow_id"],
+        "workflow_version_id": spec["workflow_version_id"],
+        "workflow": {"workflow_id": spec["workflow_id"], "version_id": spec["workflow_version_id"]},
+        "trigger": {"type": spec["trigger_type"]},
+        "experiment_id": spec["experiment_id"],
+        "block_id": spec["block_id"],
+        "block_type": spec["block_type"],
+        "block_kind": spec["block_type"],
+        "n_consensus": run.n_consensus,
+        "lifecycle": lifecycle(run.status, run.error, run.cancel_reason),
+        "timing": {"created_at": _iso(run.created_at), "started_at": _iso(run.started_at),
+                   "completed_at": _iso(run.completed_at), "duration_ms": run.duration_ms},
+        "parent_run_id": spec.get("parent_run_id"),
+        "block_version_id": spec["block_version_id"],
+        "metrics_validity_fingerprint": metrics_validity_fingerprint(fingerprint, spec["documents_fingerprint"]),
+        "metrics_validity_fingerprint_version": ENGINE_VERSION,
+        "block_execution_fingerprint": fingerprint,
+        "definition_fingerprint": fingerprint,
+        "documents_fingerprint": spec["documents_fingerprint"],
+        "score": run.score,
+        "total_document_count": run.total_document_count,
+        "completed_document_count": run.completed_document_count,
+        "document_count": run.document_count,
+        "error_count": run.error_count,
+    }
+
+
+def run_summary(run: RunState) -> dict[str, Any]:
+    """What a metrics summary (and its staleness check) reads of the run. `filenames` is
+    the one part that grows with the run: ~60 bytes a document of its ~7 KB state."""
+    spec = run.spec
+    return {
+        "run_id": run.run_id,
+        "experiment_id": spec["experiment_id"],
+        "block_type": spec["block_type"],
+        "block_execution_fingerprint": spec["block_execution_fingerprint"],
+        "documents_fingerprint": spec["documents_fingerprint"],
+        "status": run.status,
+        "created_at": run.created_at.isoformat(),
+        "score": run.score,
+        "completed_document_count": run.completed_document_count,
+        "total_document_count": run.total_document_count,
+        "aggregate": aggregate.summary(spec["block_type"], run.metrics),
+        "filenames": {d["document_id"]: d["filename"] for d in spec.get("documents", ())},
+    }
+
+
+def experiment_freshness(exp: ExperimentState) -> dict[str, Any]:
+    """What a run is compared with to tell whether it measured the experiment as it is now
+    (the block's half is `block_execution`)."""
+    return {"documents_fingerprint": documents_fingerprint([d["document_id"] for d in exp.documents]),
+            "n_consensus": exp.n_consensus}
+
+
+def block_execution(block: BlockState | None) -> dict[str, Any] | None:
+    """The block's current type and configuration; None before its first definition."""
+    current = block.current if block else None
+    return {"block_type": current.block_type, "config": current.config} if current else None
+
+
+def lifecycle(status: str, error: dict | None = None, reason: str | None = None) -> dict[str, Any]:
+    if status == "error":
+        error = error or {}
+        return {"status": "error", "message": error.get("message") or "(no message)",
+                "details": {"message": error.get("message"), "error_code": error.get("code")}}
+    if status == "cancelled":
+        return {"status": "cancelled", "reason": reason}
+    return {"status": status}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None

@@ -1,0 +1,199 @@
+"""The read model: SQLAlchemy Core tables, dialect-neutral (SQLite and PostgreSQL).
+
+Strings that come from outside (ids, names, paths) are unbounded `Text`: SQLite never
+enforced VARCHAR lengths, and a limit only PostgreSQL enforces would stop a partition
+there on input the embedded default accepts. Limits belong to the event contract.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON, BigInteger, Boolean, Column, DateTime, Float, Index, Integer, LargeBinary, MetaData, String, Table, Text,
+    TypeDecorator
+)
+
+
+class UtcDateTime(TypeDecorator):
+    """Aware UTC datetimes in and out, on every backend.
+
+    PostgreSQL's timestamptz answers aware values, SQLite's text answers naive ones;
+    naive input (a query filter like `?from_date=2026-01-01`) means UTC. SQLite stores
+    the UTC wall time, so its text order is time order.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        return as_utc(value)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        return as_utc(value)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class NulFreeText(TypeDecorator):
+    """Free text derived from input (reasons, dead-letter keys, target paths). PostgreSQL
+    text cannot hold NUL, so it is stored as U+FFFD, on every backend alike."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect) -> str | None:
+        return value.replace("\x00", "\ufffd") if value else value
+
+
+metadata = MetaData()
+TS = UtcDateTime()
+
+runs = Table(
+    "runs", metadata,
+    Column("run_id", Text, primary_key=True),
+    Column("org_id", Text, nullable=False),
+    Column("experiment_id", Text, nullable=False),
+    Column("workflow_id", Text, nullable=False),
+    Column("block_id", Text, nullable=False),
+    Column("trigger_type", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("started_at", TS),
+    Column("completed_at", TS),
+    Column("score", Float),
+    Column("state", JSON, nullable=False),
+    Column("resource", Text),  # the rendered run resource (projections/store/read_columns.py; migration 0007)
+    Column("summary", Text),  # what its metrics summary shows (read_columns.run_summary; migration 0008)
+    Index("ix_runs_org_created", "org_id", "created_at", "run_id"),
+    Index("ix_runs_experiment", "experiment_id", "created_at"),
+)
+
+run_documents = Table(
+    "run_documents", metadata,
+    Column("run_id", Text, primary_key=True),
+    Column("document_id", Text, primary_key=True),
+    Column("result_id", String(64), nullable=False, unique=True),
+    Column("org_id", Text, nullable=False),
+    Column("idx", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("score", Float),
+    Column("state", JSON, nullable=False),
+    Index("ix_run_documents_order", "run_id", "idx"),
+)
+
+document_targets = Table(
+    "document_targets", metadata,
+    Column("run_id", Text, primary_key=True),
+    Column("document_id", Text, primary_key=True),
+    Column("path", NulFreeText, primary_key=True),
+    Column("score", Float, nullable=False),
+    Column("value", JSON),
+    Column("rows", JSON, nullable=False),
+)
+
+experiments = Table(
+    "experiments", metadata,
+    Column("experiment_id", Text, primary_key=True),
+    Column("org_id", Text, nullable=False),
+    Column("workflow_id", Text, nullable=False),
+    Column("block_id", Text, nullable=False),
+    Column("deleted", Boolean, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("state", JSON, nullable=False),
+    Column("freshness", Text),  # read_columns.experiment_freshness (migration 0008)
+    Index("ix_experiments_org_workflow", "org_id", "workflow_id", "created_at"),
+)
+
+blocks = Table(
+    "blocks", metadata,
+    Column("block_key", Text, primary_key=True),
+    Column("org_id", Text, nullable=False),
+    Column("state", JSON, nullable=False),
+    Column("execution", Text),  # read_columns.block_execution (migration 0008)
+)
+
+event_index = Table(
+    "event_index", metadata,
+    Column("partition", Integer, primary_key=True, autoincrement=False),
+    Column("offset", BigInteger, primary_key=True, autoincrement=False),
+    Column("event_id", String(36), nullable=False),
+    Column("aggregate_id", Text, nullable=False),
+    Column("org_id", Text, nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("occurred_at", TS, nullable=False),
+    Column("producer", Text, nullable=False),
+    Column("accepted", Boolean, nullable=False),
+    Column("reason", NulFreeText),
+    Column("body", JSON),  # NULL for a rejected event: its body is only in the log (migration 0006)
+    Index("ix_event_index_aggregate", "aggregate_id", "partition", "offset"),
+    Index("ix_event_index_event_id", "event_id"),
+)
+
+checkpoints = Table(
+    "checkpoints", metadata,
+    Column("projection", String(64), primary_key=True),
+    Column("partition", Integer, primary_key=True, autoincrement=False),
+    Column("next_offset", BigInteger, nullable=False),
+)
+
+dead_letters = Table(
+    "dead_letters", metadata,
+    Column("projection", String(64), primary_key=True),
+    Column("partition", Integer, primary_key=True, autoincrement=False),
+    Column("offset", BigInteger, primary_key=True, autoincrement=False),
+    Column("key", NulFreeText),
+    Column("reason", NulFreeText, nullable=False),
+    Column("value", LargeBinary, nullable=False),
+)
+
+# API keys are not projected: they live in the control store (projections/store/control.py).
+
+# -- projector resilience (migration 0003) ------------------------------------------
+# A run (or experiment, block) whose fold or store raised deterministically on a valid
+# event: quarantined with the error; its later events are parked until `retry_parked`.
+quarantined = Table(
+    "quarantined", metadata,
+    Column("projection", String(64), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("aggregate_id", Text, primary_key=True),
+    Column("org_id", Text, nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),  # the first event that could not be applied
+    Column("error", NulFreeText, nullable=False),
+    Column("parked", Integer, nullable=False),
+    Column("quarantined_at", TS, nullable=False),
+)
+
+parked_events = Table(
+    "parked_events", metadata,
+    Column("projection", String(64), primary_key=True),
+    Column("partition", Integer, primary_key=True, autoincrement=False),
+    Column("offset", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", String(16), nullable=False),
+    Column("aggregate_id", Text, nullable=False),
+    Column("key", NulFreeText),
+    Column("value", LargeBinary, nullable=False),
+    Column("timestamp_ms", BigInteger, nullable=False),
+    Index("ix_parked_events_aggregate", "projection", "aggregate_id", "offset"),
+)
+
+# One row per live projector process (embedded task or `runledger project`), rewritten
+# every few seconds: the API's health reads them, so every replica tells the truth.
+projector_heartbeats = Table(
+    "projector_heartbeats", metadata,
+    Column("member_id", String(96), primary_key=True),
+    Column("projection", String(64), nullable=False),
+    Column("host", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("partitions", JSON, nullable=False),
+    Column("state", String(16), nullable=False),  # running | retrying | down
+    Column("detail", NulFreeText),
+    Column("applied", BigInteger, nullable=False),
+    Column("started_at", TS, nullable=False),
+    Column("beat_at", TS, nullable=False),
+    Column("last_batch_at", TS),
+)

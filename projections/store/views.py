@@ -1,0 +1,354 @@
+"""Read queries over the read model. Route functions call these and shape the answer."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Mapping, NamedTuple
+
+import orjson
+from sqlalchemy import bindparam, case, func, null, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from events import keys
+from projections.domain.state import BlockState, DocumentState, ExperimentState, RunState
+from projections.store import serialize as ser
+from projections.store.pagination import Page, PageRequest, paginate
+from projections.store.read_columns import block_execution, experiment_freshness, render, run_resource, run_summary
+from projections.store.tables import (
+    blocks, checkpoints, dead_letters, document_targets, event_index, experiments, run_documents, runs
+)
+
+
+def _state_if_null(column, state):
+    """A row written before a derived read column existed (read_columns.DERIVED) holds NULL
+    there: select its state instead, to derive the value from."""
+    return case((column.is_(None), state), else_=null()).label("state")
+
+
+_STATE_IF_NO_RESOURCE = _state_if_null(runs.c.resource, runs.c.state)  # rows older than migration 0007
+SORTABLE = {"created_at": runs.c.created_at, "started_at": runs.c.started_at,
+            "completed_at": runs.c.completed_at, "score": runs.c.score}
+_EPOCH = datetime(1970, 1, 1)
+
+
+def block_key(org_id: str, workflow_id: str, block_id: str) -> str:
+    """Unambiguous for any ids (events.keys); the old `block:{org}:{workflow}:{block}` when that was."""
+    return keys.block_key(org_id, workflow_id, block_id)
+
+
+async def get_block(conn: AsyncConnection, org_id: str, workflow_id: str, block_id: str) -> BlockState | None:
+    key = block_key(org_id, workflow_id, block_id)
+    row = (await conn.execute(select(blocks.c.state).where(blocks.c.block_key == key))).first()
+    return ser.block_from_json(row.state) if row else None
+
+
+_BLOCK_EXECUTION = select(blocks.c.execution, _state_if_null(blocks.c.execution, blocks.c.state)).where(
+    blocks.c.block_key == bindparam("key"))
+
+
+async def get_block_execution(conn: AsyncConnection, org_id: str, workflow_id: str,
+                              block_id: str) -> dict[str, Any] | None:
+    """`read_columns.block_execution` of the block (None: no block, or no version yet)."""
+    row = (await conn.execute(_BLOCK_EXECUTION, {"key": block_key(org_id, workflow_id, block_id)})).first()
+    if row is None:
+        return None
+    if row.execution is None:  # written before migration 0008
+        return block_execution(ser.block_from_json(row.state))
+    return orjson.loads(row.execution)
+
+
+async def get_experiment(conn: AsyncConnection, org_id: str, experiment_id: str) -> ExperimentState | None:
+    query = select(experiments.c.state).where(
+        experiments.c.experiment_id == experiment_id, experiments.c.org_id == org_id,
+        experiments.c.deleted.is_(False),
+    )
+    row = (await conn.execute(query)).first()
+    return ser.experiment_from_json(row.state) if row else None
+
+
+class ExperimentFreshness(NamedTuple):
+    """What a metrics summary reads of an experiment: `fields` is `read_columns.experiment_freshness`."""
+
+    experiment_id: str
+    workflow_id: str
+    block_id: str
+    fields: dict[str, Any]
+
+
+_EXPERIMENT_FRESHNESS = select(
+    experiments.c.workflow_id, experiments.c.block_id, experiments.c.freshness,
+    _state_if_null(experiments.c.freshness, experiments.c.state),
+).where(experiments.c.experiment_id == bindparam("experiment_id"), experiments.c.org_id == bindparam("org_id"),
+        experiments.c.deleted.is_(False))
+
+
+async def get_experiment_freshness(conn: AsyncConnection, org_id: str,
+                                   experiment_id: str) -> ExperimentFreshness | None:
+    """From the stored column; a row written before it (migration 0008) from its state."""
+    row = (await conn.execute(_EXPERIMENT_FRESHNESS, {"experiment_id": experiment_id, "org_id": org_id})).first()
+    if row is None:
+        return None
+    fields = (orjson.loads(row.freshness) if row.freshness is not None
+              else experiment_freshness(ser.experiment_from_json(row.state)))
+    return ExperimentFreshness(experiment_id, row.workflow_id, row.block_id, fields)
+
+
+async def list_experiments(conn, org_id: str, workflow_id: str | None, block_id: str | None, page: PageRequest) -> Page:
+    """`workflow_id` None: every workflow's (the console lists them all)."""
+    query = select(experiments.c.experiment_id.label("id_"), experiments.c.state).where(
+        experiments.c.org_id == org_id, experiments.c.deleted.is_(False),
+    )
+    if workflow_id is not None:
+        query = query.where(experiments.c.workflow_id == workflow_id)
+    if block_id:
+        query = query.where(experiments.c.block_id == block_id)
+    return await paginate(conn, query, experiments.c.created_at, experiments.c.experiment_id, page)
+
+
+# Built once: coercing a subquery into IN costs more than the rest of a run read.
+_LIVE_EXPERIMENTS = select(experiments.c.experiment_id).where(experiments.c.deleted.is_(False)).scalar_subquery()
+
+
+def _visible_runs(org_id):
+    return (runs.c.org_id == org_id) & runs.c.experiment_id.in_(_LIVE_EXPERIMENTS)
+
+
+# Built once: the hottest read builds no statement and computes no cache key per request.
+_RUN_RESOURCE = select(runs.c.resource, _STATE_IF_NO_RESOURCE).where(
+    runs.c.run_id == bindparam("run_id"), _visible_runs(bindparam("org_id")))
+
+
+class RunSummary(NamedTuple):
+    """A run as its metrics summary reads it: `fields` is `read_columns.run_summary`."""
+
+    run_id: str
+    experiment_id: str
+    created_at: datetime
+    fields: dict[str, Any]
+
+
+_RUN_SUMMARY = select(runs.c.run_id, runs.c.experiment_id, runs.c.created_at, runs.c.summary,
+                      _state_if_null(runs.c.summary, runs.c.state)).where(
+    runs.c.run_id == bindparam("run_id"), _visible_runs(bindparam("org_id")))
+
+
+async def get_run_summary(conn: AsyncConnection, org_id: str, run_id: str) -> RunSummary | None:
+    """From the stored column; a row written before it (migration 0008) from its state."""
+    row = (await conn.execute(_RUN_SUMMARY, {"run_id": run_id, "org_id": org_id})).first()
+    if row is None:
+        return None
+    fields = orjson.loads(row.summary) if row.summary is not None else run_summary(run_from_row(row))
+    return RunSummary(row.run_id, row.experiment_id, row.created_at, fields)
+
+
+async def get_run(conn: AsyncConnection, org_id: str, run_id: str) -> RunState | None:
+    query = select(runs.c.state).where(runs.c.run_id == run_id, _visible_runs(org_id))
+    row = (await conn.execute(query)).first()
+    return ser.run_from_json(row.state, {}) if row else None
+
+
+async def latest_run(conn: AsyncConnection, org_id: str, experiment_id: str, status: str | None = None) -> RunState | None:
+    query = select(runs.c.state).where(runs.c.org_id == org_id, runs.c.experiment_id == experiment_id)
+    if status:
+        query = query.where(runs.c.status == status)
+    row = (await conn.execute(query.order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(1))).first()
+    return ser.run_from_json(row.state, {}) if row else None
+
+
+@dataclass(frozen=True)
+class RunFilters:
+    workflow_id: str | None = None
+    experiment_id: str | None = None
+    block_id: str | None = None
+    status: str | None = None
+    exclude_status: str | None = None
+    trigger_type: str | None = None
+    from_date: datetime | None = None
+    to_date: datetime | None = None
+    sort_by: str = "created_at"
+
+
+async def list_runs(conn: AsyncConnection, org_id: str, filters: RunFilters, page: PageRequest) -> Page:
+    """Rows with the run's `state` (decode with `run_from_row`)."""
+    return await _page_of_runs(conn, org_id, filters, page, runs.c.state)
+
+
+async def list_run_resources(conn: AsyncConnection, org_id: str, filters: RunFilters, page: PageRequest) -> Page:
+    """Rows whose `resource_text` is the run's rendered resource: the state is decoded
+    only for a row written before runs.resource existed."""
+    return await _page_of_runs(conn, org_id, filters, page, runs.c.resource, _STATE_IF_NO_RESOURCE)
+
+
+def resource_text(row) -> str:
+    """The run's resource as JSON text, from a `list_run_resources` or `get_run_resource` row."""
+    return row.resource if row.resource is not None else render(run_resource(run_from_row(row)))
+
+
+async def get_run_resource(conn: AsyncConnection, org_id: str, run_id: str) -> str | None:
+    """The run's resource as JSON text (one indexed SELECT), or None when not the caller's."""
+    row = (await conn.execute(_RUN_RESOURCE, {"run_id": run_id, "org_id": org_id})).first()
+    return resource_text(row) if row else None
+
+
+async def _page_of_runs(conn: AsyncConnection, org_id: str, filters: RunFilters, page: PageRequest,
+                        *columns) -> Page:
+    query = select(runs.c.run_id.label("id_"), *columns).where(_visible_runs(org_id))
+    for name in ("workflow_id", "experiment_id", "block_id", "status", "trigger_type"):
+        value = getattr(filters, name)
+        if value is not None:
+            query = query.where(runs.c[name] == value)
+    if filters.exclude_status:
+        query = query.where(runs.c.status != filters.exclude_status)
+    if filters.from_date:
+        query = query.where(runs.c.created_at >= filters.from_date)
+    if filters.to_date:
+        query = query.where(runs.c.created_at <= filters.to_date)
+    column = SORTABLE[filters.sort_by]
+    sort = func.coalesce(column, -1.0 if filters.sort_by == "score" else _EPOCH)
+    return await paginate(conn, query, sort, runs.c.run_id, page)
+
+
+async def list_results(conn: AsyncConnection, run_id: str, page: PageRequest) -> Page:
+    query = select(run_documents.c.result_id.label("id_"), run_documents.c.state).where(
+        run_documents.c.run_id == run_id
+    )
+    return await paginate(conn, query, run_documents.c.idx, run_documents.c.result_id, page)
+
+
+async def pass_counts(conn: AsyncConnection, run_ids: list[str]) -> dict[str, int]:
+    """Passes recorded per run (completed or failed), summed over its documents.
+    Reads every document row of the given runs: the console asks for one page of runs."""
+    query = select(run_documents.c.run_id, run_documents.c.state).where(run_documents.c.run_id.in_(run_ids))
+    counts = dict.fromkeys(run_ids, 0)
+    for row in (await conn.execute(query)).all():
+        counts[row.run_id] += len(row.state.get("passes") or ())
+    return counts
+
+
+async def get_result(conn: AsyncConnection, org_id: str, result_id: str) -> tuple[str, DocumentState] | None:
+    query = select(run_documents.c.run_id, run_documents.c.state).where(
+        run_documents.c.result_id == result_id, run_documents.c.org_id == org_id
+    )
+    row = (await conn.execute(query)).first()
+    return (row.run_id, ser.document_from_json(row.state)) if row else None
+
+
+class DocumentScore(NamedTuple):
+    """What a metrics summary shows of a document, from its row's columns (no state decoded)."""
+
+    document_id: str
+    filename: str
+    status: str
+    score: float | None
+
+
+_DOCUMENT_SCORES = (select(run_documents.c.document_id, run_documents.c.status, run_documents.c.score)
+                   .where(run_documents.c.run_id == bindparam("run_id")).order_by(run_documents.c.idx))
+
+
+async def document_scores(conn: AsyncConnection, run_id: str,
+                          filenames: Mapping[str, str] | None = None) -> list[DocumentScore]:
+    """The run's documents in order, with their status and score (filenames "" unless given:
+    a prior run's documents show their scores only)."""
+    filenames = filenames or {}
+    rows = (await conn.execute(_DOCUMENT_SCORES, {"run_id": run_id})).all()
+    return [DocumentScore(document_id, filenames.get(document_id, ""), status, score)
+            for document_id, status, score in rows]  # unpacked: a Row's attributes cost ~10x
+
+
+async def run_documents_of(conn: AsyncConnection, run_id: str) -> list[DocumentState]:
+    query = select(run_documents.c.state).where(run_documents.c.run_id == run_id).order_by(run_documents.c.idx)
+    return [ser.document_from_json(row.state) for row in (await conn.execute(query)).all()]
+
+
+async def run_history(conn: AsyncConnection, run_id: str, page: PageRequest) -> Page:
+    """A run's events live in one partition, so the offset orders them (and is the cursor)."""
+    query = select(
+        event_index.c.offset.label("id_"), event_index.c.partition, event_index.c.offset,
+        event_index.c.accepted, event_index.c.reason, event_index.c.body,
+    ).where(event_index.c.aggregate_id == run_id)
+    return await paginate(conn, query, event_index.c.offset, event_index.c.offset, page, by_offset=True)
+
+
+async def run_events_until(conn: AsyncConnection, run_id: str, until_offset: int | None = None) -> list[Any]:
+    """The run's indexed events in log order, up to an offset if given: `occurred_at`,
+    `accepted` and `body` (NULL for a rejected event, which never changed the state)."""
+    query = select(event_index.c.occurred_at, event_index.c.accepted, event_index.c.body).where(
+        event_index.c.aggregate_id == run_id)
+    if until_offset is not None:
+        query = query.where(event_index.c.offset <= until_offset)
+    return list((await conn.execute(query.order_by(event_index.c.offset))).all())
+
+
+async def target_rows(conn: AsyncConnection, run_id: str, document_id: str | None = None,
+                      path: str | None = None) -> list[Any]:
+    query = select(document_targets).where(document_targets.c.run_id == run_id)
+    if document_id is not None:
+        query = query.where(document_targets.c.document_id == document_id)
+    if path is not None:
+        query = query.where(document_targets.c.path == path)
+    return list((await conn.execute(query.order_by(document_targets.c.document_id, document_targets.c.path))).all())
+
+
+async def projection_checkpoints(conn: AsyncConnection) -> dict[str, dict[int, int]]:
+    result: dict[str, dict[int, int]] = {}
+    for name, partition, offset in (await conn.execute(select(checkpoints))).all():
+        result.setdefault(name, {})[partition] = offset
+    return result
+
+
+async def dead_letter_counts(conn: AsyncConnection) -> dict[str, int]:
+    query = select(dead_letters.c.projection, func.count()).group_by(dead_letters.c.projection)
+    return {name: count for name, count in (await conn.execute(query)).all()}
+
+
+def run_from_row(row) -> RunState:
+    return ser.run_from_json(row.state, {})
+
+
+async def get_run_any(conn: AsyncConnection, run_id: str) -> RunState | None:
+    """A run by id, whatever its organisation (projector-side checks and tests)."""
+    row = (await conn.execute(select(runs.c.state).where(runs.c.run_id == run_id))).first()
+    return ser.run_from_json(row.state, {}) if row else None
+
+
+async def prior_completed_run(conn: AsyncConnection, org_id: str, run: RunState) -> RunState | None:
+    """The latest completed run of the same experiment created before `run`."""
+    query = _prior_completed(runs.c.state).params(
+        org_id=org_id, experiment_id=run.spec["experiment_id"], run_id=run.run_id, created_at=run.created_at)
+    row = (await conn.execute(query)).first()
+    return ser.run_from_json(row.state, {}) if row else None
+
+
+class RunScore(NamedTuple):
+    """What a metrics summary shows of the prior run (no state decoded)."""
+
+    run_id: str
+    score: float | None
+
+
+def _prior_completed(*columns):
+    return select(*columns).where(
+        runs.c.org_id == bindparam("org_id"), runs.c.experiment_id == bindparam("experiment_id"),
+        runs.c.status == "completed", runs.c.run_id != bindparam("run_id"),
+        runs.c.created_at <= bindparam("created_at"),
+    ).order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(1)
+
+
+_PRIOR_SCORE = _prior_completed(runs.c.run_id, runs.c.score)
+_RUN_SCORE = select(runs.c.run_id, runs.c.score).where(
+    runs.c.run_id == bindparam("run_id"), _visible_runs(bindparam("org_id")))
+
+
+async def prior_completed_score(conn: AsyncConnection, org_id: str, run: RunSummary) -> RunScore | None:
+    """`prior_completed_run`'s id and score only."""
+    params = {"org_id": org_id, "experiment_id": run.experiment_id, "run_id": run.run_id,
+              "created_at": run.created_at}
+    row = (await conn.execute(_PRIOR_SCORE, params)).first()
+    return RunScore(*row) if row else None
+
+
+async def get_run_score(conn: AsyncConnection, org_id: str, run_id: str) -> RunScore | None:
+    """`get_run`'s id and score only."""
+    row = (await conn.execute(_RUN_SCORE, {"run_id": run_id, "org_id": org_id})).first()
+    return RunScore(*row) if row else None
