@@ -90,13 +90,15 @@ class Batch:
     def _fold_one(self, key: Key, events: list[tuple[Record, Event]]) -> None:
         state, rows, finished = self.states.get(key), [], []
         for record, event in events:
+            appended = clock.appended_at(record)
             try:
-                applied = apply(state, event, self._timed_scorer, clock.appended_at(record))
+                as_timed = fold_module.timed(state, event, appended)  # as the fold times it: the index keeps that
+                applied = apply(state, event, self._timed_scorer, appended)
             except Exception as exc:  # noqa: BLE001 - named with its position, then quarantined
                 raise _FoldFailed(record, exc) from exc
             state = applied.state
             finished.extend((event.aggregate_id, d) for d in applied.finished_documents)
-            rows.append(_index_row(record, event, applied.accepted, applied.reason))
+            rows.append(_index_row(record, as_timed, applied.accepted, applied.reason))
         self.states[key], self.index_rows[key], self.finished[key] = state, rows, finished
 
     def prepare(self) -> Writes:
@@ -236,9 +238,9 @@ async def save(conn: AsyncConnection, batch: Batch, isolate: bool = False, park:
 
 
 def _index_row(record: Record, event: Event, accepted: bool, reason: str | None) -> dict:
-    """A rejected event keeps no body here (NULL): it is in the log, at this position,
-    and readers fetch it from there (projections/runtime/event_bodies.py)."""
-    event = clock.as_timed(event, record)  # as the fold timed it, so every refold from the index agrees
+    """`event` as the fold timed it, so every refold from the index agrees. A rejected
+    event keeps no body here (NULL): it is in the log, at this position, and readers
+    fetch it from there, timed as this row says (projections/runtime/event_bodies.py)."""
     return dict(
         partition=record.partition, offset=record.offset, event_id=str(event.event_id),
         aggregate_id=event.aggregate_id, org_id=event.org_id, type=event.type,
