@@ -5,7 +5,10 @@ table, inside the caller's write transaction, with the checkpoint's compare-and-
 
 The fold goes aggregate by aggregate: when it raises on one (a bug, deterministic), that
 aggregate's events of the batch are parked and it is quarantined; the others go on. A
-store error is isolated the same way by `save(..., isolate=True)`, one savepoint each.
+store error is isolated the same way by `save(..., isolate=True)`, one savepoint each;
+a transient fault there (a full disk above all) aborts the whole batch instead, as does
+a savepoint the store took away with the transaction (`TransactionLost`): savepoints,
+quarantine rows and parked events are written in the checkpoint's transaction, or not at all.
 """
 from __future__ import annotations
 
@@ -223,18 +226,44 @@ async def save(conn: AsyncConnection, batch: Batch, isolate: bool = False, park:
         await writes_module.execute(conn, prepared.aggregates.values())
     else:
         for key in list(prepared.aggregates):
-            try:
-                async with conn.begin_nested():
-                    await writes_module.execute(conn, [prepared.aggregates[key]])
-            except Exception as exc:  # noqa: BLE001 - sorted below: transient faults go up
-                if is_transient(exc):
-                    raise
-                batch.refused(key, f"store: {type(exc).__name__}: {exc}")
+            await _isolated(conn, batch, key)
     if prepared.dead:
         batch.poison = len(prepared.dead)
         await conn.execute(insert(dead_letters), prepared.dead)
     if park:
         await quarantine.park(conn, batch.projection, batch.parked, batch.failures, prepared.owners)
+
+
+class TransactionLost(RuntimeError):
+    """The store ended the batch's transaction under us (SQLite rolls a whole transaction
+    back on SQLITE_FULL, savepoints included): nothing of the batch may be written, and
+    the batch is retried whole. Never a quarantine: the fault is the store's, not a run's."""
+
+    transient = True  # projections.runtime.transient
+
+
+async def _isolated(conn: AsyncConnection, batch: Batch, key: Key) -> None:
+    """One aggregate's rows in a savepoint: refused (rolled back to the savepoint and
+    quarantined) only when the store refuses them deterministically and the transaction
+    is still whole. A transient fault, or a savepoint that is gone, aborts the batch."""
+    savepoint = await conn.begin_nested()
+    try:
+        await writes_module.execute(conn, [batch.writes.aggregates[key]])
+    except Exception as exc:  # noqa: BLE001 - transient faults go up, the rest is this run's
+        if is_transient(exc):
+            raise
+        try:
+            await savepoint.rollback()
+        except Exception as lost:  # noqa: BLE001 - the whole transaction went with it
+            raise TransactionLost(f"the store ended the batch's transaction ({lost}) after: {exc}") from exc
+        batch.refused(key, f"store: {type(exc).__name__}: {exc}")
+        return
+    try:
+        await savepoint.commit()
+    except Exception as exc:  # noqa: BLE001
+        if is_transient(exc):
+            raise
+        raise TransactionLost(f"the store ended the batch's transaction: {exc}") from exc
 
 
 def _index_row(record: Record, event: Event, accepted: bool, reason: str | None) -> dict:
