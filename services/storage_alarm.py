@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from projections.runtime.storage_full import describe
+from projections.runtime.storage_full import STORAGE_FULL, describe
 
 WINDOW = 60.0
 """Seconds a refused write keeps health red: long enough for a probe to see it, short
@@ -20,7 +20,7 @@ class StorageAlarm:
 
     def raised(self, exc: BaseException) -> None:
         """A write was refused because the storage is full."""
-        self._last = (time.monotonic(), describe(exc))
+        self._last = (time.monotonic(), describe(exc).removeprefix(f"{STORAGE_FULL}: "))
 
     def recent(self) -> str | None:
         """A line for health while the last refusal is recent, else None."""
@@ -29,4 +29,4 @@ class StorageAlarm:
         age = time.monotonic() - self._last[0]
         if age > self.window:
             return None
-        return f"a write was refused {age:.0f} s ago ({self._last[1]})"
+        return f"a write was refused {age:.0f} s ago: {self._last[1]}"
