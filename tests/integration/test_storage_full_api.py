@@ -32,30 +32,26 @@ UNLIMITED = 1 << 30
 
 
 class Caps:
-    """`max_page_count` of each embedded store, applied on every checkout (SQLAlchemy
-    engines) or at once on the log's writer connection."""
+    """`max_page_count` of the log (set at once on its writer connection) and of the read
+    model (applied on every checkout): `fill` caps a store at its current size."""
 
     def __init__(self, runtime):
-        self.runtime, self.pages = runtime, {"control": UNLIMITED, "read_model": UNLIMITED}
-        for name, engine in (("control", runtime.control), ("read_model", runtime.engine)):
-            event.listen(engine.sync_engine, "checkout", self._capping(name))
+        self.runtime, self.read_model_pages = runtime, UNLIMITED
+        event.listen(runtime.engine.sync_engine, "checkout", self._cap_read_model)
 
-    def _capping(self, name):
-        def cap(dbapi_connection, _record, _proxy):
-            cursor = dbapi_connection.cursor()
-            cursor.execute(f"PRAGMA max_page_count={self.pages[name]}")  # never below the current size
-            cursor.close()
-        return cap
+    def _cap_read_model(self, dbapi_connection, _record, _proxy):
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA max_page_count={self.read_model_pages}")  # never below the current size
+        cursor.close()
 
-    async def fill(self, *names: str) -> None:
-        for name in names:
-            if name == "log":
-                await self.runtime.log.on_writer(_cap_log, 1)
-            else:
-                self.pages[name] = 1
+    async def fill(self, store: str) -> None:
+        if store == "log":
+            await self.runtime.log.on_writer(_cap_log, 1)
+        else:
+            self.read_model_pages = 1
 
     async def free(self) -> None:
-        self.pages = dict.fromkeys(self.pages, UNLIMITED)
+        self.read_model_pages = UNLIMITED
         await self.runtime.log.on_writer(_cap_log, UNLIMITED)
 
 
