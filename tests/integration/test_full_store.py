@@ -122,7 +122,8 @@ async def test_a_full_disk_met_while_isolating_runs_aborts_the_batch_instead_of_
         before = await counts(store.engine), await stored_checkpoints(store.engine)
         monkeypatch.setattr(projector_module, "save", save_refused_once)
         second = await append(log, workload.second)
-        await wait_until(lambda: injected and projector.transient_total >= 2, "the isolated write to meet the full disk")
+        await wait_until(lambda: injected and projector.transient_total >= 2,
+                         "the isolated write to meet the full disk")
         assert (await counts(store.engine), await stored_checkpoints(store.engine)) == before
         assert all(s.stopped is None for s in projector.partitions.values()) and projector.quarantined_total == 0
         store.free()

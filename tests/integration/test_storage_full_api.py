@@ -98,8 +98,9 @@ async def test_writes_answer_503_storage_full_reads_work_and_health_says_why(tmp
         script = RunScript(run_id="run_full", docs=DOCS, n=3)
         experiment = new_event(ExperimentCreated(workflow_id="wf_1", block_id="b1", name="full", n_consensus=3,
                                                  documents=()), aggregate_id="exp_1", org_id="org_a", producer="test")
-        for made in await runtime.log.append([Message(e.aggregate_id, encode(e)) for e in (experiment, script.created())]):
-            assert await runtime.projector.wait(made, 30)
+        made = await runtime.log.append([Message(e.aggregate_id, encode(e)) for e in (experiment, script.created())])
+        for position in made:
+            assert await runtime.projector.wait(position, 30)
         batches = [[pass_event(script.run_id, d, i) for d in script.doc_ids] for i in range(3)]
         assert (await client.post("/v1/ledger/events", json={"events": batches[0]})).status_code == 202
 
