@@ -141,7 +141,8 @@ class SqliteEventLog:
             conn.executemany('INSERT INTO log VALUES (?, ?, ?, ?, ?)', rows)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite may have rolled it back itself (SQLITE_FULL does)
+                conn.execute("ROLLBACK")
             raise
         return positions
 

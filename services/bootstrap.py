@@ -5,7 +5,7 @@ import asyncio
 import contextlib
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -18,6 +18,7 @@ from projections.store.database import make_engine, prepare_schema
 from . import fold_processes
 from .datadir import secure_data_dir
 from .settings import Settings
+from .storage_alarm import StorageAlarm
 from .telemetry import Telemetry
 
 
@@ -31,6 +32,7 @@ class Runtime:
     read_model: ActiveReadModel | None = None
     following: asyncio.Task | None = None
     telemetry: Telemetry | None = None  # this process's Prometheus registry (services/telemetry.py)
+    storage: StorageAlarm = field(default_factory=StorageAlarm)  # full-disk refusals, for health
 
     @property
     def engine(self) -> AsyncEngine:

@@ -38,15 +38,30 @@ def apply(state: Any, event: Event, score: Scorer | None = None, appended_at: da
     `no_scores` and skip its cost.
 
     `appended_at` is the log's append time of the event's record (data, not the wall
-    clock, so a replay decides the same): the event is timed within bounds of it
-    (projections/domain/clock.py) and a noticeable clamp is noted as the outcome's reason.
-    Without it (an event already timed, as the event index keeps them) the stamp is used as is."""
+    clock, so a replay decides the same): the event is timed within bounds of it and
+    never before its run's creation (`timed`, projections/domain/clock.py), and a
+    noticeable clamp is noted as the outcome's reason. Without it (an event already
+    timed, as the event index keeps them) only the creation bounds the stamp."""
     if state is not None and state.org_id != event.org_id:
         return reject(state, f"organisation {event.org_id!r} does not own {event.aggregate_id!r}")
-    timed = clock.timed_event(event, appended_at)
+    created = _created(state)
+    timed = clock.timed_event(event, appended_at, created)
     applied = _HANDLERS[event.type](state, timed, score or score_document)
-    note = clock.clamp_note(event.occurred_at, timed.occurred_at) if timed is not event else None
+    note = clock.clamp_note(event.occurred_at, timed.occurred_at, created) if timed is not event else None
     return evolve(applied, reason=note) if note and applied.accepted and applied.reason is None else applied
+
+
+def timed(state: Any, event: Event, appended_at: datetime | None) -> Event:
+    """`event` as `apply(state, event, appended_at=appended_at)` times it: what the event
+    index keeps, so that every refold from the index agrees with the live fold."""
+    if state is not None and state.org_id != event.org_id:
+        return clock.timed_event(event, appended_at)
+    return clock.timed_event(event, appended_at, _created(state))
+
+
+def _created(state: Any) -> datetime | None:
+    """The floor of an event's time: its run's creation (no fact about a run precedes it)."""
+    return state.created_at if isinstance(state, RunState) else None
 
 
 def no_scores(spec: Any, votes: list) -> tuple[None, None]:

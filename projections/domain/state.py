@@ -88,10 +88,12 @@ class RunState:
 
     @property
     def duration_ms(self) -> int | None:
+        """Never negative: a start that arrives after the run was cancelled or failed (a
+        worker's RunStarted or retry) may be timed after `completed_at`."""
         if self.completed_at is None:
             return None
         begin = self.started_at or self.created_at
-        return int((self.completed_at - begin).total_seconds() * 1000)
+        return max(0, int((self.completed_at - begin).total_seconds() * 1000))
 
 
 _IDS_OF_SPEC: dict[int, tuple[Mapping[str, Any], frozenset[str]]] = {}

@@ -5,7 +5,10 @@ table, inside the caller's write transaction, with the checkpoint's compare-and-
 
 The fold goes aggregate by aggregate: when it raises on one (a bug, deterministic), that
 aggregate's events of the batch are parked and it is quarantined; the others go on. A
-store error is isolated the same way by `save(..., isolate=True)`, one savepoint each.
+store error is isolated the same way by `save(..., isolate=True)`, one savepoint each;
+a transient fault there (a full disk above all) aborts the whole batch instead, as does
+a savepoint the store took away with the transaction (`TransactionLost`): savepoints,
+quarantine rows and parked events are written in the checkpoint's transaction, or not at all.
 """
 from __future__ import annotations
 
@@ -90,13 +93,15 @@ class Batch:
     def _fold_one(self, key: Key, events: list[tuple[Record, Event]]) -> None:
         state, rows, finished = self.states.get(key), [], []
         for record, event in events:
+            appended = clock.appended_at(record)
             try:
-                applied = apply(state, event, self._timed_scorer, clock.appended_at(record))
+                as_timed = fold_module.timed(state, event, appended)  # as the fold times it: the index keeps that
+                applied = apply(state, event, self._timed_scorer, appended)
             except Exception as exc:  # noqa: BLE001 - named with its position, then quarantined
                 raise _FoldFailed(record, exc) from exc
             state = applied.state
             finished.extend((event.aggregate_id, d) for d in applied.finished_documents)
-            rows.append(_index_row(record, event, applied.accepted, applied.reason))
+            rows.append(_index_row(record, as_timed, applied.accepted, applied.reason))
         self.states[key], self.index_rows[key], self.finished[key] = state, rows, finished
 
     def prepare(self) -> Writes:
@@ -221,13 +226,7 @@ async def save(conn: AsyncConnection, batch: Batch, isolate: bool = False, park:
         await writes_module.execute(conn, prepared.aggregates.values())
     else:
         for key in list(prepared.aggregates):
-            try:
-                async with conn.begin_nested():
-                    await writes_module.execute(conn, [prepared.aggregates[key]])
-            except Exception as exc:  # noqa: BLE001 - sorted below: transient faults go up
-                if is_transient(exc):
-                    raise
-                batch.refused(key, f"store: {type(exc).__name__}: {exc}")
+            await _isolated(conn, batch, key)
     if prepared.dead:
         batch.poison = len(prepared.dead)
         await conn.execute(insert(dead_letters), prepared.dead)
@@ -235,10 +234,42 @@ async def save(conn: AsyncConnection, batch: Batch, isolate: bool = False, park:
         await quarantine.park(conn, batch.projection, batch.parked, batch.failures, prepared.owners)
 
 
+class TransactionLost(RuntimeError):
+    """The store ended the batch's transaction under us (SQLite rolls a whole transaction
+    back on SQLITE_FULL, savepoints included): nothing of the batch may be written, and
+    the batch is retried whole. Never a quarantine: the fault is the store's, not a run's."""
+
+    transient = True  # projections.runtime.transient
+
+
+async def _isolated(conn: AsyncConnection, batch: Batch, key: Key) -> None:
+    """One aggregate's rows in a savepoint: refused (rolled back to the savepoint and
+    quarantined) only when the store refuses them deterministically and the transaction
+    is still whole. A transient fault, or a savepoint that is gone, aborts the batch."""
+    savepoint = await conn.begin_nested()
+    try:
+        await writes_module.execute(conn, [batch.writes.aggregates[key]])
+    except Exception as exc:  # noqa: BLE001 - transient faults go up, the rest is this run's
+        if is_transient(exc):
+            raise
+        try:
+            await savepoint.rollback()
+        except Exception as lost:  # noqa: BLE001 - the whole transaction went with it
+            raise TransactionLost(f"the store ended the batch's transaction ({lost}) after: {exc}") from exc
+        batch.refused(key, f"store: {type(exc).__name__}: {exc}")
+        return
+    try:
+        await savepoint.commit()
+    except Exception as exc:  # noqa: BLE001
+        if is_transient(exc):
+            raise
+        raise TransactionLost(f"the store ended the batch's transaction: {exc}") from exc
+
+
 def _index_row(record: Record, event: Event, accepted: bool, reason: str | None) -> dict:
-    """A rejected event keeps no body here (NULL): it is in the log, at this position,
-    and readers fetch it from there (projections/runtime/event_bodies.py)."""
-    event = clock.as_timed(event, record)  # as the fold timed it, so every refold from the index agrees
+    """`event` as the fold timed it, so every refold from the index agrees. A rejected
+    event keeps no body here (NULL): it is in the log, at this position, and readers
+    fetch it from there, timed as this row says (projections/runtime/event_bodies.py)."""
     return dict(
         partition=record.partition, offset=record.offset, event_id=str(event.event_id),
         aggregate_id=event.aggregate_id, org_id=event.org_id, type=event.type,

@@ -183,6 +183,15 @@ async def advance(conn: AsyncConnection, projection: str, partition: int, expect
     raise LostPartition(f"{projection} partition {partition}: checkpoint is no longer {expected}")
 
 
+async def still_moved(conn: AsyncConnection, projection: str, partition: int, new: int) -> bool:
+    """Inside the batch's transaction, after `advance`: does it still see its own move?
+    False when the store ended the transaction under us (SQLite rolls a whole
+    transaction back on SQLITE_FULL) and the statements since ran outside it."""
+    query = select(checkpoints.c.next_offset).where(checkpoints.c.projection == projection,
+                                                    checkpoints.c.partition == partition)
+    return await conn.scalar(query) == new
+
+
 async def _announce(conn: AsyncConnection, projection: str, partition: int, new: int) -> None:
     if conn.dialect.name == "postgresql":
         await conn.execute(select(func.pg_notify(CHANNEL, func.concat(func.current_schema(),

@@ -7,8 +7,9 @@ prepared rows). The compare-and-set is what keeps folding outside
 the transaction safe: a projector that lost the partition meanwhile cannot commit.
 
 Three kinds of failure, three answers. Poison (undecodable) is dead-lettered by the
-batch. A transient fault (locked database, dropped connection, restart, failover) is
-retried with backoff for as long as it lasts (projections.runtime.transient); it stops nothing.
+batch. A transient fault (locked database, dropped connection, restart, failover, full
+disk) is retried with backoff for as long as it lasts (projections.runtime.transient); it
+stops nothing and quarantines nothing, and the heartbeat says `retrying` with the cause.
 A deterministic failure on a valid event quarantines that run (projections.runtime.quarantine);
 the partition goes on. Only a store error that no single run explains stops a
 partition (`PartitionStatus.stopped`), loudly.
@@ -37,8 +38,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from events.log import EventLog, LogConsumer, Position, Record
 from projections.runtime import checkpoints, heartbeat, tracing
-from projections.runtime.batch import Batch, load, save
+from projections.runtime.batch import Batch, TransactionLost, load, save
 from projections.runtime.checkpoints import LostPartition
+from projections.runtime.storage_full import describe
 from projections.runtime.transient import is_transient, retry_transient
 
 log = logging.getLogger("runledger.projector")
@@ -215,6 +217,8 @@ class Projector:
             # projector that lost the partition fails here before writing anything.
             await checkpoints.advance(conn, self.name, partition, expected, new)
             await save(conn, batch, isolate=isolate)
+            if isolate and not await checkpoints.still_moved(conn, self.name, partition, new):
+                raise TransactionLost(f"partition {partition}: the batch's transaction ended before its commit")
 
     def _applied(self, status: PartitionStatus, batch: Batch, new: int, seconds: float) -> None:
         status.next_offset, status.applied = new, status.applied + len(batch.records)
@@ -236,7 +240,7 @@ class Projector:
         """`await work()`, retried through transient faults until it succeeds or we stop."""
         def noted(exc: BaseException) -> None:
             self.transient_total += 1
-            self.retrying = f"{what}: {type(exc).__name__}"
+            self.retrying = f"{what}: {describe(exc)}"  # "storage full: ..." for a full disk
             self.observer.transient(exc)
 
         try:

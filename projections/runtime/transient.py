@@ -2,7 +2,8 @@
 
 A transient fault is one the same work may not meet again: a locked SQLite database
 (a backup or VACUUM holds the write lock past the busy timeout), a dropped or reset
-PostgreSQL connection, a server restart or failover, a broker that is briefly away.
+PostgreSQL connection, a server restart or failover, a broker that is briefly away, a
+full disk (projections/runtime/storage_full.py: it lasts until an operator frees space).
 Those are retried with capped exponential backoff for as long as it takes; they never
 stop a partition. Anything else raised on a valid event is deterministic (a bug) and
 goes to quarantine (projections/runtime/quarantine.py).
@@ -16,6 +17,8 @@ from typing import Awaitable, Callable, TypeVar
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, TimeoutError as PoolTimeout
 from tenacity import AsyncRetrying, retry_if_exception, wait_exponential_jitter
 
+from projections.runtime.storage_full import is_resource_shortage, is_storage_full
+
 log = logging.getLogger("runledger.projector")
 T = TypeVar("T")
 
@@ -27,8 +30,10 @@ _TRANSIENT_TEXT = ("database is locked", "database is busy", "connection", "term
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Locks, dropped connections, restarts and failovers: retry. Everything else: not."""
+    """Locks, dropped connections, restarts, failovers, full disks: retry. Everything else: not."""
     if getattr(exc, "transient", False):  # e.g. projections.runtime.quarantine.QuarantineLifted
+        return True
+    if is_storage_full(exc) or is_resource_shortage(exc):
         return True
     if isinstance(exc, (ConnectionError, TimeoutError, asyncio.TimeoutError, DisconnectionError, PoolTimeout)):
         return True

@@ -265,7 +265,7 @@ async def run_history(conn: AsyncConnection, run_id: str, page: PageRequest) -> 
     """A run's events live in one partition, so the offset orders them (and is the cursor)."""
     query = select(
         event_index.c.offset.label("id_"), event_index.c.partition, event_index.c.offset,
-        event_index.c.accepted, event_index.c.reason, event_index.c.body,
+        event_index.c.occurred_at, event_index.c.accepted, event_index.c.reason, event_index.c.body,
     ).where(event_index.c.aggregate_id == run_id)
     return await paginate(conn, query, event_index.c.offset, event_index.c.offset, page, by_offset=True)
 

@@ -17,11 +17,13 @@ Roles: `tenant` (the default) sees and changes only its organisation's objects;
 
 Keys are looked up through `KeyCache`: a hit is trusted for `KEY_CACHE_TTL` seconds,
 so a revoked key is refused by every replica within that time; `last_used_at` is
-written at most once a minute per key and replica.
+written at most once a minute per key and replica, best effort (a write the store
+refuses, e.g. on a full disk, is logged and does not fail the request).
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -32,6 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from .. import keys, logs
 from ..keys import KeyRecord
 from .errors import ApiError
+
+log = logging.getLogger("runledger.api")
 
 KEY_CACHE_TTL = 2.0  # seconds a looked-up key is trusted before asking the store again
 TOUCH_EVERY = timedelta(seconds=60)
@@ -84,11 +88,17 @@ class KeyCache:
         return record
 
     async def _touch(self, record: KeyRecord) -> None:
+        """Best effort: `last_used_at` is a hint for operators, and a store that cannot
+        take the write (a full disk, a lock held too long) must not fail the request."""
         now = datetime.now(timezone.utc)
         last = max(filter(None, (record.last_used_at, self._touched.get(record.key_id))), default=None)
         if record.revoked_at is None and (last is None or now - last >= TOUCH_EVERY):
             self._touched[record.key_id] = now
-            await keys.touch(self.engine, record.key_id, now)
+            try:
+                await keys.touch(self.engine, record.key_id, now)
+            except Exception as exc:  # noqa: BLE001 - logged; tried again a minute later
+                log.warning("key %s: last_used_at not written: %s: %s", record.key_id, type(exc).__name__,
+                            str(exc).splitlines()[0] if str(exc) else "")
 
 
 def presented_key(request: Request) -> str | None:

@@ -21,6 +21,7 @@ from projections.runtime.transient import is_transient
 from projections.store.pagination import InvalidCursor
 
 from .. import logs
+from . import storage_full as full_disk
 
 log = logging.getLogger("runledger.api")
 
@@ -66,7 +67,7 @@ _envelope = envelope
 _UNSTORABLE_TEXT = {"22021", "22P05"}  # character_not_in_repertoire, untranslatable_character
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
               405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
-              422: "invalid_request", 503: "unavailable"}
+              422: "invalid_request", 503: "unavailable"}  # 503 storage_full too: services/api/storage_full.py
 
 
 ERROR_SCHEMA = {
@@ -105,6 +106,15 @@ def document_responses(app: FastAPI) -> None:
     app.openapi = openapi
 
 
+def storage_full(exc: BaseException, scope: Scope) -> JSONResponse | None:
+    """503 `storage_full` with `Retry-After` when a full disk is behind `exc` (any store:
+    the log's append, the control store, the read model), else None (services/api/storage_full.py)."""
+    if not full_disk.refused_for_space(exc, scope):
+        return None
+    return _envelope(503, full_disk.CODE, full_disk.MESSAGE, {"retry_after_s": full_disk.RETRY_AFTER},
+                     {"Retry-After": str(full_disk.RETRY_AFTER)})
+
+
 class RequestId:
     """Pure ASGI: the request id (`x-request-id`, or a new one) on the request's log lines
     and on its answer, one access log line per request, and the 500 envelope for an
@@ -134,7 +144,11 @@ class RequestId:
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
+        except Exception as exc:
+            full = storage_full(exc, scope)
+            if full is not None and status[0] is None:
+                log.warning("storage full (request %s): %s", rid, str(exc).splitlines()[0] if str(exc) else exc)
+                return await full(scope, receive, send_with_id)
             log.exception("unhandled error (request %s)", rid)
             if status[0] is not None:  # the answer had begun: nothing else can be sent
                 raise
@@ -174,6 +188,9 @@ def install(app: FastAPI) -> None:
         if getattr(exc.orig, "sqlstate", None) in _UNSTORABLE_TEXT:  # PostgreSQL: text holding NUL
             return _envelope(422, "invalid_request", "text values cannot contain NUL characters",
                              {"reason": "nul_character"})
+        full = storage_full(exc, request.scope)
+        if full is not None:
+            return full
         if is_transient(exc):  # a connection the store dropped (a restart, a failover): nothing
             # was written through it (writes go through the log); the pool reconnects on retry
             return _envelope(503, "unavailable", "the read model's store is unavailable for a moment; retry",

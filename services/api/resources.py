@@ -35,7 +35,9 @@ def result_resource(run: RunState, doc: DocumentState) -> dict[str, Any]:
     consensus = (doc.consensus or {}).get("value") if doc.consensus else None
     outputs = {"output": {"type": "json", "data": consensus}} if doc.consensus else {}
     completed = doc.completed_at or (run.completed_at if status == "cancelled" else None)
-    duration = int((completed - doc.started_at).total_seconds() * 1000) if completed and doc.started_at else None
+    duration = None
+    if completed and doc.started_at:  # never negative: a retry may be timed after a cancel
+        duration = max(0, int((completed - doc.started_at).total_seconds() * 1000))
     return {
         "id": result_id(run.run_id, doc.document_id),
         "object": "experiment_result",

@@ -6,13 +6,16 @@ or not it runs a projector itself. Health is red when:
 - a partition has lag and no live projector holds it (a dead or missing projector:
   no heartbeat within the TTL), or the embedded projector task is down;
 - a projector reports a stopped partition;
-- a run is quarantined (a deterministic failure waits for a fix and `quarantine retry`).
+- a run is quarantined (a deterministic failure waits for a fix and `quarantine retry`);
+- the storage is full: a write was refused for want of space within the last minute, or
+  a projector is retrying a batch its store refused for want of space.
 """
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
 from projections.runtime import heartbeat, quarantine
+from projections.runtime.storage_full import STORAGE_FULL
 from projections.store import views
 
 from ..bootstrap import Runtime
@@ -50,26 +53,43 @@ async def projection_status(runtime: Runtime) -> dict:
     status = {"projections": projections, "projectors": members,
               "quarantined": [q.as_json() for q in quarantined],
               "in_process_projector": runtime.projector is not None}
-    problems = health_problems(runtime, status)
-    return {"status": "degraded" if problems else "ok", "problems": problems, **status}
+    found = health_problems(runtime, status)
+    return {"status": "degraded" if found else "ok", "problems": [text for _, text in found],
+            "reasons": sorted({reason for reason, _ in found}), **status}
 
 
-def health_problems(runtime: Runtime, status: dict) -> list[str]:
+def health_problems(runtime: Runtime, status: dict) -> list[tuple[str, str]]:
+    """(reason, text) of each problem: the reason is a fixed code anyone may see
+    (`public`), the text is for admins."""
     main = next(p for p in status["projections"] if p["name"] == MAIN)
     problems = []
     local = runtime.projector
     if local is not None and getattr(local, "down", None):
-        problems.append(f"the in-process projector is down: {local.down}")
+        problems.append(("projector_down", f"the in-process projector is down: {local.down}"))
     orphans = [p["partition"] for p in main["partitions"] if p["lag"] and p["held_by"] is None]
     if orphans:
-        problems.append(f"partitions {orphans} have lag and no live projector (no heartbeat within "
-                        f"{runtime.settings.heartbeat_ttl:g} s)")
+        problems.append(("no_projector", f"partitions {orphans} have lag and no live projector (no heartbeat within "
+                                         f"{runtime.settings.heartbeat_ttl:g} s)"))
     stopped = [p["partition"] for p in main["partitions"] if p["stopped"]]
     if stopped:
-        problems.append(f"partitions {stopped} stopped")
+        problems.append(("partition_stopped", f"partitions {stopped} stopped"))
     if status["quarantined"]:
-        problems.append(f"{len(status['quarantined'])} run(s) quarantined")
-    return problems
+        problems.append(("run_quarantined", f"{len(status['quarantined'])} run(s) quarantined"))
+    return problems + storage_problems(runtime, status)
+
+
+def storage_problems(runtime: Runtime, status: dict) -> list[tuple[str, str]]:
+    """A full disk: a write this process answered 503 `storage_full` lately, or a live
+    projector retrying a batch its store refused for want of space."""
+    found = []
+    refused = runtime.storage.recent()
+    if refused:
+        found.append(("storage_full", f"storage full: {refused}; writes answer 503 storage_full until space "
+                                      "is freed"))
+    for m in status["projectors"]:
+        if m["alive"] and m["state"] == "retrying" and STORAGE_FULL in (m["detail"] or ""):
+            found.append(("storage_full", f"projector {m['member_id']} cannot write the read model: {m['detail']}"))
+    return found
 
 
 def _with_local(runtime: Runtime, members: list[dict]) -> list[dict]:
@@ -111,5 +131,7 @@ async def _lag_seconds(runtime: Runtime, partition: int, checkpoint: int, end: i
 
 
 def public(status: dict) -> dict:
-    """What anyone may see: the verdict, no offsets, ids or error texts."""
-    return {"status": status["status"]}
+    """What anyone may see: the verdict and, when degraded, the kinds of problem
+    (`storage_full`, `run_quarantined`...); no offsets, ids or error texts."""
+    return {"status": status["status"], "reasons": status["reasons"]} if status["reasons"] else \
+        {"status": status["status"]}

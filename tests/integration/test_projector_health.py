@@ -76,7 +76,7 @@ async def test_a_dead_projector_process_turns_health_red_on_an_api_without_one(t
             late = RunScript(run_id="run_h2", docs=1, n=3)
             await append(runtime.log, [late.created()])
             body = await wait_for_health(client, 503)
-            assert body == {"status": "degraded"}  # no offsets or errors without an admin key
+            assert body == {"status": "degraded", "reasons": ["no_projector"]}  # no offsets or errors without a key
             status = await projection_status(runtime)
             assert any("no live projector" in p for p in status["problems"]), status["problems"]
         finally:

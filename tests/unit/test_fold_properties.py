@@ -14,15 +14,20 @@ stamped at a time unrelated to its place in the log. What holds:
   the run's cancel or failure is rejected, and of two terminal events the first wins.
   Even then the state is a function of the accepted events alone: refolding them in
   any order (RunCreated, then RunQueued, the terminal event last) gives the same state.
+- **Whatever the producers' clocks say, time is causal** (projections/domain/clock.py):
+  folded with the log's append times, nothing starts before the run was created,
+  nothing ends after the last append, and a run lasts no longer than its wall time
+  from creation to its last append; the events as timed refold to the same state.
 """
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 
 from hypothesis import given, settings, strategies as st
 
-from projections.domain.fold import no_scores
-from tests.builders import RunScript, fold_all
+from projections.domain.fold import apply, no_scores, timed
+from tests.builders import T0, RunScript, fold_all
 
 LABELS = ["invoice", "receipt", "letter"]
 TERMINAL_COMMANDS = ("RunCancelRequested", "RunFailed")
@@ -149,3 +154,55 @@ def test_a_lifecycle_only_fold_agrees_on_everything_but_the_scores(run):
             light.started_at, light.completed_at) == (full.status, full.completed_document_count,
                                                       full.error_count, full.document_count,
                                                       full.started_at, full.completed_at)
+
+
+ANY_STAMP = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31),
+                         timezones=st.just(timezone.utc))  # what the event contract lets a producer send
+
+
+@st.composite
+def appended_logs(draw):
+    """A run's log with each event's append time (never decreasing along the log, as a
+    partition's are) and producer stamps that are often right, often anything at all."""
+    created, events = draw(run_logs())
+    log, appended = [], T0 + timedelta(milliseconds=draw(st.integers(0, 10_000)))
+    for event in [created, *events]:
+        appended += timedelta(milliseconds=draw(st.integers(0, 3_000)))
+        skewed = draw(st.one_of(st.none(), ANY_STAMP, st.integers(-86_400_000, 86_400_000)))
+        if isinstance(skewed, int):
+            skewed = appended + timedelta(milliseconds=skewed)
+        stamp = skewed if skewed is not None else appended - timedelta(milliseconds=draw(st.integers(0, 500)))
+        log.append((event.model_copy(update={"occurred_at": stamp}), appended))
+    return log
+
+
+def fold_with_append_times(log):
+    """The projector's fold; also the events as it timed them (what the event index keeps)."""
+    state, as_timed = None, []
+    for event, appended in log:
+        as_timed.append(timed(state, event, appended))
+        state = apply(state, event, appended_at=appended).state
+    return state, as_timed
+
+
+@settings(max_examples=150, deadline=None)
+@given(appended_logs())
+def test_whatever_the_producer_clocks_a_run_starts_after_its_creation_and_ends_by_its_last_append(log):
+    run, as_timed = fold_with_append_times(log)
+    created_appended, last_append = log[0][1], log[-1][1]
+    assert run.created_at <= created_appended
+    assert run.started_at is None or run.started_at >= run.created_at
+    assert run.completed_at is None or run.created_at <= run.completed_at <= last_append
+    if run.duration_ms is not None:
+        assert 0 <= run.duration_ms <= (last_append - run.created_at) // timedelta(milliseconds=1)
+    for event, (_, appended) in list(zip(as_timed, log))[1:]:
+        assert run.created_at <= event.occurred_at <= appended
+
+
+@settings(max_examples=100, deadline=None)
+@given(appended_logs())
+def test_the_events_as_timed_refold_without_append_times_to_the_same_state(log):
+    """What `as_of`, the audit history and `verify` do with the event index."""
+    run, as_timed = fold_with_append_times(log)
+    refolded, _ = fold_all(as_timed)
+    assert refolded == run
