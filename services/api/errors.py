@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import StatementError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from projections.runtime.transient import is_transient
@@ -23,6 +24,7 @@ from projections.store.pagination import InvalidCursor
 from .. import logs
 
 log = logging.getLogger("runledger.api")
+CLIENT_GONE = 499  # what the access log and metrics count for a client that hung up mid-request
 
 
 class ApiError(Exception):
@@ -134,6 +136,8 @@ class RequestId:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:  # the client hung up before its body ended: nothing to answer
+            status[0] = CLIENT_GONE
         except Exception:
             log.exception("unhandled error (request %s)", rid)
             if status[0] is not None:  # the answer had begun: nothing else can be sent
