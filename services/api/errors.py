@@ -18,10 +18,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from projections.runtime.transient import is_transient
+from events.log import LogUnavailable
 from projections.store.pagination import InvalidCursor
 
 from .. import logs
+from . import unavailable
 
 log = logging.getLogger("runledger.api")
 CLIENT_GONE = 499  # what the access log and metrics count for a client that hung up mid-request
@@ -138,11 +139,16 @@ class RequestId:
             await self.app(scope, receive, send_with_id)
         except ClientDisconnect:  # the client hung up before its body ended: nothing to answer
             status[0] = CLIENT_GONE
-        except Exception:
-            log.exception("unhandled error (request %s)", rid)
+        except Exception as exc:
+            fault = unavailable.answer(exc)  # a dependency that failed or did not answer in time: 503
+            if fault is None:
+                log.exception("unhandled error (request %s)", rid)
+            else:
+                log.warning("request %s: %s", rid, fault.body.decode(errors="replace")[:500])
             if status[0] is not None:  # the answer had begun: nothing else can be sent
                 raise
-            await _envelope(500, "internal_error", "internal error", {"request_id": rid})(scope, receive, send_with_id)
+            answer = fault or _envelope(500, "internal_error", "internal error", {"request_id": rid})
+            await answer(scope, receive, send_with_id)
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             logs.log_request(scope["method"], route, status[0] or 500, time.perf_counter() - started,
@@ -178,11 +184,14 @@ def install(app: FastAPI) -> None:
         if getattr(exc.orig, "sqlstate", None) in _UNSTORABLE_TEXT:  # PostgreSQL: text holding NUL
             return _envelope(422, "invalid_request", "text values cannot contain NUL characters",
                              {"reason": "nul_character"})
-        if is_transient(exc):  # a connection the store dropped (a restart, a failover): nothing
-            # was written through it (writes go through the log); the pool reconnects on retry
-            return _envelope(503, "unavailable", "the read model's store is unavailable for a moment; retry",
-                             {"reason": type(exc.orig or exc).__name__}, {"Retry-After": "1"})
+        fault = unavailable.answer(exc)  # a dropped connection, a restart, a statement past its timeout:
+        if fault is not None:  # nothing was written through it (writes go through the log); retry
+            return fault
         raise exc
+
+    @app.exception_handler(LogUnavailable)
+    async def log_unavailable(_request: Request, exc: LogUnavailable):
+        return unavailable.answer(exc)
 
     @app.exception_handler(InvalidCursor)
     async def invalid_cursor(_request: Request, exc: InvalidCursor):
