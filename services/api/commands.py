@@ -16,8 +16,9 @@ from projections.domain.state import RUN_TERMINAL, BlockState, ExperimentState
 from projections.store import views
 
 from .. import fingerprints as fp
-from .bodies import CreateExperimentBody, CreateRunBody, DefineBlockBody, DocumentBody, UpdateExperimentBody
+from .bodies import CreateExperimentBody, CreateRunBody, DefineBlockBody, UpdateExperimentBody
 from .context import Ctx, require
+from .documents import document_specs
 from .errors import ApiError, invalid, not_found
 from .plan import check_token, plan_of
 
@@ -52,21 +53,6 @@ async def define_block(ctx: Ctx, workflow_id: str, block_id: str, body: DefineBl
     }, positions
 
 
-def _documents(bodies: list[DocumentBody]) -> tuple[DocumentSpec, ...]:
-    specs, seen = [], set()
-    for i, body in enumerate(bodies):
-        inputs = {name: handle.model_dump(mode="json") for name, handle in body.handle_inputs.items()}
-        doc_id = fp.document_id(inputs)
-        if doc_id in seen:
-            raise invalid(f"documents[{i}] is a duplicate of an earlier document", index=i)
-        seen.add(doc_id)
-        files = [h["document"]["filename"] for h in inputs.values() if h["type"] == "file"]
-        filename = files[0] if files else f"document-{i + 1}.json"
-        specs.append(DocumentSpec(document_id=doc_id, filename=filename, handle_inputs=inputs,
-                                  provenance=body.provenance))
-    return tuple(specs)
-
-
 def _no_captures(captures) -> None:
     if captures:
         raise invalid("document_captures need workflow execution provenance, which runledger does not "
@@ -94,7 +80,7 @@ async def create_experiment(ctx: Ctx, body: CreateExperimentBody) -> tuple[str, 
     experiment_id = ctx.journal.new_id("exp")
     payload = ExperimentCreated(
         workflow_id=body.workflow_id, block_id=body.block_id, name=body.name or "Untitled experiment",
-        n_consensus=body.n_consensus or 3, documents=_documents(body.documents or []),
+        n_consensus=body.n_consensus or 3, documents=document_specs(body.documents or []),
     )
     return experiment_id, await ctx.record([_event(ctx, payload, experiment_id)], {experiment_id: None})
 
@@ -124,7 +110,7 @@ async def load_experiment(ctx: Ctx, experiment_id: str) -> ExperimentState:
 async def update_experiment(ctx: Ctx, experiment_id: str, body: UpdateExperimentBody) -> list[Position]:
     current = await load_experiment(ctx, experiment_id)
     _no_captures(body.document_captures)
-    documents = _documents(body.documents) if body.documents is not None else None
+    documents = document_specs(body.documents) if body.documents is not None else None
     payload = ExperimentUpdated(name=body.name, n_consensus=body.n_consensus, documents=documents)
     return await ctx.record([_event(ctx, payload, experiment_id)], {experiment_id: current})
 
