@@ -57,10 +57,17 @@ class Settings:
             postgres_timeout=float(env.get("RUNLEDGER_POSTGRES_TIMEOUT", "10")),
             sqlite_busy_timeout=float(env.get("RUNLEDGER_SQLITE_BUSY_TIMEOUT", "5")),
             cookie_secure=_choice(env, "RUNLEDGER_COOKIE_SECURE", ("auto", "true", "false")),
-            session_idle_timeout=float(env.get("RUNLEDGER_SESSION_IDLE_TIMEOUT", str(12 * 3600))),
-            session_max_age=float(env.get("RUNLEDGER_SESSION_MAX_AGE", str(7 * 86400))),
+            session_idle_timeout=float(env.get("RUNLEDGER_SESSION_IDLE_TIMEOUT", "43200")),
+            session_max_age=float(env.get("RUNLEDGER_SESSION_MAX_AGE", "604800")),
             forwarded_allow_ips=env.get("RUNLEDGER_FORWARDED_ALLOW_IPS") or None,
         )
+
+    @property
+    def longest_dependency_wait(self) -> float:
+        """The longest one wait on a dependency can last (seconds): what a shutdown grace
+        must leave a request in flight. PostgreSQL's client backstop is 2 s past its
+        statement timeout (projections/store/database.py)."""
+        return max(self.kafka_timeout, self.postgres_timeout + 2.0, self.sqlite_busy_timeout)
 
     @property
     def store_timeouts(self):

@@ -191,14 +191,14 @@ async def _claim(engine: AsyncEngine, record: _Record, fingerprint: str):
 
 
 def _answer_repeat(row, fingerprint: str, key: str):
+    if row is None or row.status is None and row.request_hash == fingerprint:
+        return envelope(409, "idempotency_in_progress",
+                        "a request with this Idempotency-Key is still being answered; retry shortly",
+                        {"idempotency_key": key}, headers={"retry-after": "1"})
     if row.request_hash != fingerprint:
         return envelope(422, "idempotency_key_reused",
                         "this Idempotency-Key was used with a different request (method, path, query or body)",
                         {"idempotency_key": key})
-    if row.status is None:
-        return envelope(409, "idempotency_in_progress",
-                        "a request with this Idempotency-Key is still being answered; retry shortly",
-                        {"idempotency_key": key}, headers={"retry-after": "1"})
     return _StoredAnswer(row)
 
 
