@@ -4,6 +4,12 @@ The partition is chosen here with `partition_for`, so a key lands where the
 embedded adapter puts it whatever client wrote it. `start()` creates the topic
 (infinite retention, no compaction) or adopts the partition count it already has.
 Offsets of consumers live in the read model, never in Kafka: auto-commit is off.
+
+An append (metadata, send and every ack: aiokafka puts no limit on `send` itself) and an
+end-offsets request are bounded by `timeout` (RUNLEDGER_KAFKA_TIMEOUT); past it they raise
+`LogUnavailable` naming the brokers. A read has its own bound (READ_TIMEOUT). The producer's
+`request_timeout_ms` is the same bound, so a batch the brokers never took expires in the
+producer instead of landing long after the caller was told 503.
 """
 from __future__ import annotations
 
@@ -14,9 +20,9 @@ from typing import Iterable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError, for_code
 
-from .log import Message, OnPartitions, Position, Record, partition_for
+from .log import LogUnavailable, Message, OnPartitions, Position, Record, partition_for
 
 log = logging.getLogger("runledger.kafka")
 
@@ -28,8 +34,9 @@ READ_TIMEOUT = 30.0
 class KafkaEventLog:
     def __init__(self, bootstrap: str, topic: str = "runledger.events", partitions: int = 6,
                  replication_factor: int = 1, *, client_id: str = "runledger",
-                 session_timeout_ms: int = 10_000):
+                 session_timeout_ms: int = 10_000, timeout: float = 10.0):
         self.bootstrap = bootstrap
+        self.timeout = timeout
         self.topic = topic
         self._partitions = partitions
         self._replication_factor = replication_factor
@@ -47,7 +54,7 @@ class KafkaEventLog:
         self._partitions = await self._ensure_topic()
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, client_id=self._client_id,
-            enable_idempotence=True, acks="all",
+            enable_idempotence=True, acks="all", request_timeout_ms=int(self.timeout * 1000),
         )
         await self._producer.start()
 
@@ -58,9 +65,13 @@ class KafkaEventLog:
         self._producer = self._reader = None
 
     async def append(self, messages: Sequence[Message]) -> list[Position]:
-        """All sends are queued first (the producer batches them), then every ack is awaited.
-        Not atomic across partitions: on error some messages may be on the log. Resending
-        is safe, because events carry their identity and the fold ignores duplicates."""
+        """All sends are queued first (the producer batches them), then every ack is awaited,
+        within `timeout`. Not atomic across partitions: on error some messages may be on the
+        log. Resending is safe, because events carry their identity and the fold ignores
+        duplicates."""
+        return await self._bounded(self._append(messages), "append")
+
+    async def _append(self, messages: Sequence[Message]) -> list[Position]:
         acks = []
         for message in messages:
             partition = partition_for(message.key, self._partitions)
@@ -72,7 +83,21 @@ class KafkaEventLog:
                 raise result
         return [Position(meta.partition, meta.offset) for meta in results]
 
+    async def _bounded(self, work, what: str):
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await work
+        except TimeoutError:
+            raise LogUnavailable("Kafka", f"Kafka ({self.bootstrap}) did not answer an {what} within "
+                                          f"{self.timeout:g}s" + ("; it may still land" if what == "append" else "")
+                                 ) from None
+        except KafkaError as exc:
+            if not getattr(exc, "retriable", False) and not isinstance(exc, KafkaConnectionError):
+                raise
+            raise LogUnavailable("Kafka", f"Kafka ({self.bootstrap}) refused an {what}: {exc}") from exc
+
     async def read(self, partition: int, from_offset: int, max_records: int = 500) -> list[Record]:
+        """Bounded by READ_TIMEOUT (a range of large records may take longer than `timeout`)."""
         self._check_partition(partition)
         tp = TopicPartition(self.topic, partition)
         async with self._reader_lock:
@@ -88,6 +113,9 @@ class KafkaEventLog:
                 reader.assign([])  # stop fetching in the background
 
     async def end_offsets(self) -> dict[int, int]:
+        return await self._bounded(self._end_offsets(), "end-offsets request")
+
+    async def _end_offsets(self) -> dict[int, int]:
         reader = await self._ensure_reader()
         tps = [TopicPartition(self.topic, p) for p in range(self._partitions)]
         ends = await reader.end_offsets(tps)

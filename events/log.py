@@ -48,6 +48,20 @@ class Record:
 OnPartitions = Callable[[set[int]], Awaitable[None]]
 
 
+class LogUnavailable(Exception):
+    """The log did not do what was asked within its bound (a broker away, a SQLite file
+    locked by another process). For an append the outcome may be unknown: a Kafka send
+    that timed out can still land, so a retry must append the same events (their ids
+    make the second copy a duplicate the fold refuses). Transient: retried by projectors,
+    503 `unavailable` over HTTP."""
+
+    transient = True
+
+    def __init__(self, dependency: str, message: str):
+        super().__init__(message)
+        self.dependency = dependency
+
+
 class LogConsumer(Protocol):
     """Reads records from assigned partitions, in offset order within each partition."""
 

@@ -23,7 +23,7 @@ from typing import Any, Awaitable, Callable, Protocol, Sequence
 from .catalogue import RUN_EVENT_TYPES
 from .codec import build, encode
 from .envelope import Event, known_types
-from .log import EventLog, Message, Position
+from .log import EventLog, LogUnavailable, Message, Position
 from .trace import current_traceparent
 
 log = logging.getLogger("runledger.producer")
@@ -218,7 +218,7 @@ class _LogTransport:
         return await self.log.append([Message(e.aggregate_id, encode(e)) for e in events])
 
     def retryable(self, exc: BaseException) -> bool:
-        if isinstance(exc, (ConnectionError, TimeoutError)):
+        if isinstance(exc, (ConnectionError, TimeoutError, LogUnavailable)):
             return True
         try:
             from aiokafka import errors

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from . import sqlite_groups as groups
-from .log import Message, OnPartitions, Position, Record, partition_for
+from .log import LogUnavailable, Message, OnPartitions, Position, Record, partition_for
 
 READ_MAX_BYTES = 16 * 1024 * 1024
 """One read returns records until their values reach this many bytes (at least one)."""
@@ -37,8 +37,10 @@ CREATE TABLE IF NOT EXISTS log_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)
 
 
 class SqliteEventLog:
-    def __init__(self, path: str | Path, partitions: int = 6, cross_process_poll: float = 0.2):
+    def __init__(self, path: str | Path, partitions: int = 6, cross_process_poll: float = 0.2,
+                 busy_timeout: float = 5.0):
         self._path = str(path)
+        self._busy_timeout = busy_timeout  # seconds a write waits for another process's lock
         self._requested = partitions
         self._partitions = partitions
         self._poll = cross_process_poll
@@ -70,7 +72,13 @@ class SqliteEventLog:
     async def append(self, messages: Sequence[Message]) -> list[Position]:
         if not messages:
             return []
-        positions = await self._on(self._writer, self._append_sync, list(messages))
+        try:
+            positions = await self._on(self._writer, self._append_sync, list(messages))
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            raise LogUnavailable("SQLite", f"the embedded log ({self._path}) stayed locked by another connection "
+                                           f"for {self._busy_timeout:g}s; nothing was appended") from exc
         async with self._appended:
             self.generation += 1
             self._appended.notify_all()
@@ -105,7 +113,7 @@ class SqliteEventLog:
     # -- blocking parts, each run on its own thread --------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         return conn

@@ -58,11 +58,12 @@ class Runtime:
 def build_log(settings: Settings) -> EventLog:
     if settings.embedded:
         from events.sqlite_log import SqliteEventLog
-        return SqliteEventLog(settings.log_path, partitions=settings.partitions)
+        return SqliteEventLog(settings.log_path, partitions=settings.partitions,
+                              busy_timeout=settings.sqlite_busy_timeout)
     from events.kafka_log import KafkaEventLog
     return KafkaEventLog(
         settings.kafka_bootstrap, topic=settings.topic, partitions=settings.partitions,
-        replication_factor=settings.replication_factor,
+        replication_factor=settings.replication_factor, timeout=settings.kafka_timeout,
     )
 
 
@@ -70,10 +71,10 @@ async def start_runtime(settings: Settings, log: EventLog | None = None, with_pr
     secure_data_dir(settings)
     log = log or build_log(settings)
     await log.start()
-    engine = make_engine(settings.read_model_url)
+    engine = make_engine(settings.read_model_url, timeouts=settings.store_timeouts)
     await prepare_schema(settings.read_model_url, engine)
     control = await open_control_store(settings, engine)
-    read_model = await ActiveReadModel(settings.read_model_url, control).open(engine)
+    read_model = await ActiveReadModel(settings.read_model_url, control, timeouts=settings.store_timeouts).open(engine)
     run_projector = settings.projector if with_projector is None else with_projector
     telemetry = Telemetry()
     projector = Projector(log, read_model.engine, observer=telemetry.observer(),
@@ -99,7 +100,7 @@ async def open_control_store(settings: Settings, read_model: AsyncEngine) -> Asy
     """PostgreSQL: the read model's database, default schema (migrations made the tables),
     through an engine of its own (the read model's may point into a version's schema).
     Embedded: `control.db`, created here, adopting keys an older install kept in the read model."""
-    control = make_engine(settings.control_url)
+    control = make_engine(settings.control_url, timeouts=settings.store_timeouts)
     if not settings.control_url.startswith("sqlite"):
         return control
     await control_store.create_control_schema(control)

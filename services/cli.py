@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--workers", type=int, default=1, metavar="N",
                        help="N API processes on one port (SO_REUSEPORT); Kafka + PostgreSQL only, with the "
                             "projector in its own `runledger project` process (default 1)")
+    serve.add_argument("--forwarded-allow-ips", metavar="IPS",
+                       help="proxies trusted for X-Forwarded-Proto/For, comma-separated, '*' for any (default: "
+                            "RUNLEDGER_FORWARDED_ALLOW_IPS, else 127.0.0.1); see docs/security.md")
     serve.add_argument("--sibling", action="store_true", help=argparse.SUPPRESS)  # started by --workers
 
     project = commands.add_parser("project", help="run a projector: one member of the projector consumer group")
@@ -90,7 +93,8 @@ def _serve(settings: Settings, args) -> int:
             print(f"runledger serve: --worker {args.worker}: {exc}", file=sys.stderr)
             return 2
     try:
-        asyncio.run(serve(settings.with_(host=args.host, port=args.port, projector=projector),
+        asyncio.run(serve(settings.with_(host=args.host, port=args.port, projector=projector,
+                                         forwarded_allow_ips=args.forwarded_allow_ips),
                           args.worker, args.worker_concurrency, args.workers, args.sibling))
     except KeyboardInterrupt:
         pass  # uvicorn already shut down gracefully on the first Ctrl-C

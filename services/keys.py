@@ -17,11 +17,11 @@ import secrets
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from projections.store.control import ROLES, api_keys
+from projections.store.control import ROLES, api_keys, console_sessions
 
 ORG_SYNTAX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DEFAULT_ORG = "default"
@@ -138,17 +138,20 @@ async def list_keys(engine: AsyncEngine, org_id: str | None = None) -> list[KeyR
 
 
 async def revoke_key(engine: AsyncEngine, key_or_id: str) -> KeyRecord:
-    """Idempotent: revoking a revoked key keeps its first revocation time."""
+    """Idempotent: revoking a revoked key keeps its first revocation time. Its console
+    sessions end with it."""
     found = await find_key(engine, key_or_id)
     async with engine.begin() as conn:
         await conn.execute(update(api_keys).where(api_keys.c.key_id == found.key_id,
                                                   api_keys.c.revoked_at.is_(None)).values(revoked_at=_now()))
+        await conn.execute(delete(console_sessions).where(console_sessions.c.key_id == found.key_id))
     return await find_key(engine, found.key_id)
 
 
 async def rotate_key(engine: AsyncEngine, key_or_id: str) -> tuple[str, KeyRecord, KeyRecord]:
     """A new key with the old one's organisation, name and role; the old one is revoked
-    in the same transaction. Returns (new secret, new record, old record)."""
+    (its console sessions ended) in the same transaction. Returns (new secret, new record,
+    old record)."""
     old = await find_key(engine, key_or_id)
     if old.revoked_at is not None:
         raise ValueError(f"key {old.key_id} is revoked; create a new key instead")
@@ -158,6 +161,7 @@ async def rotate_key(engine: AsyncEngine, key_or_id: str) -> tuple[str, KeyRecor
     async with engine.begin() as conn:
         await conn.execute(insert(api_keys).values(**row))
         await conn.execute(update(api_keys).where(api_keys.c.key_id == old.key_id).values(revoked_at=_now()))
+        await conn.execute(delete(console_sessions).where(console_sessions.c.key_id == old.key_id))
     return secret, await find_key(engine, row["key_id"]), await find_key(engine, old.key_id)
 
 

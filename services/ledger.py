@@ -12,16 +12,13 @@ from .bootstrap import Runtime
 
 
 class ProjectionLag(TimeoutError):
-    """The projection did not pass `position` in time. Raised by `record` after its
-    events were appended: then `appended` holds them and `positions` where they landed,
-    and the API answers 202 with the resource folded from them (never a 5xx that
-    would invite a retry, and with it a second run)."""
+    """The projection did not pass `position` in time. After a command's append the API
+    answers 202 with the resource folded from its events instead (services/api/earned.py):
+    never a 5xx that would invite a retry, and with it a second run."""
 
-    def __init__(self, position: Position, timeout: float, appended: tuple[Event, ...] = (),
-                 positions: tuple[Position, ...] = ()):
+    def __init__(self, position: Position, timeout: float):
         super().__init__(f"projection has not reached {position.token()} within {timeout:g}s")
         self.position = position
-        self.appended, self.positions = appended, positions
 
 
 class KnownRuns:
@@ -53,15 +50,6 @@ class Ledger:
     async def append(self, events: list[Event]) -> list[Position]:
         messages = [Message(e.aggregate_id, encode(e)) for e in events]
         return await self.runtime.log.append(messages)
-
-    async def record(self, events: list[Event]) -> list[Position]:
-        positions = await self.append(events)
-        try:
-            await self.settle(positions)
-        except ProjectionLag as lag:
-            raise ProjectionLag(lag.position, self.runtime.settings.wait_timeout, tuple(events),
-                                tuple(positions)) from None
-        return positions
 
     async def settle(self, positions: list[Position], timeout: float | None = None) -> None:
         """Wait (bounded) until the projection has passed every position."""

@@ -44,7 +44,8 @@ async def serve(settings: Settings, worker: str | None = None, worker_concurrenc
         shared = workers > 1 or sibling
         app = create_app(runtime)
         config = uvicorn.Config(_ProcessHeader(app) if shared else app, host=settings.host, port=settings.port,
-                                log_level="warning", lifespan="on")
+                                log_level="warning", lifespan="on",
+                                forwarded_allow_ips=settings.forwarded_allow_ips)  # None: uvicorn's default
         if worker and not sibling:
             from .worker.in_server import InServerWorker
             in_server = InServerWorker(worker, runtime.log, worker_concurrency)
@@ -88,8 +89,10 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
 
 def _start_sibling(settings: Settings) -> subprocess.Popen:
     """Another `runledger serve` on the same port; inherits the environment (Kafka, database)."""
+    trusted = ["--forwarded-allow-ips", settings.forwarded_allow_ips] if settings.forwarded_allow_ips else []
     return subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "--host", settings.host,
-                             "--port", str(settings.port), "--data-dir", str(settings.data_dir), "--sibling"])
+                             "--port", str(settings.port), "--data-dir", str(settings.data_dir), *trusted,
+                             "--sibling"])
 
 
 def _stop_siblings(siblings: list[subprocess.Popen]) -> None:

@@ -26,6 +26,15 @@ class Settings:
     heartbeat_interval: float = 2.0  # projector heartbeats (projections/runtime/heartbeat.py)
     heartbeat_ttl: float = 10.0  # a member silent for longer is dead to /healthz
     fold_processes: int = 1  # the projector's fold (consensus) pool; 0: a worker thread instead
+    # Bounded waits on dependencies (issue 18): past them a request answers 503 `unavailable`,
+    # the projector retries. Shutdown graces can count on them (one place).
+    kafka_timeout: float = 10.0  # an append's send and acks; an end-offsets or read request
+    postgres_timeout: float = 10.0  # a statement, a connect, a pool checkout
+    sqlite_busy_timeout: float = 5.0  # a lock another connection holds on a SQLite file
+    cookie_secure: str = "auto"  # the console's cookies: auto | true | false (services/console/session.py)
+    session_idle_timeout: float = 12 * 3600.0  # a console session unused this long ends
+    session_max_age: float = 7 * 86400.0  # a console session ends this long after sign-in, used or not
+    forwarded_allow_ips: str | None = None  # proxies whose X-Forwarded-Proto/For uvicorn trusts
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -44,7 +53,27 @@ class Settings:
             heartbeat_interval=float(env.get("RUNLEDGER_HEARTBEAT_INTERVAL", "2")),
             heartbeat_ttl=float(env.get("RUNLEDGER_HEARTBEAT_TTL", "10")),
             fold_processes=int(env.get("RUNLEDGER_FOLD_PROCESSES", "1")),
+            kafka_timeout=float(env.get("RUNLEDGER_KAFKA_TIMEOUT", "10")),
+            postgres_timeout=float(env.get("RUNLEDGER_POSTGRES_TIMEOUT", "10")),
+            sqlite_busy_timeout=float(env.get("RUNLEDGER_SQLITE_BUSY_TIMEOUT", "5")),
+            cookie_secure=_choice(env, "RUNLEDGER_COOKIE_SECURE", ("auto", "true", "false")),
+            session_idle_timeout=float(env.get("RUNLEDGER_SESSION_IDLE_TIMEOUT", "43200")),
+            session_max_age=float(env.get("RUNLEDGER_SESSION_MAX_AGE", "604800")),
+            forwarded_allow_ips=env.get("RUNLEDGER_FORWARDED_ALLOW_IPS") or None,
         )
+
+    @property
+    def longest_dependency_wait(self) -> float:
+        """The longest one wait on a dependency can last (seconds): what a shutdown grace
+        must leave a request in flight. PostgreSQL's client backstop is 2 s past its
+        statement timeout (projections/store/database.py)."""
+        return max(self.kafka_timeout, self.postgres_timeout + 2.0, self.sqlite_busy_timeout)
+
+    @property
+    def store_timeouts(self):
+        """projections.store.database.StoreTimeouts of these settings."""
+        from projections.store.database import StoreTimeouts
+        return StoreTimeouts(postgres=self.postgres_timeout, sqlite_busy=self.sqlite_busy_timeout)
 
     def with_(self, **changes) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -68,3 +97,10 @@ class Settings:
     @property
     def log_path(self) -> Path:
         return self.data_dir / "log.db"
+
+
+def _choice(env, name: str, allowed: tuple[str, ...]) -> str:
+    value = (env.get(name) or allowed[0]).strip().lower()
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r}: one of {', '.join(allowed)}")
+    return value

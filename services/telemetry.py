@@ -17,6 +17,7 @@ import time
 
 from prometheus_client import CONTENT_TYPE_LATEST  # noqa: F401 - re-exported for the route
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from projections.runtime.projector import Observer
@@ -126,6 +127,9 @@ class RequestMetrics:
 
         try:
             await self.app(scope, receive, sending)
+        except ClientDisconnect:
+            status[0] = 499  # the client hung up before its body ended (services/api/errors.py)
+            raise
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"

@@ -26,14 +26,16 @@ import time
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.runtime import checkpoints, versions
+from projections.store.database import DEFAULT_TIMEOUTS, StoreTimeouts
 
 log = logging.getLogger("runledger.follow")
 
 
 class ActiveReadModel:
     def __init__(self, base_url: str, control: AsyncEngine, poll: float = 1.0, settle: float = 1.5,
-                 switch_timeout: float = 60.0, projection: str = "main"):
+                 switch_timeout: float = 60.0, projection: str = "main", timeouts: StoreTimeouts = DEFAULT_TIMEOUTS):
         self.base_url = base_url
+        self.timeouts = timeouts
         self.control = control
         self.poll = poll
         self.settle = settle
@@ -112,7 +114,7 @@ class ActiveReadModel:
     async def _engine_for(self, version: int) -> AsyncEngine:
         if version not in self._engines:
             location = versions.locate(self.base_url, version)
-            engine = versions.open_engine(location)
+            engine = versions.open_engine(location, self.timeouts)
             await versions.prepare(location, engine)
             self._engines[version] = engine
         return self._engines[version]

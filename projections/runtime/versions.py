@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.store import migrate
 from projections.store.control import read_model_versions
-from projections.store.database import create_schema, make_engine
+from projections.store.database import DEFAULT_TIMEOUTS, StoreTimeouts, create_schema, make_engine
 from projections.store.tables import metadata as read_model_metadata
 
 BUILDING, ACTIVE, RETIRED, DROPPED = "building", "active", "retired", "dropped"
@@ -72,8 +72,8 @@ def locate(base_url: str, version: int) -> Location:
     return Location(version, base_url, f"rl_v{version}")
 
 
-def open_engine(location: Location) -> AsyncEngine:
-    return make_engine(location.url, schema=location.schema)
+def open_engine(location: Location, timeouts: StoreTimeouts = DEFAULT_TIMEOUTS) -> AsyncEngine:
+    return make_engine(location.url, schema=location.schema, timeouts=timeouts)
 
 
 async def prepare(location: Location, engine: AsyncEngine) -> None:

@@ -1,12 +1,13 @@
 """The control store: state that is NOT projected from the log and is never rebuilt.
 
-API keys and idempotency records are facts about access, not about runs: a replay
-must neither lose nor copy them. They live apart from the read model:
+API keys, idempotency records and console sessions are facts about access, not about
+runs: a replay must neither lose nor copy them. They live apart from the read model:
 
 - embedded default: their own SQLite file, `<data-dir>/control.db`
   (`Settings.control_url`), created here by `create_control_schema`;
 - PostgreSQL: the read model's database, default schema, created by Alembic
-  (revision 0002 for these two tables), so `runledger migrate` covers both.
+  (revision 0002 for keys and idempotency records, 0009 for their key-scoped form and the
+  console's sessions), so `runledger migrate` covers both.
 
 To add a table: declare it on `metadata` below (nothing else registers it), and on
 PostgreSQL add it in your own Alembic revision; `tests/integration/test_migrations.py`
@@ -44,12 +45,28 @@ api_keys = Table(
 idempotency_keys = Table(
     "idempotency_keys", metadata,
     Column("org_id", Text, primary_key=True),
+    Column("key_id", String(64), primary_key=True),  # the API key that sent it: its answer is replayed to it alone
     Column("key", String(255), primary_key=True),
     Column("request_hash", String(64), nullable=False),  # method, path, query and body of the first request
-    Column("status", Integer),  # NULL while the first request is still being answered
+    Column("seed", String(32), nullable=False),  # the command's ids derive from it (services/api/earned.py)
+    Column("status", Integer),  # NULL until an answer is stored
     Column("body", LargeBinary),
     Column("headers", Text),  # JSON object of the response headers worth replaying
     Column("created_at", TS, nullable=False),
+    Column("lease_until", TS, nullable=False),  # an attempt holds the key until then; a retry takes it over after
+)
+
+# Console sign-ins (services/console/session.py): the cookie carries a random session id,
+# stored here only as its SHA-256; a session ends with its key (revoked or rotated).
+console_sessions = Table(
+    "console_sessions", metadata,
+    Column("session_hash", String(64), primary_key=True),
+    Column("key_id", String(64), nullable=False),
+    Column("org_id", Text, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),  # the absolute end, whatever the activity
+    Column("last_seen_at", TS, nullable=False),  # the idle end is this plus the idle timeout
+    Index("ix_console_sessions_key", "key_id"),
 )
 
 # Read-model versions and the active-version pointer (projections/runtime/versions.py; Alembic 0005).
@@ -70,7 +87,17 @@ def legacy_key_id(key_hash: str) -> str:
 
 async def create_control_schema(engine: AsyncEngine) -> None:
     """Embedded (SQLite) control store; PostgreSQL's comes from migrations."""
-    await create_tables(engine, metadata)
+    await create_tables(engine, metadata, _key_scoped_idempotency)
+
+
+def _key_scoped_idempotency(sync_conn) -> None:
+    """A control.db from before idempotency records were kept per key (revision 0009's
+    change): its records, 24 h of scratch, are dropped and the table made anew. Keys are
+    never touched."""
+    columns = {c["name"] for c in inspect(sync_conn).get_columns("idempotency_keys")}
+    if "key_id" not in columns:
+        idempotency_keys.drop(sync_conn)
+        idempotency_keys.create(sync_conn)
 
 
 async def adopt_legacy_keys(read_model: AsyncEngine, control: AsyncEngine) -> int:

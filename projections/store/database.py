@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import orjson
 from sqlalchemy import MetaData, event, inspect
@@ -11,19 +12,44 @@ from projections.store import migrate
 from projections.store.tables import metadata
 
 
-def make_engine(url: str, schema: str | None = None) -> AsyncEngine:
+@dataclass(frozen=True)
+class StoreTimeouts:
+    """How long one wait on a store may last before it fails as a transient fault (the API
+    answers 503 `unavailable`, the projector retries). Set from `RUNLEDGER_POSTGRES_TIMEOUT`
+    and `RUNLEDGER_SQLITE_BUSY_TIMEOUT` (services/settings.py)."""
+
+    postgres: float = 10.0  # a statement (server `statement_timeout`), a connect, a pool checkout
+    sqlite_busy: float = 5.0  # a SQLite lock held by another connection (`busy_timeout`)
+
+    @property
+    def postgres_backstop(self) -> float:
+        """The client's own limit on a statement (asyncpg `command_timeout`), for a server
+        that does not answer at all (stopped, or the network gone): the server's
+        `statement_timeout` normally ends a statement first, with a clearer error."""
+        return self.postgres + 2.0
+
+
+DEFAULT_TIMEOUTS = StoreTimeouts()
+
+
+def make_engine(url: str, schema: str | None = None, timeouts: StoreTimeouts = DEFAULT_TIMEOUTS) -> AsyncEngine:
     """`schema` (PostgreSQL): a read-model version's own schema, set as the connections'
     `search_path` (projections/runtime/versions.py)."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **JSON_CODEC)
+        engine = create_async_engine(url, connect_args={"timeout": timeouts.sqlite_busy}, **JSON_CODEC)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    connect_args = {"server_settings": {"search_path": schema}} if schema else {}
+    server_settings = {"statement_timeout": str(int(timeouts.postgres * 1000))}
+    if schema:
+        server_settings["search_path"] = schema
+    connect_args = {"server_settings": server_settings, "timeout": timeouts.postgres,
+                    "command_timeout": timeouts.postgres_backstop}
     # No pre-ping (a round trip before every checkout): a connection that fails with a
     # disconnect invalidates the pool, so the next checkout connects afresh. 20 kept open
     # (opened as needed): overflow connections are closed on return, so a pool smaller
     # than the requests in flight reconnects on every request beyond it.
-    return create_async_engine(url, pool_size=20, max_overflow=10, connect_args=connect_args, **JSON_CODEC)
+    return create_async_engine(url, pool_size=20, max_overflow=10, pool_timeout=timeouts.postgres,
+                               connect_args=connect_args, **JSON_CODEC)
 
 
 def reader(engine: AsyncEngine) -> AsyncEngine:
@@ -73,10 +99,11 @@ JSON_CODEC = {"json_serializer": _dumps, "json_deserializer": _loads}
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    """The busy timeout is the driver's `timeout` (make_engine), which sqlite3 sets as
+    SQLite's own `busy_timeout`."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 

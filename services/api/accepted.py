@@ -1,18 +1,23 @@
-"""202 Accepted: a command's events are on the log, the projection has not shown them yet.
+"""202 Accepted: a command's events are on the log, its usual answer could not be given.
 
 A command whose events were appended must never answer a 5xx (clients, the retab SDK
 among them, retry those, and a retried `runs.create` is a second run). When the
-projection does not pass the command's positions within `wait_timeout`, the answer is
-**202** with `x-runledger-visible: false`, the `x-runledger-position` token, and the
-resource as the command made it: the read model's current state with the appended
-events folded on top, by the same pure fold the projector runs (lifecycle only: no
-consensus is computed here). Send the position token back to read it once visible.
+projection does not pass the command's positions within `wait_timeout`, or anything
+fails after the append (services/api/earned.py), the answer is **202** with
+`x-runledger-visible: false`, the `x-runledger-position` token, and the resource as the
+command made it: the state the command read before appending with its events folded on
+top, by the same pure fold the projector runs (lifecycle only: no consensus is computed
+here). A run's resource needs nothing else, so it is rendered even while the read model
+cannot be read; an experiment's also shows its block, latest run and score, read from the
+read model when it answers (left at their defaults when it does not). Send the position
+token back to read it once visible.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Request
+import logging
+
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 
@@ -21,26 +26,36 @@ from projections.domain.state import BlockState, ExperimentState, RunState
 from projections.store import serialize as ser, views
 from projections.store.tables import blocks, experiments
 
-from ..ledger import ProjectionLag
 from .freshness import freshness
 from .resources import experiment_resource, run_resource
 from .routes.common import POSITION_HEADER
 
+log = logging.getLogger("runledger.api")
 
-async def accepted(request: Request, lag: ProjectionLag) -> Response:
-    engine = request.app.state.runtime.engine
-    states: dict[str, Any] = {}
-    async with engine.connect() as conn:
-        for event in lag.appended:
-            if event.aggregate_id not in states:
-                states[event.aggregate_id] = await _current(conn, event)
-            states[event.aggregate_id] = fold.apply(states[event.aggregate_id], event, fold.no_scores).state
-        last = states.get(lag.appended[-1].aggregate_id) if lag.appended else None
-        body = await _render(conn, last)
-    headers = {POSITION_HEADER: ",".join(p.token() for p in lag.positions), "x-runledger-visible": "false"}
+
+async def accepted(runtime, journal) -> Response:
+    """`journal`: services/api/earned.Journal, holding the command's appended events."""
+    states: dict[str, Any] = dict(journal.before)
+    for event in journal.appended:
+        if event.aggregate_id not in states:
+            states[event.aggregate_id] = await _read(runtime, _current, event)
+        states[event.aggregate_id] = fold.apply(states[event.aggregate_id], event, fold.no_scores).state
+    last = states.get(journal.appended[-1].aggregate_id) if journal.appended else None
+    body = await _read(runtime, _render, last) if isinstance(last, ExperimentState) else _rendered(last)
+    headers = {POSITION_HEADER: ",".join(p.token() for p in journal.positions), "x-runledger-visible": "false"}
     if body is None:
         return Response(status_code=202, headers=headers)
     return JSONResponse(body, 202, headers=headers)
+
+
+async def _read(runtime, reading, subject):
+    """`reading(conn, subject)`; on a failure of the read model, what it gives without it."""
+    try:
+        async with runtime.engine.connect() as conn:
+            return await reading(conn, subject)
+    except Exception:
+        log.warning("the read model could not be read for a 202 answer", exc_info=True)
+        return None if reading is _current else _rendered(subject)
 
 
 async def _current(conn, event) -> Any:
@@ -57,14 +72,21 @@ async def _current(conn, event) -> Any:
     return None
 
 
-async def _render(conn, state: Any) -> dict | None:
+async def _render(conn, state: ExperimentState) -> dict | None:
+    if state.deleted:
+        return None
+    block = await views.get_block(conn, state.org_id, state.workflow_id, state.block_id)
+    last = await views.latest_run(conn, state.org_id, state.experiment_id)
+    scored = await views.latest_run(conn, state.org_id, state.experiment_id, status="completed")
+    return experiment_resource(state, block, last, scored, freshness(state, block, last))
+
+
+def _rendered(state: Any) -> dict | None:
+    """What needs no read: a run, a block, an experiment without its block and runs."""
     if isinstance(state, RunState):
         return run_resource(state)
     if isinstance(state, ExperimentState) and not state.deleted:
-        block = await views.get_block(conn, state.org_id, state.workflow_id, state.block_id)
-        last = await views.latest_run(conn, state.org_id, state.experiment_id)
-        scored = await views.latest_run(conn, state.org_id, state.experiment_id, status="completed")
-        return experiment_resource(state, block, last, scored, freshness(state, block, last))
+        return experiment_resource(state, None, None, None, freshness(state, None, None))
     if isinstance(state, BlockState) and state.current is not None:
         version = state.current
         return {"workflow_id": state.workflow_id, "block_id": state.block_id, "type": version.block_type,

@@ -12,9 +12,9 @@ from ..ledger import Ledger, ProjectionLag
 from ..projector_process import supervise
 from ..telemetry import RequestMetrics, Telemetry
 from . import errors
-from .accepted import accepted
 from .auth import KeyCache
 from .consistency import read_your_writes
+from .earned import Earned
 from .errors import ApiError
 from .fast_reads import FastReads
 from .guard import RequestGuard
@@ -41,7 +41,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.ledger = Ledger(runtime)
     control = runtime.control or runtime.engine
     app.state.keys = KeyCache(control)
-    # Outermost last: request id -> guard (key, then body size) -> fast reads -> idempotency -> routes.
+    # Outermost last: request id -> guard (key, then body size) -> fast reads -> idempotency -> earned -> routes.
+    app.add_middleware(Earned, runtime=runtime)  # a command's answer once its events are on the log (earned.py)
     app.add_middleware(Idempotency, engine_of=lambda: control)
     app.add_middleware(FastReads, api=app)  # GET run and list runs' common case (fast_reads.py)
     app.add_middleware(RequestGuard, max_body_bytes=runtime.settings.max_body_bytes)
@@ -50,9 +51,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     errors.install(app)
 
     @app.exception_handler(ProjectionLag)
-    async def lagging(request, exc: ProjectionLag):
-        if exc.appended:  # a command's events are on the log: never a retry-inviting 5xx
-            return await accepted(request, exc)
+    async def lagging(request, exc: ProjectionLag):  # after a command's append: 202 (earned.py)
         error = ApiError(503, "projection_lag", str(exc), {"position": exc.position.token()})
         return await app.exception_handlers[ApiError](request, error)
 

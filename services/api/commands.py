@@ -1,4 +1,8 @@
-"""Commands: check against the read model, append events, wait for the projection."""
+"""Commands: check against the read model, append events, wait for the projection.
+
+New ids come from the request's journal (`ctx.journal`, services/api/earned.py), so an
+idempotent retry makes the same ones; appends go through `ctx.record`, given the states
+the command read (`before`), so the answer is earned once the events are on the log."""
 from __future__ import annotations
 
 from events.catalogue import (
@@ -12,14 +16,17 @@ from projections.domain.state import RUN_TERMINAL, BlockState, ExperimentState
 from projections.store import views
 
 from .. import fingerprints as fp
-from .bodies import CreateExperimentBody, CreateRunBody, DefineBlockBody, DocumentBody, UpdateExperimentBody
+from .bodies import CreateExperimentBody, CreateRunBody, DefineBlockBody, UpdateExperimentBody
 from .context import Ctx, require
+from .documents import document_specs
 from .errors import ApiError, invalid, not_found
 from .plan import check_token, plan_of
 
 
 def _event(ctx: Ctx, payload, aggregate_id: str) -> Event:
-    return new_event(payload, aggregate_id=aggregate_id, org_id=ctx.org_id, producer=ctx.producer)
+    """A fact with a natural identity keeps it; any other takes its id from the journal."""
+    event_id = None if payload.natural_key(aggregate_id) else ctx.journal.event_id()
+    return new_event(payload, aggregate_id=aggregate_id, org_id=ctx.org_id, producer=ctx.producer, event_id=event_id)
 
 
 async def define_block(ctx: Ctx, workflow_id: str, block_id: str, body: DefineBlockBody) -> tuple[dict, list[Position]]:
@@ -35,7 +42,7 @@ async def define_block(ctx: Ctx, workflow_id: str, block_id: str, body: DefineBl
         payload = BlockDefined(workflow_id=workflow_id, block_id=block_id, block_type=body.type,
                                config=body.config, fingerprint=fingerprint, version_id=version_id)
         key = views.block_key(ctx.org_id, workflow_id, block_id)
-        positions = await ctx.ledger.record([_event(ctx, payload, key)])
+        positions = await ctx.record([_event(ctx, payload, key)], {key: current})
         async with ctx.connect() as conn:
             current = await views.get_block(conn, ctx.org_id, workflow_id, block_id)
     version = current.current
@@ -44,21 +51,6 @@ async def define_block(ctx: Ctx, workflow_id: str, block_id: str, body: DefineBl
         "config": version.config, "version": version.version, "version_id": version.version_id,
         "fingerprint": version.fingerprint, "created": bool(positions),
     }, positions
-
-
-def _documents(bodies: list[DocumentBody]) -> tuple[DocumentSpec, ...]:
-    specs, seen = [], set()
-    for i, body in enumerate(bodies):
-        inputs = {name: handle.model_dump(mode="json") for name, handle in body.handle_inputs.items()}
-        doc_id = fp.document_id(inputs)
-        if doc_id in seen:
-            raise invalid(f"documents[{i}] is a duplicate of an earlier document", index=i)
-        seen.add(doc_id)
-        files = [h["document"]["filename"] for h in inputs.values() if h["type"] == "file"]
-        filename = files[0] if files else f"document-{i + 1}.json"
-        specs.append(DocumentSpec(document_id=doc_id, filename=filename, handle_inputs=inputs,
-                                  provenance=body.provenance))
-    return tuple(specs)
 
 
 def _no_captures(captures) -> None:
@@ -85,12 +77,12 @@ async def create_experiment(ctx: Ctx, body: CreateExperimentBody) -> tuple[str, 
     _no_captures(body.document_captures)
     async with ctx.connect() as conn:
         await _require_block(ctx, conn, body.workflow_id, body.block_id)
-    experiment_id = fp.new_id("exp")
+    experiment_id = ctx.journal.new_id("exp")
     payload = ExperimentCreated(
         workflow_id=body.workflow_id, block_id=body.block_id, name=body.name or "Untitled experiment",
-        n_consensus=body.n_consensus or 3, documents=_documents(body.documents or []),
+        n_consensus=body.n_consensus or 3, documents=document_specs(body.documents or []),
     )
-    return experiment_id, await ctx.ledger.record([_event(ctx, payload, experiment_id)])
+    return experiment_id, await ctx.record([_event(ctx, payload, experiment_id)], {experiment_id: None})
 
 
 async def _duplicate_experiment(ctx: Ctx, body: CreateExperimentBody) -> tuple[str, list[Position]]:
@@ -102,13 +94,13 @@ async def _duplicate_experiment(ctx: Ctx, body: CreateExperimentBody) -> tuple[s
         source = await views.get_experiment(conn, ctx.org_id, body.source_experiment_id)
     if source is None or source.workflow_id != body.workflow_id:
         raise not_found("experiment", body.source_experiment_id)
-    experiment_id = fp.new_id("exp")
+    experiment_id = ctx.journal.new_id("exp")
     payload = ExperimentCreated(
         workflow_id=source.workflow_id, block_id=source.block_id, name=f"{source.name} (Copy)",
         n_consensus=source.n_consensus, documents=tuple(DocumentSpec(**d) for d in source.documents),
         source_experiment_id=source.experiment_id,
     )
-    return experiment_id, await ctx.ledger.record([_event(ctx, payload, experiment_id)])
+    return experiment_id, await ctx.record([_event(ctx, payload, experiment_id)], {experiment_id: None})
 
 
 async def load_experiment(ctx: Ctx, experiment_id: str) -> ExperimentState:
@@ -116,22 +108,22 @@ async def load_experiment(ctx: Ctx, experiment_id: str) -> ExperimentState:
 
 
 async def update_experiment(ctx: Ctx, experiment_id: str, body: UpdateExperimentBody) -> list[Position]:
-    await load_experiment(ctx, experiment_id)
+    current = await load_experiment(ctx, experiment_id)
     _no_captures(body.document_captures)
-    documents = _documents(body.documents) if body.documents is not None else None
+    documents = document_specs(body.documents) if body.documents is not None else None
     payload = ExperimentUpdated(name=body.name, n_consensus=body.n_consensus, documents=documents)
-    return await ctx.ledger.record([_event(ctx, payload, experiment_id)])
+    return await ctx.record([_event(ctx, payload, experiment_id)], {experiment_id: current})
 
 
 async def delete_experiment(ctx: Ctx, experiment_id: str) -> list[Position]:
-    await load_experiment(ctx, experiment_id)
+    current = await load_experiment(ctx, experiment_id)
     async with ctx.connect() as conn:
         last = await views.latest_run(conn, ctx.org_id, experiment_id)
     if last is not None and last.status not in RUN_TERMINAL:
         raise ApiError(409, "run_in_progress",
                        f"run {last.run_id!r} is {last.status}; cancel it before deleting the experiment",
                        {"run_id": last.run_id})
-    return await ctx.ledger.record([_event(ctx, ExperimentDeleted(), experiment_id)])
+    return await ctx.record([_event(ctx, ExperimentDeleted(), experiment_id)], {experiment_id: current})
 
 
 async def _run_plan(ctx: Ctx, body: CreateRunBody) -> tuple[ExperimentState, BlockState, dict]:
@@ -159,7 +151,7 @@ async def create_run(ctx: Ctx, body: CreateRunBody, trigger_type: str = "api") -
     check_token(body.plan_token, plan)
     async with ctx.connect() as conn:
         parent = await views.latest_run(conn, ctx.org_id, exp.experiment_id)
-    run_id = fp.new_id("run")
+    run_id = ctx.journal.new_id("run")
     version = block.current
     payload = RunCreated(
         experiment_id=exp.experiment_id, workflow_id=exp.workflow_id,
@@ -171,7 +163,7 @@ async def create_run(ctx: Ctx, body: CreateRunBody, trigger_type: str = "api") -
         documents_fingerprint=plan["documents_fingerprint"],
         trigger_type=body.trigger_type or trigger_type, parent_run_id=parent.run_id if parent else None,
     )
-    return run_id, await ctx.ledger.record([_event(ctx, payload, run_id)])
+    return run_id, await ctx.record([_event(ctx, payload, run_id)], {run_id: None})
 
 
 async def cancel_run(ctx: Ctx, run_id: str, reason: str | None) -> list[Position]:
@@ -188,7 +180,7 @@ async def cancel_run(ctx: Ctx, run_id: str, reason: str | None) -> list[Position
     if run.status == "cancelled":
         return []
     payload = RunCancelRequested(reason=reason or "cancelled by user", requested_by=ctx.org_id)
-    return await ctx.ledger.record([_event(ctx, payload, run_id)])
+    return await ctx.record([_event(ctx, payload, run_id)], {run_id: run})
 
 
 def ingest_event(ctx: Ctx, raw: dict, index: int, trace: str | None = None) -> Event:

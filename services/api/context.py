@@ -1,15 +1,18 @@
 """Per-request context: who is calling and the parts they reach."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from events.envelope import Event
+from events.log import Position
 from projections.store.database import reader
 
 from ..bootstrap import Runtime
 from ..ledger import Ledger
 from .auth import authenticate
+from .earned import Journal, journal_of
 from .errors import not_found
 
 
@@ -19,6 +22,17 @@ class Ctx:
     runtime: Runtime
     ledger: Ledger
     role: str = "tenant"
+    journal: Journal = field(default_factory=Journal)  # the ids this request's command makes, what it appended
+
+    async def record(self, events: list[Event], before: dict | None = None) -> list[Position]:
+        """Append `events`, note them (and `before`: the states of their aggregates as the
+        command read them) in the journal, then wait until the projection has applied
+        them. Whatever fails after the append, the answer is the 202 they earned
+        (services/api/earned.py)."""
+        positions = await self.ledger.append(events)
+        self.journal.note(events, positions, before or {})
+        await self.ledger.settle(positions)
+        return positions
 
     def connect(self):
         """A connection for reads (no transaction around them on PostgreSQL: one round
@@ -33,7 +47,7 @@ class Ctx:
 async def context(request: Request) -> Ctx:
     runtime: Runtime = request.app.state.runtime
     caller = await authenticate(request)
-    return Ctx(caller.org_id, runtime, request.app.state.ledger, caller.role)
+    return Ctx(caller.org_id, runtime, request.app.state.ledger, caller.role, journal_of(request.state))
 
 
 async def require(ctx: Ctx, lookup, what: str, ident: str):

@@ -15,15 +15,17 @@ from pydantic import ValidationError
 from sqlalchemy.exc import StatementError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from projections.runtime.transient import is_transient
+from events.log import LogUnavailable
 from projections.store.pagination import InvalidCursor
 
 from .. import logs
-from . import storage_full as full_disk
+from . import storage_full as full_disk, unavailable
 
 log = logging.getLogger("runledger.api")
+CLIENT_GONE = 499  # what the access log and metrics count for a client that hung up mid-request
 
 
 class ApiError(Exception):
@@ -144,15 +146,22 @@ class RequestId:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:  # the client hung up before its body ended: nothing to answer
+            status[0] = CLIENT_GONE
         except Exception as exc:
             full = storage_full(exc, scope)
             if full is not None and status[0] is None:
                 log.warning("storage full (request %s): %s", rid, str(exc).splitlines()[0] if str(exc) else exc)
                 return await full(scope, receive, send_with_id)
-            log.exception("unhandled error (request %s)", rid)
+            fault = unavailable.answer(exc)  # a dependency that failed or did not answer in time: 503
+            if fault is None:
+                log.exception("unhandled error (request %s)", rid)
+            else:
+                log.warning("request %s: %s", rid, fault.body.decode(errors="replace")[:500])
             if status[0] is not None:  # the answer had begun: nothing else can be sent
                 raise
-            await _envelope(500, "internal_error", "internal error", {"request_id": rid})(scope, receive, send_with_id)
+            answer = fault or _envelope(500, "internal_error", "internal error", {"request_id": rid})
+            await answer(scope, receive, send_with_id)
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             logs.log_request(scope["method"], route, status[0] or 500, time.perf_counter() - started,
@@ -191,11 +200,14 @@ def install(app: FastAPI) -> None:
         full = storage_full(exc, request.scope)
         if full is not None:
             return full
-        if is_transient(exc):  # a connection the store dropped (a restart, a failover): nothing
-            # was written through it (writes go through the log); the pool reconnects on retry
-            return _envelope(503, "unavailable", "the read model's store is unavailable for a moment; retry",
-                             {"reason": type(exc.orig or exc).__name__}, {"Retry-After": "1"})
+        fault = unavailable.answer(exc)  # a dropped connection, a restart, a statement past its timeout:
+        if fault is not None:  # nothing was written through it (writes go through the log); retry
+            return fault
         raise exc
+
+    @app.exception_handler(LogUnavailable)
+    async def log_unavailable(_request: Request, exc: LogUnavailable):
+        return unavailable.answer(exc)
 
     @app.exception_handler(InvalidCursor)
     async def invalid_cursor(_request: Request, exc: InvalidCursor):

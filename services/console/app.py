@@ -10,7 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from ..api.errors import ApiError
 from .pages import auth, experiments, metrics, operations, run, runs
 from .render import error_page
-from .session import SignInRequired
+from .session import SignInRequired, install_sessions
 
 STATIC = Path(__file__).parent / "static"
 
@@ -38,6 +38,7 @@ def install(app: FastAPI) -> None:
 
     app.add_exception_handler(ApiError, console_or_api_error)
     app.add_exception_handler(SignInRequired, sign_in)
+    install_sessions(app)
 
 
 async def _home():

@@ -78,6 +78,7 @@ def sign_in(d, url: str, shots) -> None:
 def session_stays_in_an_httponly_cookie(d) -> None:
     cookie = d.get_cookie("runledger_console")
     assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict" and cookie["path"] == "/console"
+    assert KEY not in cookie["value"]  # a session id: the browser never keeps the key
     assert d.execute_script("return document.cookie") == ""  # scripts cannot read it
     stored = d.execute_script("return JSON.stringify([{...localStorage}, {...sessionStorage}])")
     assert KEY not in stored  # (htmx keeps the current path in sessionStorage: no secret)

@@ -1,15 +1,21 @@
 """The console's session and live-update contracts over plain HTTP (no browser):
-the cookie's flags, CSRF on the forms, sign-in redirects, the poll's 204, and API
-paths keeping their JSON errors."""
+sign-in only from the console's own page, the session cookie (a random id, never the
+key) and its flags, sessions that end with sign-out and with their key, CSRF on the
+forms, sign-in redirects, the poll's 204, and API paths keeping their JSON errors."""
 from __future__ import annotations
 
+import contextlib
 import re
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
 
-from services.console.session import COOKIE, csrf_token
-from tests.browser.conftest import KEY
+from services.console.session import COOKIE, LOGIN_COOKIE
+from services.console.session_store import Session
+from tests.browser.conftest import KEY, create_key
 from tests.browser.pages import Story, passes
 from tests.server import ServerProcess
 from tests.waiting import wait_for
@@ -21,19 +27,96 @@ def server(tmp_path_factory):
         yield process
 
 
+def login_form(client: httpx.Client) -> str:
+    """Open the sign-in page (its token goes in the form and in a cookie); the form's token."""
+    page = client.get("/console/login")
+    return re.search(r'name="login_token" value="([^"]+)"', page.text).group(1)
+
+
+def sign_in(client: httpx.Client, key: str, **headers) -> httpx.Response:
+    """As a browser does: the token in the form and in its cookie (sent even where the jar
+    would keep a Secure cookie back over http)."""
+    token = login_form(client)
+    return client.post("/console/login", data={"api_key": key, "login_token": token},
+                       headers={"Cookie": f"{LOGIN_COOKIE}={token}", **headers})
+
+
 def console(server, key: str | None = KEY) -> httpx.Client:
-    return httpx.Client(base_url=server.url, cookies={COOKIE: key} if key else None, timeout=30)
+    """A client signed in with `key` (None: not signed in, and not opened yet)."""
+    client = httpx.Client(base_url=server.url, timeout=30)
+    if key is not None:
+        assert sign_in(client, key).status_code == 303
+    return client
 
 
-def test_sign_in_sets_an_httponly_strict_cookie_and_never_puts_the_key_in_a_url(server):
+@contextlib.contextmanager
+def signed_in(server, key: str = KEY):
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        assert sign_in(client, key).status_code == 303
+        yield client
+
+
+def form_token(client: httpx.Client, page: str = "/console/runs") -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', client.get(page).text).group(1)
+
+
+def keys_cli(server, *args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "services.cli", "keys", *args, "--data-dir", str(server.data_dir)],
+                          env=server.env, capture_output=True, text=True, check=True, timeout=60)
+    return done.stdout
+
+
+def test_sign_in_sets_a_session_cookie_that_is_not_the_key_and_never_puts_the_key_in_a_url(server):
     with httpx.Client(base_url=server.url) as client:
-        refused = client.post("/console/login", data={"api_key": "rl_not_a_key"})
-        assert refused.status_code == 401 and "set-cookie" not in refused.headers
-        answer = client.post("/console/login", data={"api_key": KEY})
+        refused = client.post("/console/login", data={"api_key": "rl_not_a_key", "login_token": login_form(client)})
+        assert refused.status_code == 401 and COOKIE not in refused.headers.get("set-cookie", "")
+        answer = sign_in(client, KEY)
+        again = sign_in(client, KEY)
     assert answer.status_code == 303 and answer.headers["location"] == "/console/runs"
-    cookie = answer.headers["set-cookie"].lower()
-    assert "httponly" in cookie and "samesite=strict" in cookie and "path=/console" in cookie
-    assert KEY not in answer.headers["location"]
+    session = answer.cookies[COOKIE]
+    assert KEY not in session and KEY not in answer.headers["location"] and len(session) >= 40
+    assert again.cookies[COOKIE] != session  # a random id per sign-in, not derived from the key
+    cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith(COOKIE + "="))
+    flags = {part.strip().lower() for part in cookie.split(";")[1:]}
+    assert {"httponly", "samesite=strict", "path=/console"} <= flags
+    assert "secure" not in flags  # plainly loopback http: a Secure cookie would never come back
+
+
+@pytest.mark.parametrize("headers", [
+    {"Host": "console.example.com"},  # a proxy on this host, passing the public name
+    {"X-Forwarded-Proto": "https"},  # a TLS proxy uvicorn trusts (loopback, by default)
+], ids=["public-host", "tls-proxy"])
+def test_the_session_cookie_is_secure_unless_the_server_is_plainly_loopback_http(server, headers):
+    with httpx.Client(base_url=server.url, headers=headers) as client:
+        answer = sign_in(client, KEY)
+    assert answer.status_code == 303, answer.text
+    cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith(COOKIE + "="))
+    assert "secure" in {part.strip().lower() for part in cookie.split(";")[1:]}
+
+
+@pytest.mark.parametrize("headers", [
+    {"Origin": "https://attacker.example", "Sec-Fetch-Site": "cross-site"},
+    {"Origin": "https://attacker.example"},
+    {"Sec-Fetch-Site": "cross-site"},
+    {"Sec-Fetch-Site": "same-site"},
+], ids=["origin-and-fetch-site", "origin", "fetch-site", "same-site"])
+def test_a_sign_in_from_another_site_is_refused(server, headers):
+    with httpx.Client(base_url=server.url) as client:
+        answer = sign_in(client, KEY, **headers)
+        assert answer.status_code == 403 and COOKIE not in answer.headers.get("set-cookie", "")
+        assert client.get("/console/runs").headers["location"] == "/console/login"
+
+
+def test_a_sign_in_without_the_pages_own_token_is_refused(server):
+    with httpx.Client(base_url=server.url) as client:  # what a cross-site form can send: no login cookie
+        assert client.post("/console/login", data={"api_key": KEY}).status_code == 403
+        assert client.post("/console/login", data={"api_key": KEY, "login_token": "guessed"}).status_code == 403
+        token = login_form(client)
+        forged = client.post("/console/login", data={"api_key": KEY, "login_token": token + "x"})
+        assert forged.status_code == 403 and COOKIE not in forged.headers.get("set-cookie", "")
+        same_origin = sign_in(client, KEY, Origin=server.url, **{"Sec-Fetch-Site": "same-origin"})
+        assert same_origin.status_code == 303  # the console's own page, as a browser sends it
+    assert LOGIN_COOKIE not in same_origin.cookies or not same_origin.cookies[LOGIN_COOKIE]
 
 
 def test_pages_without_a_session_send_you_to_sign_in(server):
@@ -41,20 +124,54 @@ def test_pages_without_a_session_send_you_to_sign_in(server):
         assert client.get("/console/runs").headers["location"] == "/console/login"
         poll = client.get("/console/runs/rows", headers={"HX-Request": "true"})
         assert poll.headers["hx-redirect"] == "/console/login"
-    with console(server, key="rl_revoked_or_unknown") as client:
+    with httpx.Client(base_url=server.url, cookies={COOKIE: KEY}) as client:  # the old cookie held the key
         assert client.get("/console/runs").headers["location"] == "/console/login"
+
+
+def test_a_session_ends_at_sign_out_even_if_the_browser_keeps_its_cookie(server):
+    with signed_in(server) as client:
+        session = client.cookies[COOKIE]
+        assert client.post("/console/logout", data={"csrf": form_token(client)}).status_code == 303
+    with httpx.Client(base_url=server.url, cookies={COOKIE: session}) as replayed:
+        wait_for(lambda: replayed.get("/console/runs").headers.get("location"),
+                 lambda location: location == "/console/login", timeout=10)
+
+
+@pytest.mark.parametrize("how", ["revoke", "rotate"])
+def test_every_session_of_a_key_ends_when_the_key_is_revoked_or_rotated(server, how):
+    key = create_key(server, "sessions_org")
+    first, second = console(server, key), console(server, key)
+    for client in (first, second):
+        assert client.get("/console/runs").status_code == 200
+    keys_cli(server, how, key)
+    for client in (first, second):  # within the session cache's TTL on every replica
+        wait_for(lambda: client.get("/console/runs").headers.get("location"),
+                 lambda location: location == "/console/login", timeout=10)
+
+
+def test_a_session_ends_after_its_idle_time_and_its_absolute_age():
+    now, idle = datetime(2026, 1, 1, 12, tzinfo=timezone.utc), timedelta(hours=12)
+    session = Session("key_1", "org", "tenant", None, created_at=now - timedelta(days=1),
+                      expires_at=now + timedelta(days=6), last_seen_at=now - timedelta(hours=1))
+    assert session.alive(now, idle)
+    assert not session.alive(now + timedelta(hours=11, seconds=1), idle)  # 12 h since last seen
+    assert not Session(**{**session.__dict__, "expires_at": now}).alive(now, idle)  # past its absolute end
+    assert not Session(**{**session.__dict__, "revoked_at": now}).alive(now, idle)  # its key revoked
 
 
 def test_cancel_and_sign_out_need_the_forms_csrf_token(server):
     story = Story(server, KEY)
     run_id, _ = story.run(story.experiment("csrf"))
-    with console(server) as client:
-        for fields in ({}, {"csrf": "forged"}, {"csrf": csrf_token("rl_someone_else")}):
+    with signed_in(server) as client, signed_in(server) as someone_else:
+        for fields in ({}, {"csrf": "forged"}, {"csrf": form_token(someone_else)}):
             refused = client.post(f"/console/runs/{run_id}/cancel", data=fields)
             assert refused.status_code == 403, fields
             assert client.post("/console/logout", data=fields).status_code == 403
+        cross_site = client.post(f"/console/runs/{run_id}/cancel", data={"csrf": form_token(client)},
+                                 headers={"Origin": "https://attacker.example", "Sec-Fetch-Site": "cross-site"})
+        assert cross_site.status_code == 403
         assert story.run_status(run_id) in ("pending", "queued")
-        done = client.post(f"/console/runs/{run_id}/cancel", data={"csrf": csrf_token(KEY), "reason": "test"})
+        done = client.post(f"/console/runs/{run_id}/cancel", data={"csrf": form_token(client), "reason": "test"})
         assert done.status_code == 303
     assert story.run_status(run_id) == "cancelled"
 
@@ -62,7 +179,7 @@ def test_cancel_and_sign_out_need_the_forms_csrf_token(server):
 def test_the_runs_poll_answers_204_until_something_is_applied(server):
     story = Story(server, KEY)
     experiment = story.experiment("poll")
-    with console(server) as client:
+    with signed_in(server) as client:
         token = re.search(r'data-token="([^"]+)"', client.get("/console/runs/rows").text).group(1)
         assert client.get("/console/runs/rows", params={"since": token}).status_code == 204
         run_id, _ = story.run(experiment)  # answered once projected (read-your-writes)

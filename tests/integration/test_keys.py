@@ -132,6 +132,32 @@ async def test_keys_of_an_older_install_are_adopted_once(tmp_path):
     assert ("api_keys",) not in tables  # keys no longer sit in the rebuildable read model
 
 
+async def test_a_control_store_from_before_key_scoped_idempotency_keeps_its_keys(tmp_path):
+    """Revision 0009's change on the embedded control.db: the old idempotency table (24 h of
+    scratch) is made anew, once; keys are kept."""
+    data = tmp_path / "data"
+    runtime = await start_runtime(Settings(data_dir=data), with_projector=False)
+    secret, _ = await keys.create_key(runtime.control, "acme")
+    await runtime.close()
+    old = sqlite3.connect(data / "control.db")  # idempotency records as they were kept before
+    old.execute("DROP TABLE idempotency_keys")
+    old.execute("CREATE TABLE idempotency_keys (org_id TEXT NOT NULL, key VARCHAR(255) NOT NULL, "
+                "request_hash VARCHAR(64) NOT NULL, status INTEGER, body BLOB, headers TEXT, "
+                "created_at DATETIME NOT NULL, PRIMARY KEY (org_id, key))")
+    old.execute("INSERT INTO idempotency_keys VALUES ('acme', 'k', 'h', 201, x'', '{}', '2026-01-02 03:04:05')")
+    old.commit()
+    old.close()
+
+    for _ in range(2):
+        runtime = await start_runtime(Settings(data_dir=data), with_projector=False)
+        try:
+            assert (await keys.lookup(runtime.control, secret)).org_id == "acme"
+        finally:
+            await runtime.close()
+    columns = [row[1] for row in sqlite3.connect(data / "control.db").execute("PRAGMA table_info(idempotency_keys)")]
+    assert columns == [c.name for c in control.idempotency_keys.columns]
+
+
 def keys_cli(data_dir, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "services.cli", "keys", *args, "--data-dir", str(data_dir)],
                           capture_output=True, text=True, timeout=120, env=env)

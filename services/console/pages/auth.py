@@ -1,4 +1,4 @@
-"""Sign in with an API key, sign out."""
+"""Sign in with an API key, sign out (services/console/session.py says how it is kept safe)."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
@@ -6,7 +6,10 @@ from fastapi.responses import RedirectResponse
 
 from ...api.context import Ctx
 from ..render import render
-from ..session import COOKIE, checked_form, console_ctx, form_fields, key_record, signed_in, signed_out
+from ..session import (
+    COOKIE, checked_form, checked_login, console_ctx, key_record, new_login_token, remember_login_token, signed_in,
+    signed_out
+)
 
 router = APIRouter()
 
@@ -18,19 +21,27 @@ async def console_home(request: Request):
 
 @router.get("/console/login")
 async def login_page(request: Request):
-    return render(request, "login.html", caller=None)
+    return _login_form(request)
 
 
 @router.post("/console/login")
 async def login(request: Request):
-    secret = (await form_fields(request)).get("api_key", "").strip()
-    if not secret or await key_record(request, secret) is None:
+    secret = (await checked_login(request)).get("api_key", "").strip()
+    record = await key_record(request, secret) if secret else None
+    if record is None:
         message = "Enter an API key." if not secret else "That API key is not valid (unknown or revoked)."
-        return render(request, "login.html", status=401, caller=None, error=message)
-    return signed_in(request, secret, "/console/runs")
+        return _login_form(request, status=401, error=message)
+    return await signed_in(request, record, "/console/runs")
 
 
 @router.post("/console/logout")
 async def logout(request: Request, ctx: Ctx = Depends(console_ctx)):
     await checked_form(request)
-    return signed_out("/console/login")
+    return await signed_out(request, "/console/login")
+
+
+def _login_form(request: Request, status: int = 200, error: str | None = None):
+    token = new_login_token()
+    response = render(request, "login.html", status=status, caller=None, error=error, login_token=token)
+    remember_login_token(request, response, token)
+    return response
