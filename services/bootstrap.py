@@ -60,7 +60,7 @@ def build_log(settings: Settings) -> EventLog:
     from events.kafka_log import KafkaEventLog
     return KafkaEventLog(
         settings.kafka_bootstrap, topic=settings.topic, partitions=settings.partitions,
-        replication_factor=settings.replication_factor,
+        replication_factor=settings.replication_factor, min_insync_replicas=settings.min_insync_replicas,
     )
 
 

@@ -17,6 +17,7 @@ class Settings:
     topic: str = "runledger.events"
     partitions: int = 6
     replication_factor: int = 1
+    min_insync_replicas: int | None = None  # None: events.kafka_log.default_min_insync_replicas
     bootstrap_key: str | None = None
     projector: bool = True
     wait_timeout: float = 10.0
@@ -38,6 +39,7 @@ class Settings:
             topic=env.get("RUNLEDGER_TOPIC", "runledger.events"),
             partitions=int(env.get("RUNLEDGER_PARTITIONS", "6")),
             replication_factor=int(env.get("RUNLEDGER_REPLICATION_FACTOR", "1")),
+            min_insync_replicas=int(env.get("RUNLEDGER_MIN_INSYNC_REPLICAS") or 0) or None,
             bootstrap_key=env.get("RUNLEDGER_BOOTSTRAP_KEY") or None,
             wait_timeout=float(env.get("RUNLEDGER_WAIT_TIMEOUT", "10")),
             max_body_bytes=int(env.get("RUNLEDGER_MAX_BODY_BYTES", str(8 * 1024 * 1024))),
