@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["BrokerHandle", "ClusterHandle", "InfraError", "kafka_broker", "kafka_cluster", "postgres_server",
-           "restart_postgres", "REPO_ROOT"]
+           "restart_postgres", "stop_postgres", "REPO_ROOT"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KAFKA_SH = REPO_ROOT / "scripts" / "kafka.sh"
@@ -225,3 +225,9 @@ def restart_postgres(tmp_dir: str | os.PathLike[str]) -> str:
     """Restart the cluster ``postgres_server(tmp_dir)`` started: same data, same port;
     every open connection is dropped. Returns the (unchanged) URL."""
     return _run(POSTGRES_SH, "restart", str(Path(tmp_dir).resolve()), timeout=STOP_TIMEOUT + START_TIMEOUT)
+
+
+def stop_postgres(tmp_dir: str | os.PathLike[str]) -> None:
+    """Stop the cluster ``postgres_server(tmp_dir)`` started (its connections refused from now
+    on); the context manager's own stop at exit is then a no-op."""
+    _run(POSTGRES_SH, "stop", str(Path(tmp_dir).resolve()), timeout=STOP_TIMEOUT)
