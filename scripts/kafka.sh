@@ -158,9 +158,12 @@ transaction.state.log.num.partitions=6
 share.coordinator.state.topic.replication.factor=$replicas
 share.coordinator.state.topic.min.isr=$isr
 group.initial.rebalance.delay.ms=0
-# A follower that stops fetching leaves the in-sync set after 10 s (Kafka's default: 30 s), so
-# an acks=all write waits at most that long for a hung follower: keeps fault tests short.
+# Faster than Kafka's defaults, to keep fault tests short: a follower that stops fetching
+# leaves the in-sync set after 10 s (default 30 s), so an acks=all write waits at most that
+# long for a hung follower; a broker silent for 6 s (default 9 s) is fenced and its partitions
+# get new leaders.
 replica.lag.time.max.ms=10000
+broker.session.timeout.ms=6000
 # The log cleaner (compaction of __consumer_offsets) preallocates this buffer; 128 MiB by default.
 log.cleaner.dedupe.buffer.size=16777216
 EOF

@@ -65,12 +65,8 @@ async def run_projector(settings: Settings, group: str = DEFAULT_GROUP, health_p
     log.info("projector joining group %s on %s (read model %s)", group, where,
              settings.read_model_url.split("@")[-1])
     health = asyncio.create_task(_serve_health(runtime, health_port)) if health_port else None
-    running = asyncio.create_task(supervise(projector, group))
-    stopping = asyncio.Event()
-    grace.on_signals(stopping.set)
     try:
-        await asyncio.wait({running, asyncio.create_task(stopping.wait())}, return_when=asyncio.FIRST_COMPLETED)
-        await stop_supervised(projector, running, grace)
+        await grace.run(asyncio.create_task(supervise(projector, group)), projector.stop, "the projector")
     finally:
         if health is not None:
             health.cancel()

@@ -43,8 +43,9 @@ ANYIO_WORKER = "AnyIO worker thread"  # anyio's name for the threads of `to_thre
 
 
 class Grace:
-    """One process's shutdown clock: started by the first SIGTERM/SIGINT (`on_signals`) or
-    `begin()`; before that, shares are counted from now (a command ending on its own)."""
+    """One process's shutdown clock: started by the first SIGTERM/SIGINT (`on_signals`, which
+    also arms the watchdog) or `begin()`; before that, shares are counted from now (a command
+    ending on its own)."""
 
     def __init__(self, seconds: float = DEFAULT_GRACE):
         self.seconds = seconds
@@ -56,13 +57,9 @@ class Grace:
         return self._began is not None
 
     def begin(self) -> None:
-        """The stop was asked for: the clock starts (once) and the watchdog is armed."""
-        if self._began is not None:
-            return
-        self._began = time.monotonic()
-        watchdog = threading.Timer(self.seconds, self._overran)
-        watchdog.daemon = True
-        watchdog.start()
+        """The stop was asked for: the clock starts (once)."""
+        if self._began is None:
+            self._began = time.monotonic()
 
     def left(self, share: float) -> float:
         """Seconds until `share` of the grace has passed since the stop began."""
@@ -88,6 +85,9 @@ class Grace:
             _exit(OVERRUN_EXIT)
         log.info("%s: stopping within %g s (RUNLEDGER_SHUTDOWN_GRACE)", sig.name, self.seconds)
         self.begin()
+        watchdog = threading.Timer(self.seconds, self._overran)  # ends the process if the stop hangs
+        watchdog.daemon = True
+        watchdog.start()
         stop()
 
     async def wait(self, work: Awaitable, what: str, share: float) -> bool:
@@ -116,6 +116,19 @@ class Grace:
         ask()
         if not await self.wait(task, f"{what}: the work in hand", WORK) and not task.done():
             await self.wait(task, f"{what}: leaving", LEFT)
+
+    async def run(self, task: asyncio.Task, ask: Callable[[], None], what: str) -> None:
+        """A process's long-running task, until it ends (its error is raised) or a SIGTERM or
+        SIGINT comes; then it is stopped as `stop` does."""
+        asked = asyncio.Event()
+        self.on_signals(asked.set)
+        signalled = asyncio.create_task(asked.wait())
+        await asyncio.wait({task, signalled}, return_when=asyncio.FIRST_COMPLETED)
+        signalled.cancel()
+        if task.done():
+            task.result()
+            return
+        await self.stop(task, ask, what)
 
     async def leave(self, code: int = 0) -> None:
         """The last step of a process's main coroutine. Cancels what still runs and waits for

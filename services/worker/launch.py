@@ -79,16 +79,7 @@ async def run_until_signalled(worker: Worker, grace: Grace) -> None:
     """SIGINT/SIGTERM: stop starting passes, let those in hand finish until WORK of the shutdown
     grace (past that they are cancelled: the worker that next takes their run does them
     again), leave the group. A second signal: leave now (services/shutdown.py)."""
-    task = asyncio.create_task(worker.run())
-    stopping = asyncio.Event()
-    grace.on_signals(stopping.set)
-    asked = asyncio.create_task(stopping.wait())
-    await asyncio.wait({task, asked}, return_when=asyncio.FIRST_COMPLETED)
-    asked.cancel()
-    if task.done():
-        task.result()  # the loop died: its error is the command's
-        return
-    await grace.stop(task, worker.stop, f"worker {worker.name}")
+    await grace.run(asyncio.create_task(worker.run()), worker.stop, f"worker {worker.name}")
 
 
 async def main(settings: Settings, args) -> int:

@@ -81,6 +81,23 @@ def experiment(name: str, documents: int = 2) -> dict:
     return {"workflow_id": WORKFLOW, "block_id": BLOCK, "documents": docs, "n_consensus": 3, "name": name}
 
 
+def create_run(url: str, documents: int = 2) -> tuple[str, list[str]]:
+    """A block, an experiment and a run of it: (run id, document ids)."""
+    define_block(url)
+    with httpx.Client(base_url=url, headers={"Api-Key": KEY}, timeout=60) as client:
+        created = client.post("/v1/workflows/experiments", json=experiment("work", documents))
+        run = client.post("/v1/workflows/experiments/runs", json={"experiment_id": created.json()["id"]})
+        assert run.status_code == 201, run.text
+        results = client.get("/v1/workflows/experiments/results", params={"run_id": run.json()["id"]}).json()
+    return run.json()["id"], [r["document_id"] for r in results["data"]]
+
+
+def a_pass(run_id: str, document_id: str) -> dict:
+    """An ingestion body: one pass fact, as a worker reports it over HTTP."""
+    return {"events": [{"type": "DocumentPassCompleted", "run_id": run_id,
+                        "payload": {"document_id": document_id, "pass_index": 0, "output": {"total": 1}}}]}
+
+
 @contextlib.contextmanager
 def locked(path: Path):
     """Another process's write lock on a SQLite file (a backup, a VACUUM, a stuck tool)."""
@@ -149,12 +166,7 @@ def test_a_worker_stops_while_the_api_it_emits_to_hangs(tmp_path):
                               "--api-key", KEY, "--data-dir", str(server.data_dir)], ENV, tmp_path / "worker.log")
     with killed_at_exit(worker):
         try:
-            define_block(server.url)
-            answer = httpx.post(f"{server.url}/v1/workflows/experiments", json=experiment("work", documents=20),
-                                headers={"Api-Key": KEY}, timeout=60)
-            run = httpx.post(f"{server.url}/v1/workflows/experiments/runs", json={"experiment_id": answer.json()["id"]},
-                             headers={"Api-Key": KEY}, timeout=60)
-            assert run.status_code == 201, run.text
+            create_run(server.url, documents=20)
             wait_for(output, lambda text: "started run" in text)
             server.proc.send_signal(signal.SIGSTOP)
             time.sleep(1.5)  # the first passes end; their facts go to a server that does not answer
@@ -198,8 +210,9 @@ async def test_serve_with_its_projector_stops_while_the_broker_is_away(own_broke
     server = ServerProcess(tmp_path / "srv", env, ["--with-projector"])
     server.start()
     try:
-        define_block(server.url)
+        run_id, documents = create_run(server.url)
         with broker_away(own_broker, how):
+            in_flight(server.url, "/v1/ledger/events", a_pass(run_id, documents[0]))  # held in the send
             in_flight(server.url, "/v1/workflows/experiments", experiment("sent-to-no-broker"))
             assert_stops_within_the_grace(server.proc, server.log_tail)
     finally:
@@ -276,9 +289,9 @@ async def test_a_projector_stops_while_postgres_is_stopped(own_broker, tmp_path)
 @pytest.mark.kafka
 @pytest.mark.postgres
 @needs_kafka
-async def test_a_worker_stops_while_the_broker_is_away_and_its_passes_never_end(own_broker, tmp_path):
+async def test_a_worker_stops_while_the_broker_hangs_and_its_passes_never_end(own_broker, tmp_path):
     """Straight to Kafka: runs read from the topic, facts produced to it; every pass hangs in a
-    thread (a model call that never returns) and then the broker goes."""
+    thread (a model call that never returns) and then the broker hangs (SIGSTOP)."""
     from events.codec import encode
     from events.kafka_log import KafkaEventLog
     from events.log import Message
@@ -297,6 +310,6 @@ async def test_a_worker_stops_while_the_broker_is_away_and_its_passes_never_end(
                               own_broker.bootstrap, "--org", "acme", "--concurrency", "4"], env, tmp_path / "worker.log")
     with killed_at_exit(worker):
         wait_for(output, lambda text: "started run" in text)
-        with broker_away(own_broker, "stopped"):
+        with broker_away(own_broker, "paused"):
             time.sleep(1.0)
             assert_stops_within_the_grace(worker, output)
