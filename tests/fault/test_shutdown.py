@@ -44,18 +44,23 @@ needs_kafka = pytest.mark.skipif(not {"kafka", "postgres"} <= BACKENDS,
                                  reason="needs RUNLEDGER_TEST_BACKENDS=kafka,postgres")
 
 
-def assert_stops_within_the_grace(proc: subprocess.Popen, output) -> None:
-    """SIGTERM; then gone within GRACE + MARGIN, with exit code 0 and no leaked semaphore."""
-    proc.send_signal(signal.SIGTERM)
-    try:
-        code = proc.wait(GRACE + MARGIN)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        pytest.fail(f"still running {GRACE + MARGIN:g} s after SIGTERM (grace {GRACE:g} s):\n{output()[-4000:]}")
-    text = output()
-    assert code == 0, f"exit code {code} after SIGTERM:\n{text[-4000:]}"
-    assert "leaked semaphore" not in text, text[-4000:]
+def assert_stops_within_the_grace(proc: subprocess.Popen, output, *others) -> None:
+    """SIGTERM (to `proc` and to every (process, output) of `others` at once); then each is gone
+    within GRACE + MARGIN of it, with exit code 0 and no leaked semaphore."""
+    stopping = [(proc, output), *others]
+    for process, _ in stopping:
+        process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + GRACE + MARGIN
+    for process, read in stopping:
+        try:
+            code = process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            pytest.fail(f"still running {GRACE + MARGIN:g} s after SIGTERM (grace {GRACE:g} s):\n{read()[-4000:]}")
+        text = read()
+        assert code == 0, f"exit code {code} after SIGTERM:\n{text[-4000:]}"
+        assert "leaked semaphore" not in text, text[-4000:]
 
 
 def in_flight(url: str, path: str, body: dict) -> threading.Thread:
@@ -176,65 +181,45 @@ def test_a_worker_stops_while_the_api_it_emits_to_hangs(tmp_path):
 
 
 # -- Kafka and PostgreSQL ---------------------------------------------------------------
+# Each story stops `serve` (API and its projector) and a `runledger project` member together,
+# each on a read model of its own, while the same dependency is gone.
 
 @pytest.fixture(scope="module")
 def own_broker(tmp_path_factory):
     """A broker of this module's own: these stories stop and hang it."""
     with kafka_broker(tmp_path_factory.mktemp("kafka_stop")) as broker:
+        broker.stopped_by_a_story = False
         yield broker
+
+
+@pytest.fixture
+def broker(own_broker):
+    """The module's broker, running: a story that stopped it leaves the start to the next story
+    that needs it (the last one to stop it, none)."""
+    if own_broker.stopped_by_a_story:
+        own_broker.start()
+        own_broker.stopped_by_a_story = False
+    return own_broker
 
 
 @contextlib.contextmanager
 def broker_away(broker, how: str):
-    """The broker stopped (connections refused) or paused with SIGSTOP (nothing answers);
-    back afterwards for the next story."""
-    broker.stop() if how == "stopped" else broker.pause()
+    """The broker stopped (connections refused) or paused with SIGSTOP (nothing answers)."""
+    if how == "stopped":
+        broker.stop()
+        broker.stopped_by_a_story = True
+        yield
+        return
+    broker.pause()
     try:
         yield
     finally:
-        broker.start() if how == "stopped" else broker.resume()
+        broker.resume()
 
 
-async def kafka_env(broker, request) -> dict:
-    database = await new_postgres_database(request.getfixturevalue("postgres_url"))
-    return {**ENV, "RUNLEDGER_KAFKA_BOOTSTRAP": broker.bootstrap, "RUNLEDGER_DATABASE_URL": database,
-            "RUNLEDGER_TOPIC": f"stop-{uuid.uuid4().hex[:10]}", "RUNLEDGER_PARTITIONS": "3"}
-
-
-@pytest.mark.kafka
-@pytest.mark.postgres
-@needs_kafka
-@pytest.mark.parametrize("how", ["stopped", "paused"])
-async def test_serve_with_its_projector_stops_while_the_broker_is_away(own_broker, request, tmp_path, how):
-    env = await kafka_env(own_broker, request)
-    server = ServerProcess(tmp_path / "srv", env, ["--with-projector"])
-    server.start()
-    try:
-        run_id, documents = create_run(server.url)
-        with broker_away(own_broker, how):
-            in_flight(server.url, "/v1/ledger/events", a_pass(run_id, documents[0]))  # held in the send
-            in_flight(server.url, "/v1/workflows/experiments", experiment("sent-to-no-broker"))
-            assert_stops_within_the_grace(server.proc, server.log_tail)
-    finally:
-        server.stop()
-
-
-@pytest.mark.kafka
-@pytest.mark.postgres
-@needs_kafka
-async def test_serve_with_its_projector_stops_while_postgres_is_stopped(own_broker, tmp_path):
-    with postgres_server(tmp_path / "pg") as url:
-        env = {**ENV, "RUNLEDGER_KAFKA_BOOTSTRAP": own_broker.bootstrap, "RUNLEDGER_DATABASE_URL": url,
-               "RUNLEDGER_TOPIC": f"stop-{uuid.uuid4().hex[:10]}", "RUNLEDGER_PARTITIONS": "3"}
-        server = ServerProcess(tmp_path / "srv", env, ["--with-projector"])
-        server.start()
-        try:
-            define_block(server.url)
-            stop_postgres(tmp_path / "pg")
-            in_flight(server.url, "/v1/workflows/experiments", experiment("no-read-model"))
-            assert_stops_within_the_grace(server.proc, server.log_tail)
-        finally:
-            server.stop()
+def kafka_env(bootstrap: str, database: str, topic: str | None = None) -> dict:
+    return {**ENV, "RUNLEDGER_KAFKA_BOOTSTRAP": bootstrap, "RUNLEDGER_DATABASE_URL": database,
+            "RUNLEDGER_TOPIC": topic or f"stop-{uuid.uuid4().hex[:10]}", "RUNLEDGER_PARTITIONS": "3"}
 
 
 async def append_workload(bootstrap: str, topic: str) -> None:
@@ -250,46 +235,24 @@ async def append_workload(bootstrap: str, topic: str) -> None:
         await log.close()
 
 
-@pytest.mark.kafka
-@pytest.mark.postgres
-@needs_kafka
-@pytest.mark.parametrize("how", ["stopped", "paused"])
-async def test_a_projector_stops_while_the_broker_is_away(own_broker, request, tmp_path, how):
-    env = await kafka_env(own_broker, request)
-    await append_workload(own_broker.bootstrap, env["RUNLEDGER_TOPIC"])
-    projector = ProjectorProcess("projector", env, f"g-{uuid.uuid4().hex[:8]}", tmp_path)
+@contextlib.contextmanager
+def serve_and_project(tmp_path, serve_env: dict, project_env: dict):
+    """`serve --with-projector` and a `runledger project` member, both up; stopped at exit."""
+    server = ServerProcess(tmp_path / "srv", serve_env, ["--with-projector"])
+    server.start()
+    projector = ProjectorProcess("projector", project_env, f"g-{uuid.uuid4().hex[:8]}", tmp_path)
     try:
         wait_for(projector.assignments, bool)
-        with broker_away(own_broker, how):
-            time.sleep(1.0)
-            assert_stops_within_the_grace(projector.proc, projector.text)
+        yield server, projector
     finally:
         projector.close()
+        server.stop()
 
 
 @pytest.mark.kafka
 @pytest.mark.postgres
 @needs_kafka
-async def test_a_projector_stops_while_postgres_is_stopped(own_broker, tmp_path):
-    topic = f"stop-{uuid.uuid4().hex[:10]}"
-    with postgres_server(tmp_path / "pg") as url:
-        env = {**ENV, "RUNLEDGER_KAFKA_BOOTSTRAP": own_broker.bootstrap, "RUNLEDGER_DATABASE_URL": url,
-               "RUNLEDGER_TOPIC": topic, "RUNLEDGER_PARTITIONS": "3"}
-        projector = ProjectorProcess("projector", env, f"g-{uuid.uuid4().hex[:8]}", tmp_path)
-        try:
-            wait_for(projector.assignments, bool)
-            stop_postgres(tmp_path / "pg")
-            await append_workload(own_broker.bootstrap, topic)  # batches the projector cannot commit
-            time.sleep(1.0)
-            assert_stops_within_the_grace(projector.proc, projector.text)
-        finally:
-            projector.close()
-
-
-@pytest.mark.kafka
-@pytest.mark.postgres
-@needs_kafka
-async def test_a_worker_stops_while_the_broker_hangs_and_its_passes_never_end(own_broker, tmp_path):
+async def test_a_worker_stops_while_the_broker_hangs_and_its_passes_never_end(broker, tmp_path):
     """Straight to Kafka: runs read from the topic, facts produced to it; every pass hangs in a
     thread (a model call that never returns) and then the broker hangs (SIGSTOP)."""
     from events.codec import encode
@@ -298,7 +261,7 @@ async def test_a_worker_stops_while_the_broker_hangs_and_its_passes_never_end(ow
     from tests.builders import RunScript
 
     topic = f"stop-{uuid.uuid4().hex[:10]}"
-    log = KafkaEventLog(own_broker.bootstrap, topic=topic, partitions=3)
+    log = KafkaEventLog(broker.bootstrap, topic=topic, partitions=3)
     await log.start()
     try:
         script = RunScript(run_id=f"run_{uuid.uuid4().hex[:6]}", docs=4, n=3, org_id="acme")
@@ -307,9 +270,41 @@ async def test_a_worker_stops_while_the_broker_hangs_and_its_passes_never_end(ow
         await log.close()
     env = {**ENV, "RUNLEDGER_TOPIC": topic, "RUNLEDGER_PARTITIONS": "3"}
     worker, output = started(["worker", "--block", "tests.fault.blocks:stuck_block", "--kafka-bootstrap",
-                              own_broker.bootstrap, "--org", "acme", "--concurrency", "4"], env, tmp_path / "worker.log")
+                              broker.bootstrap, "--org", "acme", "--concurrency", "4"], env, tmp_path / "worker.log")
     with killed_at_exit(worker):
         wait_for(output, lambda text: "started run" in text)
-        with broker_away(own_broker, "paused"):
+        with broker_away(broker, "paused"):
             time.sleep(1.0)
             assert_stops_within_the_grace(worker, output)
+
+
+@pytest.mark.kafka
+@pytest.mark.postgres
+@needs_kafka
+async def test_serve_and_a_projector_stop_while_postgres_is_stopped(broker, tmp_path):
+    with postgres_server(tmp_path / "pg") as url:
+        serve_env = kafka_env(broker.bootstrap, await new_postgres_database(url))
+        project_env = kafka_env(broker.bootstrap, await new_postgres_database(url))
+        with serve_and_project(tmp_path, serve_env, project_env) as (server, projector):
+            define_block(server.url)
+            stop_postgres(tmp_path / "pg")
+            await append_workload(broker.bootstrap, project_env["RUNLEDGER_TOPIC"])  # batches that cannot commit
+            in_flight(server.url, "/v1/workflows/experiments", experiment("no-read-model"))
+            assert_stops_within_the_grace(server.proc, server.log_tail, (projector.proc, projector.text))
+
+
+@pytest.mark.kafka
+@pytest.mark.postgres
+@needs_kafka
+@pytest.mark.parametrize("how", ["paused", "stopped"])  # stopped last: nothing after it needs the broker
+async def test_serve_and_a_projector_stop_while_the_broker_is_away(broker, request, tmp_path, how):
+    postgres = request.getfixturevalue("postgres_url")
+    serve_env = kafka_env(broker.bootstrap, await new_postgres_database(postgres))
+    project_env = kafka_env(broker.bootstrap, await new_postgres_database(postgres))
+    await append_workload(broker.bootstrap, project_env["RUNLEDGER_TOPIC"])
+    with serve_and_project(tmp_path, serve_env, project_env) as (server, projector):
+        run_id, documents = create_run(server.url)
+        with broker_away(broker, how):
+            in_flight(server.url, "/v1/ledger/events", a_pass(run_id, documents[0]))  # held in the send
+            in_flight(server.url, "/v1/workflows/experiments", experiment("sent-to-no-broker"))
+            assert_stops_within_the_grace(server.proc, server.log_tail, (projector.proc, projector.text))
