@@ -65,8 +65,12 @@ async def run_projector(settings: Settings, group: str = DEFAULT_GROUP, health_p
     log.info("projector joining group %s on %s (read model %s)", group, where,
              settings.read_model_url.split("@")[-1])
     health = asyncio.create_task(_serve_health(runtime, health_port)) if health_port else None
+    def stop() -> None:
+        log.info("finishing the batch in hand, then leaving the group")
+        projector.stop()
+
     try:
-        await grace.run(asyncio.create_task(supervise(projector, group)), projector.stop, "the projector")
+        await grace.run(asyncio.create_task(supervise(projector, group)), stop, "the projector")
     finally:
         if health is not None:
             health.cancel()
