@@ -21,7 +21,7 @@ import uvicorn
 
 from .api.app import create_app
 from .bootstrap import start_runtime
-from .http_server import Server
+from .http_server import Server, StoppingAnswers
 from .keys import ensure_bootstrap_key
 from .settings import Settings
 from .shutdown import FINISHED, REQUESTS, Grace
@@ -48,7 +48,8 @@ async def serve(settings: Settings, worker: str | None = None, worker_concurrenc
             await _announce(settings, runtime)
         shared = workers > 1 or sibling
         app = create_app(runtime)
-        config = uvicorn.Config(_ProcessHeader(app) if shared else app, host=settings.host, port=settings.port,
+        served = StoppingAnswers(_ProcessHeader(app) if shared else app, grace)
+        config = uvicorn.Config(served, host=settings.host, port=settings.port,
                                 log_level="warning", lifespan="on",
                                 timeout_graceful_shutdown=max(0.1, grace.seconds * REQUESTS))
         server = Server(config)

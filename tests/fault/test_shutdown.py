@@ -63,16 +63,33 @@ def assert_stops_within_the_grace(proc: subprocess.Popen, output, *others) -> No
         assert "leaked semaphore" not in text, text[-4000:]
 
 
-def in_flight(url: str, path: str, body: dict) -> threading.Thread:
-    """POST in a thread of its own, answered or not: the request a stopping server holds."""
-    def post() -> None:
-        with contextlib.suppress(httpx.HTTPError):
-            httpx.post(url + path, json=body, headers={"Api-Key": KEY}, timeout=120)
+class InFlight:
+    """A POST in a thread of its own: the request a stopping server holds. `answer()`: its
+    status, or None if the connection closed without one."""
 
-    thread = threading.Thread(target=post, daemon=True)
-    thread.start()
-    time.sleep(1.0)  # on its way: in the append, or waiting for the projection
-    return thread
+    def __init__(self, url: str, path: str, body: dict):
+        self.status: int | None = None
+        self._thread = threading.Thread(target=self._post, args=(url + path, body), daemon=True)
+        self._thread.start()
+        time.sleep(1.0)  # on its way: in the append, or waiting for the projection
+
+    def _post(self, url: str, body: dict) -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            self.status = httpx.post(url, json=body, headers={"Api-Key": KEY}, timeout=120).status_code
+
+    def answer(self) -> int | None:
+        self._thread.join(30)
+        return self.status
+
+
+def in_flight(url: str, path: str, body: dict) -> InFlight:
+    return InFlight(url, path, body)
+
+
+def assert_cut_short_with_503(*requests: InFlight) -> None:
+    """A request the stop cut short answers 503 (retry elsewhere or later), never uvicorn's 500."""
+    answers = [request.answer() for request in requests]
+    assert all(answer in (503, None) for answer in answers), answers
 
 
 def define_block(url: str) -> None:
@@ -145,10 +162,11 @@ def test_serve_on_the_embedded_default_stops_while_its_sqlite_files_are_locked(t
     try:
         define_block(server.url)
         with locked(server.data_dir / "readmodel.db"):
-            in_flight(server.url, "/v1/workflows/experiments", experiment("appended-then-held"))
+            held = in_flight(server.url, "/v1/workflows/experiments", experiment("appended-then-held"))
             with locked(server.data_dir / "log.db"):
-                in_flight(server.url, "/v1/workflows/experiments", experiment("never-appended"))
+                never = in_flight(server.url, "/v1/workflows/experiments", experiment("never-appended"))
                 assert_stops_within_the_grace(server.proc, server.log_tail)
+        assert_cut_short_with_503(held, never)
     finally:
         server.stop()
     # The next owner projects what the stopped one left.
@@ -305,6 +323,7 @@ async def test_serve_and_a_projector_stop_while_the_broker_is_away(broker, reque
     with serve_and_project(tmp_path, serve_env, project_env) as (server, projector):
         run_id, documents = create_run(server.url)
         with broker_away(broker, how):
-            in_flight(server.url, "/v1/ledger/events", a_pass(run_id, documents[0]))  # held in the send
-            in_flight(server.url, "/v1/workflows/experiments", experiment("sent-to-no-broker"))
+            ingestion = in_flight(server.url, "/v1/ledger/events", a_pass(run_id, documents[0]))  # in the send
+            command = in_flight(server.url, "/v1/workflows/experiments", experiment("sent-to-no-broker"))
             assert_stops_within_the_grace(server.proc, server.log_tail, (projector.proc, projector.text))
+            assert_cut_short_with_503(ingestion, command)
