@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 
 import orjson
 import uvicorn
@@ -55,9 +56,10 @@ class StoppingAnswers:
         except asyncio.CancelledError:
             if started or not self.grace.begun:
                 raise
+            rid = scope.get("state", {}).get("request_id") or uuid.uuid4().hex  # set by services/api/errors.RequestId
             await send({"type": "http.response.start", "status": 503,
                         "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1"),
-                                    (b"connection", b"close")]})
+                                    (b"x-request-id", rid.encode("latin-1")), (b"connection", b"close")]})
             await send({"type": "http.response.body", "body": STOPPING})
             # Answered: the request ends here (uvicorn would log the cancellation as an error
             # and try to answer 500 on an answered connection).
