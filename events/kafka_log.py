@@ -31,15 +31,23 @@ TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy":
 READ_TIMEOUT = 30.0
 
 
+def default_min_insync_replicas(replication_factor: int) -> int:
+    """Replicas that must hold a record before an `acks=all` append is acknowledged: 2 from a
+    replication factor of 3 up (one broker may then be lost with nothing acknowledged lost,
+    and appends go on while one is away), 1 below (a single copy is all there is)."""
+    return max(1, min(2, replication_factor - 1))
+
+
 class KafkaEventLog:
     def __init__(self, bootstrap: str, topic: str = "runledger.events", partitions: int = 6,
-                 replication_factor: int = 1, *, client_id: str = "runledger",
-                 session_timeout_ms: int = 10_000, timeout: float = 10.0):
+                 replication_factor: int = 1, *, min_insync_replicas: int | None = None,
+                 client_id: str = "runledger", session_timeout_ms: int = 10_000, timeout: float = 10.0):
         self.bootstrap = bootstrap
         self.timeout = timeout
         self.topic = topic
         self._partitions = partitions
         self._replication_factor = replication_factor
+        self._min_insync = min_insync_replicas or default_min_insync_replicas(replication_factor)
         self._client_id = client_id
         self._session_timeout_ms = session_timeout_ms
         self._producer: AIOKafkaProducer | None = None
@@ -153,13 +161,15 @@ class KafkaEventLog:
         return existing
 
     async def _create_topic(self, admin: AIOKafkaAdminClient) -> int:
-        topic = NewTopic(self.topic, self._partitions, self._replication_factor, topic_configs=TOPIC_CONFIG)
+        config = {**TOPIC_CONFIG, "min.insync.replicas": str(self._min_insync)}
+        topic = NewTopic(self.topic, self._partitions, self._replication_factor, topic_configs=config)
         response = await admin.create_topics([topic])
         for _name, code, *message in response.topic_errors:
             error = for_code(code)
             if code and error is not TopicAlreadyExistsError:  # losing a creation race is fine
                 raise error(f"creating topic {self.topic}: {message[0] if message else ''}")
-        log.info("created topic %s (%s partitions, infinite retention)", self.topic, self._partitions)
+        log.info("created topic %s (%s partitions, replication factor %s, min.insync.replicas %s, infinite "
+                 "retention)", self.topic, self._partitions, self._replication_factor, self._min_insync)
         for _ in range(100):  # wait until the metadata shows every partition
             count = await _partition_count(admin, self.topic)
             if count:

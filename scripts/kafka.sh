@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Run a throw-away single-node Apache Kafka broker (KRaft, broker+controller in
-# one JVM, loopback only) for runledger's tests. No Docker, no apache.org
-# downloads: the broker's classpath comes from Maven Central via
+# Run throw-away Apache Kafka brokers (KRaft, broker+controller in one JVM,
+# loopback only) for runledger's tests: one node, or a cluster of several. No Docker,
+# no apache.org downloads: the broker's classpath comes from Maven Central via
 # scripts/kafka/pom.xml. See docs/testing.md.
 #
 # Usage:
@@ -10,6 +10,16 @@
 #   scripts/kafka.sh stop DIR         stop it (SIGTERM, SIGKILL after 20 s); idempotent
 #   scripts/kafka.sh restart DIR      stop + start on the same port and the same data
 #   scripts/kafka.sh status DIR       exit 0 (and print the bootstrap) if running, else 1
+#   scripts/kafka.sh kill DIR         SIGKILL the broker (a crash); `start DIR` brings it back
+#   scripts/kafka.sh pause DIR        SIGSTOP it: it hangs (connections stay open, nothing answers)
+#   scripts/kafka.sh resume DIR       SIGCONT it
+#   scripts/kafka.sh start-cluster DIR [N]   N nodes (default 3) in DIR/node1..N, each broker and
+#                                     controller; replication factor N (at most 3) and
+#                                     min.insync.replicas 2 for new topics and the internal
+#                                     ones; prints the bootstrap list 127.0.0.1:<p1>,...
+#   scripts/kafka.sh stop-cluster DIR stop every node (SIGTERM, SIGKILL after KAFKA_CLUSTER_STOP_TIMEOUT)
+#   Each node of a cluster is a broker DIR of its own: kill / pause / resume / start /
+#   stop / status DIR/node2 act on that node alone.
 #
 # Files in DIR: server.properties, cluster.id, data/ (log.dirs), server.log
 # (log4j2, WARN + readiness lines), console.log (JVM stdout/stderr), pid, bootstrap.
@@ -18,9 +28,11 @@
 # (that is how `restart` works); a new DIR gets two fresh free loopback ports.
 #
 # Environment:
-#   KAFKA_HEAP_OPTS        JVM heap (default "-Xms256m -Xmx768m")
+#   KAFKA_HEAP_OPTS        JVM heap (default "-Xms256m -Xmx768m"; a cluster's nodes
+#                          "-Xms128m -Xmx384m" each)
 #   KAFKA_START_TIMEOUT    seconds to wait for readiness (default 90)
 #   KAFKA_STOP_TIMEOUT     seconds to wait after SIGTERM before SIGKILL (default 20)
+#   KAFKA_CLUSTER_STOP_TIMEOUT   the same for stop-cluster (default 5)
 #   JAVA                   java binary (default: java on PATH)
 set -euo pipefail
 
@@ -103,27 +115,30 @@ running_pid() {
     fi
 }
 
-# Two distinct free loopback ports, "PORT CTRL_PORT".
-free_ports() {
+# N distinct free loopback ports (default 2: "PORT CTRL_PORT").
+free_ports() { # free_ports [N]
     python3 -c '
-import socket
-a = socket.socket(); a.bind(("127.0.0.1", 0))
-b = socket.socket(); b.bind(("127.0.0.1", 0))
-print(a.getsockname()[1], b.getsockname()[1])
-a.close(); b.close()'
+import socket, sys
+held = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in held:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in held))
+for s in held:
+    s.close()' "${1:-2}"
 }
 
 prop() { # prop FILE KEY
     sed -n "s/^$2=//p" "$1" | tail -n1
 }
 
-write_config() { # write_config DIR PORT CTRL_PORT
-    local dir="$1" port="$2" ctrl="$3"
+# write_config DIR PORT CTRL_PORT [NODE_ID VOTERS REPLICAS MIN_ISR]: the defaults are a single node.
+write_config() {
+    local dir="$1" port="$2" ctrl="$3" id="${4:-1}" voters="${5:-1@127.0.0.1:$3}" replicas="${6:-1}" isr="${7:-1}"
     cat >"$dir/server.properties" <<EOF
-# Written by scripts/kafka.sh: single-node KRaft broker+controller on loopback.
+# Written by scripts/kafka.sh: KRaft broker+controller on loopback (node $id of voters $voters).
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$ctrl
+node.id=$id
+controller.quorum.voters=$voters
 listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$ctrl
 advertised.listeners=PLAINTEXT://127.0.0.1:$port
 inter.broker.listener.name=PLAINTEXT
@@ -133,14 +148,22 @@ log.dirs=$dir/data
 num.partitions=6
 auto.create.topics.enable=false
 log.retention.ms=-1
-offsets.topic.replication.factor=1
+default.replication.factor=$replicas
+min.insync.replicas=$isr
+offsets.topic.replication.factor=$replicas
 offsets.topic.num.partitions=6
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor=$replicas
+transaction.state.log.min.isr=$isr
 transaction.state.log.num.partitions=6
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.replication.factor=$replicas
+share.coordinator.state.topic.min.isr=$isr
 group.initial.rebalance.delay.ms=0
+# Faster than Kafka's defaults, to keep fault tests short: a follower that stops fetching
+# leaves the in-sync set after 10 s (default 30 s), so an acks=all write waits at most that
+# long for a hung follower; a broker silent for 6 s (default 9 s) is fenced and its partitions
+# get new leaders.
+replica.lag.time.max.ms=10000
+broker.session.timeout.ms=6000
 # The log cleaner (compaction of __consumer_offsets) preallocates this buffer; 128 MiB by default.
 log.cleaner.dedupe.buffer.size=16777216
 EOF
@@ -164,23 +187,24 @@ alive() { # alive PID: running and not a zombie
     [[ -r "/proc/$1/stat" ]] && [[ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != "Z" ]]
 }
 
-format_storage() { # format_storage DIR
-    local dir="$1" id out
-    # Already formatted (restart, or start on an existing DIR): nothing to do,
-    # and skipping it saves a JVM launch.
-    [[ -f "$dir/data/meta.properties" ]] && return 0
-    if [[ ! -s "$dir/cluster.id" ]]; then
-        # Same format as kafka.tools.StorageTool random-uuid (Kafka's Uuid: 16 random
-        # bytes, URL-safe base64 without padding, never starting with '-'), without a JVM.
-        id="$(python3 -c '
+# Same format as kafka.tools.StorageTool random-uuid (Kafka's Uuid: 16 random
+# bytes, URL-safe base64 without padding, never starting with '-'), without a JVM.
+new_cluster_id() {
+    python3 -c '
 import base64, os
 while True:
     s = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
     if not s.startswith("-"):
         print(s)
-        break')"
-        echo "$id" >"$dir/cluster.id"
-    fi
+        break'
+}
+
+format_storage() { # format_storage DIR
+    local dir="$1" id out
+    # Already formatted (restart, or start on an existing DIR): nothing to do,
+    # and skipping it saves a JVM launch.
+    [[ -f "$dir/data/meta.properties" ]] && return 0
+    [[ -s "$dir/cluster.id" ]] || new_cluster_id >"$dir/cluster.id"
     id="$(cat "$dir/cluster.id")"
     if ! out="$(run_tool "$dir" kafka.tools.StorageTool format -t "$id" -c "$dir/server.properties" --ignore-formatted 2>&1)"; then
         echo "$out" >&2
@@ -213,13 +237,12 @@ fail_start() { # fail_start DIR MSG
     exit 1
 }
 
-# Launch the JVM for DIR (config must exist) and wait until it serves metadata.
-launch_and_wait() { # launch_and_wait DIR -> 0 ready, 2 port in use, else exits
-    local dir="$1" port log_offset pid deadline bootstrap
-    port="$(prop "$dir/server.properties" listeners | sed -n 's/.*PLAINTEXT:\/\/127.0.0.1:\([0-9]*\).*/\1/p')"
-    bootstrap="127.0.0.1:$port"
+# Launch the JVM for DIR (config must exist) in the background; sets LAUNCHED_PID and
+# LAUNCHED_OFFSET (the size of server.log before it, for wait_ready).
+launch() { # launch DIR
+    local dir="$1"
     touch "$dir/server.log"
-    log_offset="$(stat -c %s "$dir/server.log")"
+    LAUNCHED_OFFSET="$(stat -c %s "$dir/server.log")"
     rm -f "$dir/bootstrap" "$dir/readiness.out"
     # setsid: own session, so a Ctrl-C aimed at the test run is delivered by our
     # stop logic (SIGTERM, clean shutdown) rather than half-killing the JVM.
@@ -229,8 +252,18 @@ launch_and_wait() { # launch_and_wait DIR -> 0 ready, 2 port in use, else exits
     # shellcheck disable=SC2086  # KAFKA_HEAP_OPTS is a list of flags
     setsid "$JAVA" $KAFKA_HEAP_OPTS "${JAVA_OPTS[@]}" -cp "$(classpath)" \
         kafka.Kafka "$dir/server.properties" </dev/null >"$dir/console.log" 2>&1 &
-    pid=$!
-    echo "$pid" >"$dir/pid"
+    LAUNCHED_PID=$!
+    echo "$LAUNCHED_PID" >"$dir/pid"
+}
+
+bootstrap_of() { # bootstrap_of DIR: 127.0.0.1:<port> of its PLAINTEXT listener
+    echo "127.0.0.1:$(prop "$1/server.properties" listeners | sed -n 's/.*PLAINTEXT:\/\/127.0.0.1:\([0-9]*\).*/\1/p')"
+}
+
+# Wait until the broker launched for DIR serves metadata.
+wait_ready() { # wait_ready DIR PID LOG_OFFSET -> 0 ready, 2 port in use, else exits
+    local dir="$1" pid="$2" log_offset="$3" deadline bootstrap
+    bootstrap="$(bootstrap_of "$dir")"
     deadline=$((SECONDS + START_TIMEOUT))
     # 1) the broker says it is up
     while ! tail -c "+$((log_offset + 1))" "$dir/server.log" | grep -q "Kafka Server started"; do
@@ -254,6 +287,11 @@ launch_and_wait() { # launch_and_wait DIR -> 0 ready, 2 port in use, else exits
     done
     echo "$bootstrap" >"$dir/bootstrap"
     return 0
+}
+
+launch_and_wait() { # launch_and_wait DIR -> 0 ready, 2 port in use, else exits
+    launch "$1"
+    wait_ready "$1" "$LAUNCHED_PID" "$LAUNCHED_OFFSET"
 }
 
 cmd_start() {
@@ -294,6 +332,7 @@ stop_broker() { # stop_broker DIR
         return 0
     fi
     kill -TERM "$pid" 2>/dev/null || true
+    kill -CONT "$pid" 2>/dev/null || true # a paused broker handles SIGTERM once it runs again
     deadline=$((SECONDS + STOP_TIMEOUT))
     while [[ -n "$(running_pid "$dir")" ]] && ((SECONDS < deadline)); do
         sleep 0.2
@@ -330,6 +369,106 @@ cmd_status() {
     cat "$dir/bootstrap" 2>/dev/null || true
 }
 
+cmd_signal() { # cmd_signal SIGNAL DIR: signal the broker of DIR, if it runs
+    [[ $# -eq 2 ]] || die "usage: kafka.sh {kill|pause|resume} DIR"
+    local dir pid
+    dir="$(abs_dir "$2")"
+    pid="$(running_pid "$dir")"
+    [[ -n "$pid" ]] || die "no broker is running for $dir"
+    kill "-$1" "$pid"
+    if [[ "$1" == KILL ]]; then
+        while [[ -n "$(running_pid "$dir")" ]]; do sleep 0.05; done
+        rm -f "$dir/pid"
+    fi
+}
+
+# The nodes of a cluster in DIR: DIR/node1 .. DIR/nodeN, as many as were configured.
+cluster_nodes() { # cluster_nodes DIR
+    local node
+    for node in "$1"/node*; do
+        [[ -f "$node/server.properties" ]] && echo "$node"
+    done
+}
+
+# stop_cluster DIR: SIGTERM every node at once, SIGKILL what is left after KAFKA_CLUSTER_STOP_TIMEOUT
+# (default 5 s): the last nodes of a cluster going down together wait in vain for a controller
+# to take their controlled shutdown, and a test cluster's data is thrown away anyway.
+stop_cluster() {
+    local node pids=() STOP_TIMEOUT="${KAFKA_CLUSTER_STOP_TIMEOUT:-5}"
+    for node in $(cluster_nodes "$1"); do
+        stop_broker "$node" &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || true; done
+}
+
+configure_cluster() { # configure_cluster DIR N: fresh ports, node dirs and their configs
+    local dir="$1" n="$2" i ports voters="" replicas isr
+    read -r -a ports <<<"$(free_ports $((2 * n)))"
+    for ((i = 1; i <= n; i++)); do
+        voters+="${voters:+,}$i@127.0.0.1:${ports[n + i - 1]}"
+    done
+    replicas=$((n < 3 ? n : 3))
+    isr=$((replicas > 2 ? 2 : 1))
+    new_cluster_id >"$dir/cluster.id"
+    for ((i = 1; i <= n; i++)); do
+        mkdir -p "$dir/node$i"
+        cp "$dir/cluster.id" "$dir/node$i/cluster.id"
+        write_config "$dir/node$i" "${ports[i - 1]}" "${ports[n + i - 1]}" "$i" "$voters" "$replicas" "$isr"
+    done
+}
+
+# Launch every node, then wait for each: a node's broker only starts once a majority of
+# the controllers is up, so they cannot be started one after the other.
+launch_cluster() { # launch_cluster DIR -> 0 ready, 2 a port in use, else exits
+    local dir="$1" node nodes=() pids=() offsets=() i rc=0
+    mapfile -t nodes < <(cluster_nodes "$dir")
+    for node in "${nodes[@]}"; do format_storage "$node"; done
+    for node in "${nodes[@]}"; do
+        launch "$node"
+        pids+=("$LAUNCHED_PID")
+        offsets+=("$LAUNCHED_OFFSET")
+    done
+    for i in "${!nodes[@]}"; do
+        wait_ready "${nodes[i]}" "${pids[i]}" "${offsets[i]}" || rc=$?
+        [[ $rc -eq 0 ]] || return "$rc"
+    done
+}
+
+cmd_start_cluster() {
+    [[ $# -ge 1 && $# -le 2 ]] || die "usage: kafka.sh start-cluster DIR [NODES]"
+    local dir n="${2:-3}" node attempt rc
+    [[ "$n" =~ ^[0-9]+$ ]] && ((n >= 2)) || die "a cluster has at least 2 nodes, not $n"
+    dir="$(abs_dir "$1")"
+    for node in $(cluster_nodes "$dir"); do
+        [[ -z "$(running_pid "$node")" ]] || die "node $node is already running"
+    done
+    cmd_install
+    command -v python3 >/dev/null || die "python3 not found"
+    KAFKA_HEAP_OPTS="${KAFKA_CLUSTER_HEAP_OPTS:--Xms128m -Xmx384m}"
+    # A node that fails to start ends this script (fail_start): take the others down with it.
+    # shellcheck disable=SC2064  # expanded now: fail_start has a `dir` of its own
+    trap "stop_cluster '$dir'" EXIT
+    for attempt in 1 2 3; do
+        [[ -n "$(cluster_nodes "$dir")" ]] || configure_cluster "$dir" "$n"
+        rc=0
+        launch_cluster "$dir" || rc=$?
+        [[ $rc -eq 0 ]] && break
+        stop_cluster "$dir"
+        log "port race lost (attempt $attempt), retrying with new ports"
+        rm -rf "$dir"/node*
+    done
+    [[ $rc -eq 0 ]] || die "could not bind free ports for the cluster after 3 attempts"
+    trap - EXIT
+    (for node in $(cluster_nodes "$dir"); do cat "$node/bootstrap"; done) | paste -sd, - | tee "$dir/bootstrap"
+}
+
+cmd_stop_cluster() {
+    [[ $# -eq 1 ]] || die "usage: kafka.sh stop-cluster DIR"
+    [[ -d "$1" ]] || return 0
+    stop_cluster "$(abs_dir "$1")"
+}
+
 main() {
     local sub="${1:-}"
     shift || true
@@ -339,7 +478,12 @@ main() {
         stop) cmd_stop "$@" ;;
         restart) cmd_restart "$@" ;;
         status) cmd_status "$@" ;;
-        *) die "usage: kafka.sh {install|start DIR|stop DIR|restart DIR|status DIR}" ;;
+        kill) cmd_signal KILL "$@" ;;
+        pause) cmd_signal STOP "$@" ;;
+        resume) cmd_signal CONT "$@" ;;
+        start-cluster) cmd_start_cluster "$@" ;;
+        stop-cluster) cmd_stop_cluster "$@" ;;
+        *) die "usage: kafka.sh {install|start DIR|stop DIR|restart DIR|status DIR|kill DIR|pause DIR|resume DIR|start-cluster DIR [N]|stop-cluster DIR}" ;;
     esac
 }
 

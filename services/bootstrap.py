@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from projections.store.database import make_engine, prepare_schema
 from . import fold_processes
 from .datadir import secure_data_dir
 from .settings import Settings
+from .shutdown import CLOSED, Grace
 from .storage_alarm import StorageAlarm
 from .telemetry import Telemetry
 
@@ -33,6 +33,7 @@ class Runtime:
     following: asyncio.Task | None = None
     telemetry: Telemetry | None = None  # this process's Prometheus registry (services/telemetry.py)
     storage: StorageAlarm = field(default_factory=StorageAlarm)  # full-disk refusals, for health
+    grace: Grace = field(default_factory=Grace)  # this process's shutdown clock (services/shutdown.py)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -41,15 +42,20 @@ class Runtime:
         return self.read_model.engine if self.read_model is not None else self.base_engine
 
     async def close(self) -> None:
-        if self.projector is not None and self.projector.fold_pool is not None:
-            self.projector.fold_pool.shutdown(wait=False, cancel_futures=True)
+        """Close what this runtime opened, side by side, each until CLOSED of the shutdown
+        grace: what has not closed by then (a producer flushing to a broker that is gone, a
+        pool waiting on a locked database) is left behind (services/shutdown.py)."""
         if self.following is not None:
             self.following.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.following
+            await self.grace.wait(self.following, "following the read-model version", CLOSED)
+        steps = {"closing the log": self.log.close(), "closing the read model": self._close_engines()}
+        if self.projector is not None and self.projector.fold_pool is not None:
+            steps["stopping the fold processes"] = fold_processes.shut_down(self.projector.fold_pool, self.grace)
+        await asyncio.gather(*(self.grace.wait(step, what, CLOSED) for what, step in steps.items()))
+
+    async def _close_engines(self) -> None:
         if self.read_model is not None:
             await self.read_model.close()
-        await self.log.close()
         await self.base_engine.dispose()
         if self.control is not None and self.control is not self.base_engine:
             await self.control.dispose()
@@ -64,10 +70,12 @@ def build_log(settings: Settings) -> EventLog:
     return KafkaEventLog(
         settings.kafka_bootstrap, topic=settings.topic, partitions=settings.partitions,
         replication_factor=settings.replication_factor, timeout=settings.kafka_timeout,
+        min_insync_replicas=settings.min_insync_replicas,
     )
 
 
-async def start_runtime(settings: Settings, log: EventLog | None = None, with_projector: bool | None = None) -> Runtime:
+async def start_runtime(settings: Settings, log: EventLog | None = None, with_projector: bool | None = None,
+                        grace: Grace | None = None) -> Runtime:
     secure_data_dir(settings)
     log = log or build_log(settings)
     await log.start()
@@ -80,7 +88,8 @@ async def start_runtime(settings: Settings, log: EventLog | None = None, with_pr
     projector = Projector(log, read_model.engine, observer=telemetry.observer(),
                           heartbeat_interval=settings.heartbeat_interval,
                           fold_pool=fold_pool(settings)) if run_projector else None
-    runtime = Runtime(settings, log, engine, projector, control, read_model, telemetry=telemetry)
+    runtime = Runtime(settings, log, engine, projector, control, read_model, telemetry=telemetry,
+                      grace=grace or Grace(settings.shutdown_grace))
     runtime.following = asyncio.create_task(read_model.follow(projector))
     return runtime
 

@@ -1,4 +1,7 @@
-"""runledger: serve | project | migrate | keys create|list|revoke|rotate | worker | demo."""
+"""runledger's command line: a table of commands, each handled by its own module.
+
+The description `runledger --help` shows is made from that table (`describe`), so it lists
+every command there is."""
 from __future__ import annotations
 
 import argparse
@@ -13,8 +16,15 @@ from .worker import commands as worker_commands
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="runledger", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    args = build_parser().parse_args(argv)
+    logs.configure()  # text, or JSON lines with RUNLEDGER_LOG_FORMAT=json
+    settings = Settings.from_env().with_(data_dir=getattr(args, "data_dir", None))
+    return _run(settings, args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="runledger")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the API (and, on the embedded default, the projector)")
     serve.add_argument("--host", default="127.0.0.1")
@@ -49,10 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     audit_cli.add_parsers(commands)
     quarantine_cli.add_parsers(commands)
     runs_cli.add_parsers(commands)
+    parser.description = describe(commands)
+    return parser
 
-    args = parser.parse_args(argv)
-    logs.configure()  # text, or JSON lines with RUNLEDGER_LOG_FORMAT=json
-    settings = Settings.from_env().with_(data_dir=getattr(args, "data_dir", None))
+
+def describe(commands) -> str:
+    """One line naming every command of the table, in its order."""
+    return (f"runledger: {' | '.join(commands.choices)}. "
+            "`runledger COMMAND --help` says what each takes.")
+
+
+def _run(settings: Settings, args: argparse.Namespace) -> int:
     if args.command == "serve":
         return _serve(settings, args)
     if args.command == "project":

@@ -3,8 +3,10 @@ and `supervise`, which keeps a projector's loop alive (here and in the API's pro
 
 On a signal the batch in hand commits, the consumer leaves the group (so the others
 take its partitions at once, without waiting for the session timeout) and the
-process exits 0. A SIGKILLed member is replaced after the session timeout; its
-half-done batch never committed, and the new owner resumes from the checkpoint.
+process exits 0, all within the shutdown grace (services/shutdown.py): a batch that
+cannot commit in time (its database or broker is gone) is left for the next owner,
+as a SIGKILLed member's is. A SIGKILLed member is replaced after the session timeout;
+its half-done batch never committed, and the new owner resumes from the checkpoint.
 
 Every member publishes a heartbeat into the read model (projections/runtime/heartbeat.py), so
 every API replica's /healthz sees it; with `--health-port` it also serves its own
@@ -16,12 +18,12 @@ import asyncio
 import contextlib
 import logging
 import random
-import signal
 
 from projections.runtime.projector import Projector
 
 from .bootstrap import start_runtime
 from .settings import Settings
+from .shutdown import Grace
 
 log = logging.getLogger("runledger.project")
 
@@ -48,21 +50,28 @@ async def supervise(projector: Projector, group: str = DEFAULT_GROUP) -> None:
         await asyncio.sleep(min(RESTART_MAX, RESTART_FIRST * 2 ** (failures - 1)) * random.uniform(1, 1.5))
 
 
+async def stop_supervised(projector: Projector, task: asyncio.Task, grace: Grace) -> None:
+    """Stop a supervised projector within the grace: the batch in hand commits, then the
+    member leaves its group; a batch that cannot commit in time is left to the next owner."""
+    await grace.stop(task, projector.stop, "the projector")
+
+
 async def run_projector(settings: Settings, group: str = DEFAULT_GROUP, health_port: int | None = None) -> None:
-    runtime = await start_runtime(settings, with_projector=True)
+    grace = Grace(settings.shutdown_grace)
+    grace.own_threads()
+    runtime = await start_runtime(settings, with_projector=True, grace=grace)
     projector = runtime.projector
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, _stopper(projector, sig))
     where = "embedded log" if settings.embedded else f"{settings.kafka_bootstrap} topic {settings.topic}"
     log.info("projector joining group %s on %s (read model %s)", group, where,
              settings.read_model_url.split("@")[-1])
     health = asyncio.create_task(_serve_health(runtime, health_port)) if health_port else None
+    def stop() -> None:
+        log.info("finishing the batch in hand, then leaving the group")
+        projector.stop()
+
     try:
-        await supervise(projector, group)
+        await grace.run(asyncio.create_task(supervise(projector, group)), stop, "the projector")
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
         if health is not None:
             health.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -70,6 +79,7 @@ async def run_projector(settings: Settings, group: str = DEFAULT_GROUP, health_p
         await runtime.close()
     log.info("projector stopped after %s batches (%s events applied)", projector.batches,
              projector.applied_total)
+    await grace.leave()
 
 
 async def _serve_health(runtime, port: int) -> None:
@@ -79,6 +89,7 @@ async def _serve_health(runtime, port: int) -> None:
     from fastapi.responses import JSONResponse, Response
 
     from .api.status import projection_status
+    from .http_server import Server
     from .telemetry import CONTENT_TYPE_LATEST
 
     app = FastAPI(title="runledger projector")
@@ -94,11 +105,4 @@ async def _serve_health(runtime, port: int) -> None:
                         media_type=CONTENT_TYPE_LATEST)
 
     config = uvicorn.Config(app, host=runtime.settings.host, port=port, log_level="warning", lifespan="off")
-    await uvicorn.Server(config).serve()
-
-
-def _stopper(projector, sig: signal.Signals):
-    def stop() -> None:
-        log.info("%s: finishing the batch in hand, then leaving the group", sig.name)
-        projector.stop()
-    return stop
+    await Server(config).serve()

@@ -8,6 +8,8 @@ Kafka + PostgreSQL allows it (services/cli.py refuses the rest).
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -19,23 +21,26 @@ import uvicorn
 
 from .api.app import create_app
 from .bootstrap import start_runtime
+from .http_server import Server, StoppingAnswers
 from .keys import ensure_bootstrap_key
 from .settings import Settings
+from .shutdown import FINISHED, REQUESTS, Grace
 
 log = logging.getLogger("runledger")
 
 PROCESS_HEADER = b"x-runledger-process"  # the answering process's id, with --workers > 1
-SIBLING_STOP_SECONDS = 20
 
 
 async def serve(settings: Settings, worker: str | None = None, worker_concurrency: int = 8, workers: int = 1,
                 sibling: bool = False) -> None:
     """`worker` (MODULE:FUNCTION): also run that block over pending runs, in this process.
     `sibling`: one of the N-1 processes the first one started (no bootstrap key, no block)."""
+    grace = Grace(settings.shutdown_grace)
+    grace.own_threads()
     if sibling:
         from .fold_processes import exit_with_parent
         exit_with_parent()
-    runtime = await start_runtime(settings)  # the first process migrates before the siblings start
+    runtime = await start_runtime(settings, grace=grace)  # the first process migrates before the siblings start
     in_server = None
     siblings: list[subprocess.Popen] = []
     try:
@@ -43,26 +48,38 @@ async def serve(settings: Settings, worker: str | None = None, worker_concurrenc
             await _announce(settings, runtime)
         shared = workers > 1 or sibling
         app = create_app(runtime)
-        config = uvicorn.Config(_ProcessHeader(app) if shared else app, host=settings.host, port=settings.port,
+        served = StoppingAnswers(_ProcessHeader(app) if shared else app, grace)
+        config = uvicorn.Config(served, host=settings.host, port=settings.port,
                                 log_level="warning", lifespan="on",
-                                forwarded_allow_ips=settings.forwarded_allow_ips)  # None: uvicorn's default
+                                forwarded_allow_ips=settings.forwarded_allow_ips,  # None: uvicorn's default
+                                timeout_graceful_shutdown=max(0.1, grace.seconds * REQUESTS))
+        server = Server(config)
+
+        def stop() -> None:
+            server.should_exit = True
+            for proc in siblings:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+
+        grace.on_signals(stop)
         if worker and not sibling:
             from .worker.in_server import InServerWorker
             in_server = InServerWorker(worker, runtime.log, worker_concurrency)
             in_server.start()
         if not shared:
-            await uvicorn.Server(config).serve()
-            return
-        listening = reuse_port_socket(settings.host, settings.port)
-        if not sibling:
-            bound = settings.with_(port=listening.getsockname()[1])  # the port itself, should 0 have been asked
-            siblings = [_start_sibling(bound) for _ in range(workers - 1)]
-        await uvicorn.Server(config).serve(sockets=[listening])
+            await server.serve()
+        else:
+            listening = reuse_port_socket(settings.host, settings.port)
+            if not sibling:
+                bound = settings.with_(port=listening.getsockname()[1])  # the port itself, should 0 have been asked
+                siblings = [_start_sibling(bound) for _ in range(workers - 1)]
+            await server.serve(sockets=[listening])
     finally:
-        _stop_siblings(siblings)
         if in_server is not None:
-            await in_server.stop()
+            await in_server.stop(grace)
         await runtime.close()
+        await _stop_siblings(siblings, grace)
+    await grace.leave()
 
 
 async def _announce(settings: Settings, runtime) -> None:
@@ -95,14 +112,17 @@ def _start_sibling(settings: Settings) -> subprocess.Popen:
                              "--sibling"])
 
 
-def _stop_siblings(siblings: list[subprocess.Popen]) -> None:
+async def _stop_siblings(siblings: list[subprocess.Popen], grace: Grace) -> None:
+    """They got SIGTERM with this process and stop within their own grace; wait for them
+    until FINISHED of ours, then kill what is left."""
     for proc in siblings:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
+    deadline = asyncio.get_running_loop().time() + grace.left(FINISHED)
+    while any(proc.poll() is None for proc in siblings) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
     for proc in siblings:
-        try:
-            proc.wait(SIBLING_STOP_SECONDS)
-        except subprocess.TimeoutExpired:
+        if proc.poll() is None:
             proc.kill()
             proc.wait()
 

@@ -17,6 +17,7 @@ class Settings:
     topic: str = "runledger.events"
     partitions: int = 6
     replication_factor: int = 1
+    min_insync_replicas: int | None = None  # None: events.kafka_log.default_min_insync_replicas
     bootstrap_key: str | None = None
     projector: bool = True
     wait_timeout: float = 10.0
@@ -35,6 +36,7 @@ class Settings:
     session_idle_timeout: float = 12 * 3600.0  # a console session unused this long ends
     session_max_age: float = 7 * 86400.0  # a console session ends this long after sign-in, used or not
     forwarded_allow_ips: str | None = None  # proxies whose X-Forwarded-Proto/For uvicorn trusts
+    shutdown_grace: float = 15.0  # seconds from SIGTERM to exit, whatever is unreachable (services/shutdown.py)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -47,6 +49,7 @@ class Settings:
             topic=env.get("RUNLEDGER_TOPIC", "runledger.events"),
             partitions=int(env.get("RUNLEDGER_PARTITIONS", "6")),
             replication_factor=int(env.get("RUNLEDGER_REPLICATION_FACTOR", "1")),
+            min_insync_replicas=int(env.get("RUNLEDGER_MIN_INSYNC_REPLICAS") or 0) or None,
             bootstrap_key=env.get("RUNLEDGER_BOOTSTRAP_KEY") or None,
             wait_timeout=float(env.get("RUNLEDGER_WAIT_TIMEOUT", "10")),
             max_body_bytes=int(env.get("RUNLEDGER_MAX_BODY_BYTES", str(8 * 1024 * 1024))),
@@ -60,6 +63,7 @@ class Settings:
             session_idle_timeout=float(env.get("RUNLEDGER_SESSION_IDLE_TIMEOUT", "43200")),
             session_max_age=float(env.get("RUNLEDGER_SESSION_MAX_AGE", "604800")),
             forwarded_allow_ips=env.get("RUNLEDGER_FORWARDED_ALLOW_IPS") or None,
+            shutdown_grace=float(env.get("RUNLEDGER_SHUTDOWN_GRACE", "15")),
         )
 
     @property

@@ -37,6 +37,12 @@ class ProjectorProcess:
             self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
 
+    def kill(self) -> None:
+        """SIGKILL: a crash; its batch in hand never commits, its partitions go after the session timeout."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
     def close(self) -> None:
         """SIGKILL if still running (cleanup)."""
         if self.proc.poll() is None:

@@ -1,6 +1,10 @@
-// compose-check loads a compose file with compose-go, the loader behind `docker compose config`
-// (schema validation, interpolation, normalisation), and exits 1 on any error. Tests use it
-// where the docker CLI compose plugin is not installed; no Docker engine is needed either way.
+// compose-check loads compose files with compose-go, the loader behind `docker compose config`
+// (schema validation, interpolation, normalisation, merging of several -f files), and exits 1
+// on any error. Tests use it where the docker CLI compose plugin is not installed; no Docker
+// engine is needed either way.
+//
+//	compose-check FILE [FILE...]          "ok: N services"
+//	compose-check -json FILE [FILE...]    the merged project as JSON (`docker compose config --format json`)
 package main
 
 import (
@@ -12,7 +16,11 @@ import (
 )
 
 func main() {
-	opts, err := cli.NewProjectOptions(os.Args[1:], cli.WithOsEnv, cli.WithDotEnv, cli.WithName("runledger"))
+	files, asJSON := os.Args[1:], false
+	if len(files) > 0 && files[0] == "-json" {
+		files, asJSON = files[1:], true
+	}
+	opts, err := cli.NewProjectOptions(files, cli.WithOsEnv, cli.WithDotEnv, cli.WithName("runledger"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -21,6 +29,15 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
+	}
+	if asJSON {
+		out, err := project.MarshalJSON()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Println(string(out))
+		return
 	}
 	fmt.Printf("ok: %d services\n", len(project.Services))
 }

@@ -9,7 +9,7 @@ from fastapi import Depends, FastAPI
 from ..bootstrap import Runtime
 from ..console import install as install_console
 from ..ledger import Ledger, ProjectionLag
-from ..projector_process import supervise
+from ..projector_process import stop_supervised, supervise
 from ..telemetry import RequestMetrics, Telemetry
 from . import errors
 from .auth import KeyCache
@@ -30,9 +30,7 @@ def create_app(runtime: Runtime) -> FastAPI:
             yield
         finally:
             if task is not None:
-                runtime.projector.stop()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait_for(task, 10)
+                await stop_supervised(runtime.projector, task, runtime.grace)
 
     # Any request may carry a write's position token and is served once the projection passed it.
     app = FastAPI(title="runledger", version="0.1.0", lifespan=lifespan,

@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from contextlib import suppress
 
 from events.log import EventLog
 from events.producer import Producer
 
+from ..shutdown import Grace
 from .blocks import load_block
 from .harness import Worker
 
@@ -51,9 +51,8 @@ class InServerWorker:
         log.info("worker %s: block %s, every organisation, concurrency %d", self.worker.name, self.spec,
                  self.worker.concurrency)
 
-    async def stop(self) -> None:
-        if self._task is None:
-            return
-        self.worker.stop()
-        with suppress(asyncio.CancelledError):
-            await self._task
+    async def stop(self, grace: Grace) -> None:
+        """Passes in hand finish until WORK of the shutdown grace; past that they are cancelled
+        (the worker that next takes their run does them again)."""
+        if self._task is not None:
+            await grace.stop(self._task, self.worker.stop, "the in-server worker")

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import sys
-from contextlib import suppress
 from dataclasses import dataclass
 
 import httpx
@@ -16,6 +14,7 @@ from events.log import EventLog
 
 from ..bootstrap import build_log
 from ..settings import DEFAULT_API_URL, Settings
+from ..shutdown import CLOSED, Grace
 from .blocks import load_block
 from .harness import Worker
 
@@ -76,25 +75,11 @@ async def make_producer(settings: Settings, emit: Emit):
     return producer, org
 
 
-async def run_until_signalled(worker: Worker) -> None:
-    """SIGINT/SIGTERM: stop starting passes, finish those in hand, leave. A second one: stop now."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.create_task(worker.run())
-    signals = 0
-
-    def on_signal() -> None:
-        nonlocal signals
-        signals += 1
-        worker.stop() if signals == 1 else task.cancel()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
-    try:
-        with suppress(asyncio.CancelledError):
-            await task
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+async def run_until_signalled(worker: Worker, grace: Grace) -> None:
+    """SIGINT/SIGTERM: stop starting passes, let those in hand finish until WORK of the shutdown
+    grace (past that they are cancelled: the worker that next takes their run does them
+    again), leave the group. A second signal: leave now (services/shutdown.py)."""
+    await grace.run(asyncio.create_task(worker.run()), worker.stop, f"worker {worker.name}")
 
 
 async def main(settings: Settings, args) -> int:
@@ -108,6 +93,8 @@ async def main(settings: Settings, args) -> int:
     except (SetupError, ValueError, ImportError, AttributeError) as exc:
         print(f"runledger worker: {exc}", file=sys.stderr)
         return 2
+    grace = Grace(settings.shutdown_grace)
+    grace.own_threads()
     await log_.start()
     worker = Worker(block, producer, log_, org_id=org, concurrency=args.concurrency, max_attempts=args.max_attempts,
                     backoff=args.backoff, select=_select(args.workflow_id, args.block_id))
@@ -116,12 +103,13 @@ async def main(settings: Settings, args) -> int:
     print(f"runledger worker {worker.name}: block {args.block}, org {org!r}, concurrency {args.concurrency}, "
           f"max attempts {args.max_attempts}; runs from {source}, results to {sink}", flush=True)
     try:
-        await run_until_signalled(worker)
+        await run_until_signalled(worker, grace)
     finally:
-        await producer.close()
-        await log_.close()
+        await asyncio.gather(grace.wait(producer.close(), "closing the producer", CLOSED),
+                             grace.wait(log_.close(), "closing the log", CLOSED))
     print(f"runledger worker {worker.name}: stopped ({worker.stats.completed} passes completed, "
           f"{worker.stats.failed} failed, {worker.stats.retried} retried)", flush=True)
+    await grace.leave()
     return 0
 
 

@@ -1,7 +1,9 @@
 """The projector's fold pool, as the API process lives with it (issue 8: the API's p99
 while the worst document is scored): what comes back from a fold process is prepared
 rows, not the fold's objects (unpickling those held the API's GIL for half a second);
-fold processes run below the API's CPU priority, and end when the server is killed."""
+fold processes run below the API's CPU priority, and end when the server is killed; a
+server that stops shuts its pool down (issue 18.9): a fold still running is terminated,
+and no semaphore is left for the resource tracker to warn of."""
 from __future__ import annotations
 
 import io
@@ -67,6 +69,36 @@ def test_fold_processes_run_below_the_api_and_end_with_it():
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+def test_a_stopping_server_shuts_its_pool_down_even_while_a_fold_runs():
+    stopping = subprocess.run([sys.executable, "-c", _STOPPING], cwd=ROOT, capture_output=True, text=True,
+                              timeout=60)
+    assert stopping.returncode == 0, stopping.stderr
+    folding, after = stopping.stdout.split()
+    assert folding == "alive" and after == "gone"  # the fold was running, and its process is gone
+    assert "leaked semaphore" not in stopping.stderr, stopping.stderr
+
+
+_STOPPING = """
+import asyncio, multiprocessing, time
+from services.bootstrap import fold_pool
+from services.fold_processes import shut_down
+from services.settings import Settings
+from services.shutdown import Grace
+
+async def main():
+    pool = fold_pool(Settings(fold_processes=1))
+    pool.submit(time.sleep, 600)  # a fold that will not end by itself
+    time.sleep(1.0)
+    print("alive" if multiprocessing.active_children() else "none")
+    grace = Grace(4.0)
+    grace.begin()
+    await shut_down(pool, grace)
+    print("gone" if not multiprocessing.active_children() else "still there")
+
+asyncio.run(main())
+"""
 
 
 _SERVER = """
