@@ -19,6 +19,7 @@ from projections.domain.state import RunState
 from projections.runtime.batch import Batch, result_id
 from projections.store import serialize as ser
 from projections.store.read_columns import run_columns
+from projections.store.target_labels import label_hash
 from projections.store.tables import document_targets, event_index, run_documents, runs
 
 # Per table: the run's rows are keyed (and ordered) by these columns.
@@ -99,6 +100,7 @@ def derived_rows(refolded: Refolded) -> dict[str, list[dict[str, Any]]]:
             rows["document_targets"].append(dict(
                 run_id=run.run_id, document_id=doc_id, path=target["path"], score=target["score"],
                 value=target.get("value"), rows=target.get("rows", []),
+                label_hash=label_hash(spec["block_type"], target.get("value")),
             ))
     rows["document_targets"].sort(key=lambda r: (r["document_id"], r["path"]))
     return rows

@@ -155,6 +155,13 @@ async def latest_run(conn: AsyncConnection, org_id: str, experiment_id: str, sta
     return ser.run_from_json(row.state, {}) if row else None
 
 
+async def latest_run_id(conn: AsyncConnection, org_id: str, experiment_id: str) -> str | None:
+    """`latest_run`'s id, without its state."""
+    query = (select(runs.c.run_id).where(runs.c.org_id == org_id, runs.c.experiment_id == experiment_id)
+             .order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(1))
+    return await conn.scalar(query)
+
+
 @dataclass(frozen=True)
 class RunFilters:
     workflow_id: str | None = None

@@ -4,14 +4,14 @@ run's score, and the stale / no-metrics states in words. Numbers come from the A
 metrics views, unchanged."""
 from __future__ import annotations
 
+import orjson
 from fastapi import APIRouter, Depends, Request
 
-from ...api.context import Ctx
+from projections.store import metric_rows, views
+
+from ...api.context import Ctx, require
 from ...api.metrics import LABEL_BLOCKS
-from ...api.resources import run_resource
 from ...api.routes import metrics as api_metrics
-from ...api.routes.runs import load_run
-from .. import history
 from ..render import render
 from ..session import console_ctx
 
@@ -28,7 +28,7 @@ async def metrics_view(ctx: Ctx, run_id: str, view: str = "summary", document_id
 
 @router.get("/console/runs/{run_id}/metrics")
 async def metrics_page(run_id: str, request: Request, ctx: Ctx = Depends(console_ctx)):
-    run = run_resource(await load_run(ctx, run_id))
+    run = orjson.loads(await require(ctx, views.get_run_resource, "run", run_id))  # stored, ~1 KB
     params = request.query_params
     allow_stale = params.get("allow_stale") == "true"
     summary = await metrics_view(ctx, run_id, allow_stale=allow_stale)
@@ -39,7 +39,8 @@ async def metrics_page(run_id: str, request: Request, ctx: Ctx = Depends(console
         target = params.get("target_path")
         if target:
             values["votes"] = await metrics_view(ctx, run_id, "votes", document_id, target, allow_stale)
-            values["pass_events"] = history.pass_events(await history.timeline(ctx, run_id), document_id)
+            async with ctx.connect() as conn:  # this document's pass events alone, from the event index
+                values["pass_events"] = await metric_rows.pass_events(conn, run_id, document_id)
     if summary.get("kind") == "summary" and values["labels"]:
         values["matrix"] = confusion_matrix(summary["aggregate"])
     return render(request, "metrics.html", nav="runs", tab="metrics", **values)
