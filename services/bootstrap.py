@@ -19,6 +19,7 @@ from . import fold_processes
 from .datadir import secure_data_dir
 from .settings import Settings
 from .telemetry import Telemetry
+from .verifications import Verifications
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Runtime:
     read_model: ActiveReadModel | None = None
     following: asyncio.Task | None = None
     telemetry: Telemetry | None = None  # this process's Prometheus registry (services/telemetry.py)
+    verifications: Verifications | None = None  # verification jobs (services/verifications.py)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -39,6 +41,8 @@ class Runtime:
         return self.read_model.engine if self.read_model is not None else self.base_engine
 
     async def close(self) -> None:
+        if self.verifications is not None:
+            self.verifications.close()
         if self.projector is not None and self.projector.fold_pool is not None:
             self.projector.fold_pool.shutdown(wait=False, cancel_futures=True)
         if self.following is not None:
@@ -77,7 +81,8 @@ async def start_runtime(settings: Settings, log: EventLog | None = None, with_pr
     projector = Projector(log, read_model.engine, observer=telemetry.observer(),
                           heartbeat_interval=settings.heartbeat_interval,
                           fold_pool=fold_pool(settings)) if run_projector else None
-    runtime = Runtime(settings, log, engine, projector, control, read_model, telemetry=telemetry)
+    runtime = Runtime(settings, log, engine, projector, control, read_model, telemetry=telemetry,
+                      verifications=Verifications(settings, control, lambda: read_model.version))
     runtime.following = asyncio.create_task(read_model.follow(projector))
     return runtime
 

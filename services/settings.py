@@ -26,6 +26,7 @@ class Settings:
     heartbeat_interval: float = 2.0  # projector heartbeats (projections/runtime/heartbeat.py)
     heartbeat_ttl: float = 10.0  # a member silent for longer is dead to /healthz
     fold_processes: int = 1  # the projector's fold (consensus) pool; 0: a worker thread instead
+    verify_processes: int = 1  # verification jobs' worker processes (services/verifications.py)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -44,6 +45,7 @@ class Settings:
             heartbeat_interval=float(env.get("RUNLEDGER_HEARTBEAT_INTERVAL", "2")),
             heartbeat_ttl=float(env.get("RUNLEDGER_HEARTBEAT_TTL", "10")),
             fold_processes=int(env.get("RUNLEDGER_FOLD_PROCESSES", "1")),
+            verify_processes=int(env.get("RUNLEDGER_VERIFY_PROCESSES", "1")),
         )
 
     def with_(self, **changes) -> Settings:

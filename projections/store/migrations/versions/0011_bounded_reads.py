@@ -10,7 +10,8 @@ Create Date: 2026-12-01
   one path's or one label's rows of a run;
 - `event_index.document_id` with an index on (aggregate_id, document_id, offset): the
   console's votes view reads one document's pass events;
-- `experiments.card`: the experiment resource's own fields without its document list.
+- `experiments.card`: the experiment resource's own fields without its document list;
+- `verifications` (control store): verification jobs, one active per organisation.
 
 The two index columns are filled here for the rows written before them
 (projections/store/backfill.py); `experiments.card` is not (NULL: read from `state`,
@@ -28,6 +29,8 @@ down_revision = "0008"
 branch_labels = None
 depends_on = None
 
+TS = sa.DateTime(timezone=True)
+
 
 def upgrade() -> None:
     op.add_column("document_targets", sa.Column("label_hash", sa.String(64), nullable=True))
@@ -36,12 +39,31 @@ def upgrade() -> None:
     op.add_column("event_index", sa.Column("document_id", sa.Text(), nullable=True))
     op.create_index("ix_event_index_document", "event_index", ["aggregate_id", "document_id", "offset"])
     op.add_column("experiments", sa.Column("card", sa.Text(), nullable=True))
+    op.create_table(
+        "verifications",
+        sa.Column("verification_id", sa.String(40), primary_key=True),
+        sa.Column("org_id", sa.Text, nullable=False),
+        sa.Column("run_id", sa.Text, nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("active_org", sa.Text, unique=True),
+        sa.Column("events_total", sa.BigInteger),
+        sa.Column("events_done", sa.BigInteger, nullable=False),
+        sa.Column("created_at", TS, nullable=False),
+        sa.Column("started_at", TS),
+        sa.Column("finished_at", TS),
+        sa.Column("heartbeat_at", TS, nullable=False),
+        sa.Column("result", sa.Text),
+        sa.Column("error", sa.Text),
+    )
+    op.create_index("ix_verifications_org", "verifications", ["org_id", "created_at"])
     bind = op.get_bind()
     backfill.event_documents(bind)
     backfill.target_labels(bind)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_verifications_org", "verifications")
+    op.drop_table("verifications")
     op.drop_column("experiments", "card")
     op.drop_index("ix_event_index_document", "event_index")
     op.drop_column("event_index", "document_id")
