@@ -334,6 +334,21 @@ async def document_scores(conn: AsyncConnection, run_id: str,
             for document_id, status, score in rows]  # unpacked: a Row's attributes cost ~10x
 
 
+async def scored_documents_page(conn: AsyncConnection, run_id: str, page: PageRequest) -> Page:
+    """A page of the run's scored documents in document order (rows: `id_` the document
+    id, `score`): the console's metrics page lists them a page at a time."""
+    query = select(run_documents.c.document_id.label("id_"), run_documents.c.score).where(
+        run_documents.c.run_id == run_id, run_documents.c.status == "completed")
+    return await paginate(conn, query, run_documents.c.idx, run_documents.c.document_id, page)
+
+
+async def scores_of(conn: AsyncConnection, run_id: str, document_ids: list[str]) -> list[DocumentScore]:
+    """`document_scores` of these documents only."""
+    query = select(run_documents.c.document_id, run_documents.c.status, run_documents.c.score).where(
+        run_documents.c.run_id == run_id, run_documents.c.document_id.in_(document_ids))
+    return [DocumentScore(d, "", status, score) for d, status, score in (await conn.execute(query)).all()]
+
+
 async def run_documents_of(conn: AsyncConnection, run_id: str) -> list[DocumentState]:
     query = select(run_documents.c.state).where(run_documents.c.run_id == run_id).order_by(run_documents.c.idx)
     return [ser.document_from_json(row.state) for row in (await conn.execute(query)).all()]

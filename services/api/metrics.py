@@ -29,6 +29,7 @@ class SummaryInput:
     documents: list[DocumentScore]
     prior: RunScore | None = None
     prior_documents: dict[str, DocumentScore] = field(default_factory=dict)
+    page: Any = None  # the documents' page (pagination.Page) when only one page was read
 
     def prior_score(self, document_id: str) -> float | None:
         doc = self.prior_documents.get(document_id)

@@ -9,6 +9,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query
 
 from projections.store import metric_rows as rows, views
+from projections.store.pagination import PageRequest
 
 from .. import metrics
 from ..context import Ctx, context
@@ -43,16 +44,27 @@ async def get_metrics(
     return await _of_document(ctx, view, run_id, include_prior, prior_run_id, allow_stale, document_id, target_path)
 
 
-async def summary_input(ctx: Ctx, run_id: str, include_prior: bool, prior_run_id: str | None) -> metrics.SummaryInput:
+async def summary_input(ctx: Ctx, run_id: str, include_prior: bool, prior_run_id: str | None,
+                        page: PageRequest | None = None) -> metrics.SummaryInput:
     """The read columns the projector wrote (no state decoded unless a row predates them),
-    the documents' status and score columns, and the prior run's id and score columns."""
+    the documents' status and score columns, and the prior run's id and score columns.
+    `page`: one page of the scored documents only (the console), the prior run's rows of
+    those documents, and the page's cursors in `SummaryInput.page`."""
     async with ctx.connect() as conn:
         run = await _summary_of(conn, ctx, run_id)
         current = await _current(conn, ctx, run.experiment_id)
-        documents = await views.document_scores(conn, run_id, run.fields["filenames"])
         prior = await _prior(conn, ctx, run, prior_run_id, include_prior)
-        prior_docs = {d.document_id: d for d in await views.document_scores(conn, prior.run_id)} if prior else {}
-    return metrics.SummaryInput(run.fields, current, documents, prior, prior_docs)
+        if page is None:
+            documents = await views.document_scores(conn, run_id, run.fields["filenames"])
+            prior_docs = await views.document_scores(conn, prior.run_id) if prior else []
+        else:
+            found = await views.scored_documents_page(conn, run_id, page)
+            names = run.fields["filenames"]
+            documents = [views.DocumentScore(r.id_, names.get(r.id_, ""), "completed", r.score) for r in found.rows]
+            prior_docs = await views.scores_of(conn, prior.run_id, [d.document_id for d in documents]) if prior else []
+    data = metrics.SummaryInput(run.fields, current, documents, prior, {d.document_id: d for d in prior_docs})
+    data.page = found if page is not None else None
+    return data
 
 
 async def _of_document(ctx: Ctx, view: str, run_id: str, include_prior: bool, prior_run_id: str | None,

@@ -1,14 +1,17 @@
 """A run's metrics: likelihood bars, per-document scores, one field's votes across
 passes (each linked to the event that carried it), the confusion matrix, the prior
 run's score, and the stale / no-metrics states in words. Numbers come from the API's
-metrics views, unchanged."""
+metrics views, unchanged; the scored documents are listed `DOCUMENTS_SHOWN` at a time
+(keyset-paged), so the page costs its page whatever the run's size."""
 from __future__ import annotations
 
 import orjson
 from fastapi import APIRouter, Depends, Request
 
 from projections.store import metric_rows, views
+from projections.store.pagination import PageRequest
 
+from ...api import metrics
 from ...api.context import Ctx, require
 from ...api.metrics import LABEL_BLOCKS
 from ...api.routes import metrics as api_metrics
@@ -16,6 +19,8 @@ from ..render import render
 from ..session import console_ctx
 
 router = APIRouter()
+DOCUMENTS_SHOWN = 100
+"""Scored documents listed a page at a time (the run's summary counts them all)."""
 
 
 async def metrics_view(ctx: Ctx, run_id: str, view: str = "summary", document_id: str | None = None,
@@ -31,8 +36,11 @@ async def metrics_page(run_id: str, request: Request, ctx: Ctx = Depends(console
     run = orjson.loads(await require(ctx, views.get_run_resource, "run", run_id))  # stored, ~1 KB
     params = request.query_params
     allow_stale = params.get("allow_stale") == "true"
-    summary = await metrics_view(ctx, run_id, allow_stale=allow_stale)
-    values = dict(run=run, summary=summary, allow_stale=allow_stale, labels=run["block_type"] in LABEL_BLOCKS)
+    page = PageRequest(DOCUMENTS_SHOWN, "asc", params.get("before"), params.get("after"))
+    data = await api_metrics.summary_input(ctx, run_id, True, None, page)
+    summary = metrics.stale_answer(data.run, data.current, allow_stale) or metrics.summary(data)
+    values = dict(run=run, summary=summary, allow_stale=allow_stale, labels=run["block_type"] in LABEL_BLOCKS,
+                  documents_page=data.page)
     document_id = params.get("document_id")
     if summary.get("kind") == "summary" and document_id:
         values["document"] = await metrics_view(ctx, run_id, "by_document", document_id, allow_stale=allow_stale)
