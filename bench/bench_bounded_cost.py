@@ -152,10 +152,12 @@ def projected(client: httpx.Client, admin: str, timeout: float = 1800) -> None:
 
 # -- the other tenant --------------------------------------------------------------------
 
-def sample(url: str, key: str, path: str, stop, out: str) -> None:
+def sample(url: str, key: str, path: str, ready, stop, out: str) -> None:
     """In its own process: `GET path` again and again until `stop` is set; latencies to `out`."""
     took = []
     with httpx.Client(base_url=url, headers={"Api-Key": key}, timeout=120) as client:
+        client.get(path).raise_for_status()  # connected and warm: the timing starts now
+        ready.set()
         while not stop.is_set():
             started = time.perf_counter()
             client.get(path).raise_for_status()
@@ -169,10 +171,12 @@ class Tenant:
 
     def __enter__(self) -> Tenant:
         context = multiprocessing.get_context("spawn")
-        self.stop = context.Event()
+        self.ready, self.stop = context.Event(), context.Event()
         self.out = str(self.workdir / f"tenant-{uuid.uuid4().hex[:8]}.json")
-        self.process = context.Process(target=sample, args=(*self.args, self.stop, self.out), daemon=True)
+        self.process = context.Process(target=sample, args=(*self.args, self.ready, self.stop, self.out), daemon=True)
         self.process.start()
+        if not self.ready.wait(120):
+            raise RuntimeError("the other tenant's sampler did not start")
         return self
 
     def __exit__(self, *exc) -> None:
