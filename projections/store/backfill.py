@@ -22,9 +22,13 @@ def event_documents(conn: Connection) -> None:
     """`event_index.document_id` of accepted pass events, from their stored bodies (a
     rejected event keeps no body: its row stays NULL, which readers of a document's
     accepted events never need)."""
+    conn.execute(event_documents_statement())
+
+
+def event_documents_statement():
     body_document = event_index.c.body[("payload", "document_id")].as_string()
-    conn.execute(update(event_index).where(
-        event_index.c.document_id.is_(None), event_index.c.type.in_(PASS_TYPES)).values(document_id=body_document))
+    return update(event_index).where(
+        event_index.c.document_id.is_(None), event_index.c.type.in_(PASS_TYPES)).values(document_id=body_document)
 
 
 def target_labels(conn: Connection) -> None:

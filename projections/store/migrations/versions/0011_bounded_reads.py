@@ -20,7 +20,7 @@ as before; an experiment's next event fills it).
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 
 from projections.store import backfill
 
@@ -56,6 +56,11 @@ def upgrade() -> None:
         sa.Column("error", sa.Text),
     )
     op.create_index("ix_verifications_org", "verifications", ["org_id", "created_at"])
+    if context.is_offline_mode():  # `runledger migrate --sql`: the statements, no connection
+        op.execute(backfill.event_documents_statement())
+        op.execute("-- document_targets.label_hash of classifier and split runs: computed in Python by an online "
+                   "upgrade (projections/store/backfill.py); run `runledger migrate` against the database")
+        return
     bind = op.get_bind()
     backfill.event_documents(bind)
     backfill.target_labels(bind)
