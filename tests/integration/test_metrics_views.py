@@ -165,3 +165,31 @@ async def test_rows_indexed_before_the_label_and_document_columns_are_filled_by_
             assert await metric_rows.pass_events(conn, run_ids[0], docs[0]) == events_before
         assert (await api.get(METRICS, params=params)).content == before
     assert sorted(events_before) == [0, 1, 2]
+
+
+async def test_an_embedded_read_model_from_before_0011_gains_the_columns_indexes_and_their_values(runtime, api):
+    """SQLite: `create_schema` at start adds the nullable columns and the indexes an older
+    file lacks, and fills the index columns (projections/store/backfill.py)."""
+    from sqlalchemy import inspect, text
+
+    from projections.store.database import create_schema
+
+    if runtime.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's read model comes from migrations (test_migrations.py)")
+    async with projecting(runtime):
+        _, run_ids, docs = await experiment_with_runs(runtime, api, "classifier")
+        params = {"run_id": run_ids[1], "view": "by_target", "target_path": "receipt"}
+        before = (await api.get(METRICS, params=params)).content
+    async with runtime.engine.begin() as conn:  # as a file written before migration 0011
+        for index in ("ix_document_targets_path", "ix_document_targets_label", "ix_event_index_document"):
+            await conn.execute(text(f"DROP INDEX {index}"))
+        await conn.execute(text("ALTER TABLE document_targets DROP COLUMN label_hash"))
+        await conn.execute(text("ALTER TABLE event_index DROP COLUMN document_id"))
+    await create_schema(runtime.engine)
+    async with runtime.engine.connect() as conn:
+        indexes = await conn.run_sync(lambda c: {i["name"] for t in ("document_targets", "event_index")
+                                                 for i in inspect(c).get_indexes(t)})
+        assert {"ix_document_targets_path", "ix_document_targets_label", "ix_event_index_document"} <= indexes
+        assert sorted(await metric_rows.pass_events(conn, run_ids[0], docs[0])) == [0, 1, 2]
+    assert (await api.get(METRICS, params=params)).content == before
+    assert b'"documents":[{' in before
