@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 _PREFIX = "c1."
 MAX_OFFSET = 2**63 - 1
-PAGE_MAX_BYTES = 1024 * 1024
+PAGE_MAX_BYTES = 1_000_000
 """The most one page of a list answers, in bytes, envelope included (docs/api.md, "What a
 request costs"): a page whose items would not fit holds fewer, and its cursor continues
 from the last one it holds. A page holds at least one item, so one item bigger than the

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
 
 from projections.store import metric_rows as rows, views
 from projections.store.pagination import PageRequest
@@ -27,6 +28,16 @@ async def get_metrics(
     include_prior: bool = True, prior_run_id: str | None = None, allow_stale: bool = False,
     ctx: Ctx = Depends(context),
 ):
+    """The answer's bytes are those FastAPI renders for its dict, without the recursive
+    `jsonable_encoder` walk (its values are JSON already: ~0.1 ms a document of a summary)."""
+    return JSONResponse(await answer(ctx, run_id, experiment_id, view, document_id, target_path, include_prior,
+                                     prior_run_id, allow_stale))
+
+
+async def answer(ctx: Ctx, run_id: str | None, experiment_id: str | None = None, view: str = "summary",
+                 document_id: str | None = None, target_path: str | None = None, include_prior: bool = True,
+                 prior_run_id: str | None = None, allow_stale: bool = False) -> dict:
+    """The metrics view asked, as a dict (the route, its fast path and the console use it)."""
     if run_id is None and experiment_id is None:
         raise invalid("run_id (or experiment_id, for its latest run) is required")
     if run_id is None:

@@ -26,9 +26,7 @@ DOCUMENTS_SHOWN = 100
 async def metrics_view(ctx: Ctx, run_id: str, view: str = "summary", document_id: str | None = None,
                        target_path: str | None = None, allow_stale: bool = False) -> dict:
     """What `GET /v1/workflows/experiments/metrics` answers for this run."""
-    return await api_metrics.get_metrics(run_id=run_id, experiment_id=None, view=view, document_id=document_id,
-                                         target_path=target_path, include_prior=True, prior_run_id=None,
-                                         allow_stale=allow_stale, ctx=ctx)
+    return await api_metrics.answer(ctx, run_id, None, view, document_id, target_path, True, None, allow_stale)
 
 
 @router.get("/console/runs/{run_id}/metrics")
