@@ -14,6 +14,7 @@ from projections.store.control import verifications as jobs
 from projections.store.tables import run_documents
 from services.keys import store_key
 from services.verifications import LEASE, _now
+from tests.conftest import BACKENDS
 from tests.costs import counting
 from tests.integration.test_metrics_summary import settled
 from tests.integration.test_read_your_writes import api, projecting, runtime  # noqa: F401 (fixtures)
@@ -104,3 +105,38 @@ async def test_another_organisations_run_is_not_there(runtime, api, path):
     async with projecting(runtime):
         run_id = await a_scored_run(runtime, api, docs=1)
         assert (await api.post(path.replace("run_x", run_id), headers={"Api-Key": OTHER})).status_code == 404
+
+
+@pytest.mark.kafka
+@pytest.mark.postgres
+@pytest.mark.skipif(not {"kafka", "postgres"} <= BACKENDS, reason="needs RUNLEDGER_TEST_BACKENDS with kafka,postgres")
+async def test_a_verification_job_on_kafka_and_postgresql(request, tmp_path):
+    """The worker process opens its own Kafka reader and PostgreSQL connection (the
+    active read-model version's) from the server's settings."""
+    import uuid
+
+    import httpx
+
+    from services.api.app import create_app
+    from services.bootstrap import start_runtime
+    from services.settings import Settings
+    from tests.conftest import fresh_database_url
+    from tests.integration.test_read_your_writes import KEY
+
+    settings = Settings(data_dir=tmp_path / "data", kafka_bootstrap=request.getfixturevalue("kafka_bootstrap").bootstrap,
+                        topic=f"verify-{uuid.uuid4().hex[:10]}",
+                        database_url=await fresh_database_url("postgres", request, tmp_path), wait_timeout=10)
+    runtime = await start_runtime(settings)
+    await store_key(runtime.control, KEY, "org_a")
+    transport = httpx.ASGITransport(app=create_app(runtime))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://runledger", headers={"Api-Key": KEY}) as api:
+            async with projecting(runtime):
+                run_id = await a_scored_run(runtime, api, docs=3)
+                started = await api.post(f"/v1/ledger/runs/{run_id}/verifications")
+                assert started.status_code == 202, started.text
+                job = await finished(api, started.headers["location"])
+        assert job["status"] == "completed" and job["result"]["ok"], job
+        assert job["result"]["events"] == 3 * 3 + 4 + 1  # passes, duplicates, RunCreated
+    finally:
+        await runtime.close()
