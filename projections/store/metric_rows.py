@@ -118,12 +118,13 @@ class TargetRow(NamedTuple):
     value: Any
 
 
-async def path_rows(conn: AsyncConnection, run_id: str, path: str) -> list[TargetRow]:
-    """Every document's target at `path`, in the run's document order."""
-    query = (select(dt.c.document_id, dt.c.score, dt.c.value)
-             .join(rd, (rd.c.run_id == dt.c.run_id) & (rd.c.document_id == dt.c.document_id))
-             .where(dt.c.run_id == run_id, dt.c.path == path).order_by(rd.c.idx))
-    return [TargetRow(*row) for row in (await conn.execute(query)).all()]
+async def path_rows(conn: AsyncConnection, run_id: str, path: str, order: dict[str, int]) -> list[TargetRow]:
+    """Every document's target at `path`, in the run's document order (`order`: document
+    id -> its place in the run, e.g. from the run summary's file names, which are in
+    document order: no join with the documents' rows)."""
+    query = select(dt.c.document_id, dt.c.score, dt.c.value).where(dt.c.run_id == run_id, dt.c.path == path)
+    return sorted((TargetRow(*row) for row in (await conn.execute(query)).all()),
+                  key=lambda row: order.get(row.document_id, len(order)))
 
 
 async def path_scores(conn: AsyncConnection, run_id: str, path: str) -> dict[str, float]:
@@ -132,13 +133,13 @@ async def path_scores(conn: AsyncConnection, run_id: str, path: str) -> dict[str
     return {doc: score for doc, score in (await conn.execute(query)).all()}
 
 
-async def label_scores(conn: AsyncConnection, run_id: str, label: str) -> list[tuple[str, float]]:
+async def label_scores(conn: AsyncConnection, run_id: str, label: str,
+                       order: dict[str, int] | None = None) -> list[tuple[str, float]]:
     """(document id, score) of every target whose consensus is `label` (classifier and
-    split runs), in the run's document order."""
-    query = (select(dt.c.document_id, dt.c.score)
-             .join(rd, (rd.c.run_id == dt.c.run_id) & (rd.c.document_id == dt.c.document_id))
-             .where(dt.c.run_id == run_id, dt.c.label_hash == digest(label)).order_by(rd.c.idx))
-    return [(doc, score) for doc, score in (await conn.execute(query)).all()]
+    split runs), in the run's document order (`order`, as `path_rows`; None: any order)."""
+    query = select(dt.c.document_id, dt.c.score).where(dt.c.run_id == run_id, dt.c.label_hash == digest(label))
+    found = [(doc, score) for doc, score in (await conn.execute(query)).all()]
+    return found if order is None else sorted(found, key=lambda row: order.get(row[0], len(order)))
 
 
 class PassEvent(NamedTuple):

@@ -119,11 +119,12 @@ async def _by_target(ctx: Ctx, run_id: str, include_prior: bool, prior_run_id: s
         if stale:
             return stale
         path = metrics.require(target_path, "target_path")
-        found = await rows.path_rows(conn, run_id, path)
+        order = {document_id: i for i, document_id in enumerate(run.fields["filenames"])}  # in document order
+        found = await rows.path_rows(conn, run_id, path, order)
         aggregate = await rows.run_metrics(conn, run_id)
         confusion = None if found else metrics.is_label(run.fields["block_type"], aggregate, path)
         if confusion is not None:
-            own = await rows.label_scores(conn, run_id, path)
+            own = await rows.label_scores(conn, run_id, path, order)
             theirs = await rows.label_scores(conn, prior.run_id, path) if prior else []
             return metrics.label_target(run.fields, path, own, theirs, confusion)
         prior_metrics = await rows.run_metrics(conn, prior.run_id) if prior else None
