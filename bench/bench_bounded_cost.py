@@ -288,7 +288,13 @@ def console_client(url: str, key: str) -> httpx.Client:
 # -- the whole ----------------------------------------------------------------------------
 
 def run(args) -> dict:
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="rl-bounded-"))
+    if args.workdir is None:
+        with tempfile.TemporaryDirectory(prefix="rl-bounded-") as tmp:
+            return _run(args, Path(tmp))
+    return _run(args, Path(args.workdir))
+
+
+def _run(args, workdir: Path) -> dict:
     env = {"RUNLEDGER_BOOTSTRAP_KEY": KEY_A, "RUNLEDGER_LOG_FORMAT": "json", "RUNLEDGER_WAIT_TIMEOUT": "60"}
     with ServerProcess(workdir / "server", env) as server:
         admin = create_key(server, "default", admin=True)
