@@ -20,6 +20,7 @@ from .settings import Settings
 from .shutdown import CLOSED, Grace
 from .storage_alarm import StorageAlarm
 from .telemetry import Telemetry
+from .verifications import Verifications
 
 
 @dataclass
@@ -34,6 +35,7 @@ class Runtime:
     telemetry: Telemetry | None = None  # this process's Prometheus registry (services/telemetry.py)
     storage: StorageAlarm = field(default_factory=StorageAlarm)  # full-disk refusals, for health
     grace: Grace = field(default_factory=Grace)  # this process's shutdown clock (services/shutdown.py)
+    verifications: Verifications | None = None  # verification jobs (services/verifications.py)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -51,6 +53,8 @@ class Runtime:
         steps = {"closing the log": self.log.close(), "closing the read model": self._close_engines()}
         if self.projector is not None and self.projector.fold_pool is not None:
             steps["stopping the fold processes"] = fold_processes.shut_down(self.projector.fold_pool, self.grace)
+        if self.verifications is not None:
+            steps["stopping verification jobs"] = self.verifications.close(self.grace)
         await asyncio.gather(*(self.grace.wait(step, what, CLOSED) for what, step in steps.items()))
 
     async def _close_engines(self) -> None:
@@ -89,7 +93,8 @@ async def start_runtime(settings: Settings, log: EventLog | None = None, with_pr
                           heartbeat_interval=settings.heartbeat_interval,
                           fold_pool=fold_pool(settings)) if run_projector else None
     runtime = Runtime(settings, log, engine, projector, control, read_model, telemetry=telemetry,
-                      grace=grace or Grace(settings.shutdown_grace))
+                      grace=grace or Grace(settings.shutdown_grace),
+                      verifications=Verifications(settings, control, lambda: read_model.version))
     runtime.following = asyncio.create_task(read_model.follow(projector))
     return runtime
 

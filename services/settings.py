@@ -37,6 +37,7 @@ class Settings:
     session_max_age: float = 7 * 86400.0  # a console session ends this long after sign-in, used or not
     forwarded_allow_ips: str | None = None  # proxies whose X-Forwarded-Proto/For uvicorn trusts
     shutdown_grace: float = 15.0  # seconds from SIGTERM to exit, whatever is unreachable (services/shutdown.py)
+    verify_processes: int = 1  # verification jobs' worker processes (services/verifications.py)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -64,6 +65,7 @@ class Settings:
             session_max_age=float(env.get("RUNLEDGER_SESSION_MAX_AGE", "604800")),
             forwarded_allow_ips=env.get("RUNLEDGER_FORWARDED_ALLOW_IPS") or None,
             shutdown_grace=float(env.get("RUNLEDGER_SHUTDOWN_GRACE", "15")),
+            verify_processes=int(env.get("RUNLEDGER_VERIFY_PROCESSES", "1")),
         )
 
     @property

@@ -275,6 +275,7 @@ def _index_row(record: Record, event: Event, accepted: bool, reason: str | None)
         aggregate_id=event.aggregate_id, org_id=event.org_id, type=event.type,
         occurred_at=event.occurred_at, producer=event.producer, accepted=accepted, reason=reason,
         body=event.model_dump(mode="json") if accepted else None,
+        document_id=getattr(event.payload, "document_id", None),  # a pass's document (one document's events)
     )
 
 

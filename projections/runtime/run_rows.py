@@ -1,25 +1,32 @@
-"""One run's rows, read from the read model or derived afresh from its own events.
+"""One run's rows, read from the read model or derived afresh from its own events, a chunk
+at a time, so that memory stays flat however long the run's history.
 
-`refold` replays a run's records (read from the log at the positions the event index
-lists) through the projector's own batch fold, and `derived_rows` lays the result out exactly as the projector's batch writes
-it, so the two can be compared row by row (`projections.runtime.verify`). Cost: one fold of
-the run's events, consensus included for every finished document, so it runs in a
-CLI process or a worker thread, never on an API event loop.
+`ChunkedRefold` replays a run's records (read from the log at the positions the event
+index lists: `position_pages`, then `read_records`, one `EventLog.read` per stretch of
+the log) through the projector's own batch fold, `CHUNK` events at a time. Between chunks
+it keeps the run's scalars in memory and its documents in a `Spill`, as the projector
+keeps them in the read model between batches: a chunk loads the documents its events
+touch. `run_row`, `document_row` and `target_rows_of` lay the result out exactly as the
+projector's batch writes it, so the two can be compared row by row
+(`projections.runtime.verify`). Cost: one fold of the run's events, consensus included for
+every finished document: it runs in a verification worker process or a CLI process,
+never on an API event loop.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, AsyncIterator
 
-from sqlalchemy import select
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.log import EventLog, Position, Record
-from projections.domain.state import RunState
+from projections.domain.state import DocumentState, RunState, evolve
 from projections.runtime.batch import Batch, result_id
+from projections.runtime.spill import Spill
 from projections.store import serialize as ser
 from projections.store.read_columns import run_columns
 from projections.store.tables import document_targets, event_index, run_documents, runs
+from projections.store.target_labels import label_hash
 
 # Per table: the run's rows are keyed (and ordered) by these columns.
 RUN_TABLES = {
@@ -28,77 +35,170 @@ RUN_TABLES = {
     "document_targets": (document_targets, ("document_id", "path")),
     "event_index": (event_index, ("partition", "offset")),
 }
+CHUNK = 500
+"""Events folded at a time (and event index rows compared at a time)."""
+MAX_GAP = 64
+"""One log read may step over at most this many records of other aggregates between two
+of the run's own (the run's events share their partition with other runs')."""
+MAX_SPAN = 2_000
+"""... and spans at most this many offsets."""
+DOCUMENTS_AT_ONCE = 100
+"""Documents (and their targets) compared at a time."""
 
 
-@dataclass
-class Refolded:
-    state: RunState | None
-    index: list[dict[str, Any]] = field(default_factory=list)
-    finished: list[str] = field(default_factory=list)
-    failure: str | None = None  # the fold raised (the run would be quarantined)
+# -- the run's events --------------------------------------------------------------
+
+async def event_count(conn: AsyncConnection, run_id: str) -> int:
+    return await conn.scalar(select(func.count()).select_from(event_index).where(event_index.c.aggregate_id == run_id))
 
 
-async def live_rows(conn: AsyncConnection, run_id: str) -> dict[str, list[dict[str, Any]]]:
-    rows = {}
-    for name, (table, key) in RUN_TABLES.items():
-        id_column = table.c.aggregate_id if name == "event_index" else table.c.run_id
-        query = select(table).where(id_column == run_id).order_by(*(table.c[k] for k in key))
-        rows[name] = [dict(r._mapping) for r in (await conn.execute(query)).all()]
-    return rows
+async def position_pages(conn: AsyncConnection, run_id: str, size: int | None = None) -> AsyncIterator[list[Position]]:
+    """Where the run's events are on the log, as the event index says, in log order, `size`
+    (`CHUNK`) at a time."""
+    size = size or CHUNK
+    key = tuple_(event_index.c.partition, event_index.c.offset)
+    query = (select(event_index.c.partition, event_index.c.offset).where(event_index.c.aggregate_id == run_id)
+             .order_by(event_index.c.partition, event_index.c.offset).limit(size))
+    last = None
+    while True:
+        found = (await conn.execute(query if last is None else query.where(key > tuple_(*last)))).all()
+        if found:
+            yield [Position(p, o) for p, o in found]
+        if len(found) < size:
+            return
+        last = tuple(found[-1])
 
 
-async def stored_positions(conn: AsyncConnection, run_id: str) -> list[Position]:
-    """Where the run's events are on the log, as the event index says, in log order."""
-    query = (select(event_index.c.partition, event_index.c.offset)
-             .where(event_index.c.aggregate_id == run_id).order_by(event_index.c.offset))
-    return [Position(p, o) for p, o in (await conn.execute(query)).all()]
+def stretches(offsets: list[int]) -> list[tuple[int, int]]:
+    """(first, last) offsets of the stretches of the log that hold `offsets` (sorted): one
+    log read each. Neighbours at most `MAX_GAP` apart share a stretch of at most `MAX_SPAN`."""
+    found: list[tuple[int, int]] = []
+    for offset in offsets:
+        if found and offset - found[-1][1] <= MAX_GAP and offset - found[-1][0] < MAX_SPAN:
+            found[-1] = (found[-1][0], offset)
+        else:
+            found.append((offset, offset))
+    return found
 
 
 async def read_records(log: EventLog, positions: list[Position]) -> list[Record]:
-    """The run's records themselves, from the log (the source of truth, append times included)."""
-    records = []
-    for position in positions:
-        found = await log.read(position.partition, position.offset, 1)
-        if not found or found[0].offset != position.offset:
-            raise LookupError(f"the log has no record at {position.token()}")
-        records.append(found[0])
+    """The records at `positions` (one partition's, in order), from the log, the source of
+    truth (append times included): one `EventLog.read` per stretch (more only when a
+    read stops early, at the adapter's byte limit)."""
+    records: list[Record] = []
+    for partition in sorted({p.partition for p in positions}):
+        offsets = [p.offset for p in positions if p.partition == partition]
+        wanted = set(offsets)
+        for first, last in stretches(offsets):
+            at = first
+            while at <= last:
+                found = await log.read(partition, at, last - at + 1)
+                if not found:
+                    break
+                records += [r for r in found if r.offset in wanted and r.offset <= last]
+                at = found[-1].offset + 1
+    missing = wanted_missing(positions, records)
+    if missing:
+        raise LookupError(f"the log has no record at {missing.token()}")
     return records
 
 
-def refold(run_id: str, records: list[Record], projection: str = "main") -> Refolded:
-    """Fold the run's records from nothing, exactly as the projector's batch folds them."""
-    batch = Batch(projection, records)
-    batch.decode_all()
-    batch.fold()
-    key = ("run", run_id)
-    return Refolded(batch.states.get(key), list(batch.index_rows.get(key, [])),
-                    [doc for _, doc in batch.finished.get(key, [])], batch.failures.get(key))
+def wanted_missing(positions: list[Position], records: list[Record]) -> Position | None:
+    got = {r.position for r in records}
+    return next((p for p in positions if p not in got), None)
 
 
-def derived_rows(refolded: Refolded) -> dict[str, list[dict[str, Any]]]:
-    run = refolded.state
-    rows: dict[str, list[dict[str, Any]]] = {"runs": [], "run_documents": [], "document_targets": [],
-                                             "event_index": refolded.index}
-    if run is None:
+# -- the refold ----------------------------------------------------------------------
+
+class ChunkedRefold:
+    """Fold the run's records from nothing, a chunk at a time, exactly as the projector's
+    batch folds them; the documents live in `spill` between chunks."""
+
+    def __init__(self, run_id: str, spill: Spill, projection: str = "main"):
+        self.run_id, self.spill, self.projection = run_id, spill, projection
+        self.state: RunState | None = None  # its `documents` are in the spill
+        self.finished: set[str] = set()
+        self.failure: str | None = None  # the fold raised (the run would be quarantined)
+
+    def fold(self, records: list[Record]) -> list[dict[str, Any]]:
+        """Fold the next chunk; its derived event index rows (also put in the spill)."""
+        key = ("run", self.run_id)
+        batch = Batch(self.projection, records)
+        batch.decode_all()
+        if self.state is not None:
+            touched = {getattr(e.payload, "document_id", None) for _, e in batch.by_aggregate().get(key, ())}
+            loaded = self.spill.documents(touched & self.state.document_ids)
+            batch.loaded[key] = batch.states[key] = evolve(self.state, documents=loaded)
+            batch.loaded_docs.update({(self.run_id, d): doc for d, doc in loaded.items()})
+        batch.fold()
+        if key in batch.failures:
+            self.failure = batch.failures[key]
+            return []
+        state = batch.states.get(key)
+        self.finished.update(doc for _, doc in batch.finished.get(key, ()))
+        if state is not None:
+            self.spill.put_documents(doc for doc in state.documents.values()
+                                     if doc is not batch.loaded_docs.get((self.run_id, doc.document_id)))
+            self.state = evolve(state, documents={})
+        rows = batch.index_rows.get(key, [])
+        self.spill.put_events(rows)
         return rows
+
+
+def run_row(run: RunState) -> dict[str, Any]:
     spec = run.spec
-    rows["runs"].append(dict(
+    return dict(
         run_id=run.run_id, org_id=run.org_id, experiment_id=spec["experiment_id"],
         workflow_id=spec["workflow_id"], block_id=spec["block_id"], trigger_type=spec["trigger_type"],
         status=run.status, created_at=run.created_at, started_at=run.started_at,
         completed_at=run.completed_at, score=run.score, state=ser.run_to_json(run), **run_columns(run),
-    ))
-    for doc_id, doc in sorted(run.documents.items()):
-        rows["run_documents"].append(dict(
-            run_id=run.run_id, document_id=doc_id, result_id=result_id(run.run_id, doc_id),
-            org_id=run.org_id, idx=doc.index, status=doc.status, score=doc.score,
-            state=ser.document_to_json(doc),
-        ))
-    for doc_id in sorted(set(refolded.finished)):
-        for target in (run.documents[doc_id].consensus or {}).get("targets", ()):
-            rows["document_targets"].append(dict(
-                run_id=run.run_id, document_id=doc_id, path=target["path"], score=target["score"],
-                value=target.get("value"), rows=target.get("rows", []),
-            ))
-    rows["document_targets"].sort(key=lambda r: (r["document_id"], r["path"]))
-    return rows
+    )
+
+
+def document_row(run: RunState, doc: DocumentState) -> dict[str, Any]:
+    return dict(run_id=run.run_id, document_id=doc.document_id, result_id=result_id(run.run_id, doc.document_id),
+                org_id=run.org_id, idx=doc.index, status=doc.status, score=doc.score,
+                state=ser.document_to_json(doc))
+
+
+def target_rows_of(run: RunState, doc: DocumentState) -> list[dict[str, Any]]:
+    """The consensus target rows of a document that finished in the refold."""
+    block_type = run.spec["block_type"]
+    return sorted((dict(run_id=run.run_id, document_id=doc.document_id, path=t["path"], score=t["score"],
+                        value=t.get("value"), rows=t.get("rows", []), label_hash=label_hash(block_type, t.get("value")))
+                   for t in (doc.consensus or {}).get("targets", ())), key=lambda r: r["path"])
+
+
+# -- the live rows -------------------------------------------------------------------
+
+def _rows(result) -> list[dict[str, Any]]:
+    return [dict(r._mapping) for r in result.all()]
+
+
+async def live_run(conn: AsyncConnection, run_id: str) -> list[dict[str, Any]]:
+    return _rows(await conn.execute(select(runs).where(runs.c.run_id == run_id)))
+
+
+async def live_document_ids(conn: AsyncConnection, run_id: str) -> list[str]:
+    query = select(run_documents.c.document_id).where(run_documents.c.run_id == run_id)
+    return list((await conn.execute(query)).scalars().all())
+
+
+async def live_documents(conn: AsyncConnection, run_id: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+    query = select(run_documents).where(run_documents.c.run_id == run_id, run_documents.c.document_id.in_(ids))
+    return {row["document_id"]: row for row in _rows(await conn.execute(query))}
+
+
+async def live_targets(conn: AsyncConnection, run_id: str, ids: list[str]) -> list[dict[str, Any]]:
+    query = select(document_targets).where(document_targets.c.run_id == run_id,
+                                           document_targets.c.document_id.in_(ids))
+    return _rows(await conn.execute(query))
+
+
+async def live_events(conn: AsyncConnection, run_id: str, positions: list[Position]) -> list[dict[str, Any]]:
+    """The run's event index rows from the first of `positions` to the last (one partition's)."""
+    first, last = positions[0], positions[-1]
+    query = select(event_index).where(event_index.c.aggregate_id == run_id,
+                                      event_index.c.partition == first.partition,
+                                      event_index.c.offset.between(first.offset, last.offset))
+    return _rows(await conn.execute(query))

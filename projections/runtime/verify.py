@@ -1,30 +1,48 @@
 """Any answer can be re-derived and checked: verify a run's rows against its own events,
 and repair them.
 
-`verify_run` refolds the run from its events (the event index, in log order) and
-compares, table by table and row by row, the live rows with the derived ones; the
-first differing field is named down into JSON columns (`runs.state.error_count`).
-A run's *state hash* is the sha256 of its canonical rows, so two read models (or a
-live model and a replay) can be compared run by run. `repair_run` rewrites a run's
-rows from the refold in one transaction, holding the run's row lock so the projector
-cannot interleave.
+`verify_run` refolds the run from its events (the event index says where they are; the
+log holds them) and compares, table by table and row by row, the live rows with the
+derived ones; the first differing field is named down into JSON columns
+(`runs.state.error_count`). A run's *state hash* is the sha256 of its canonical rows, so
+two read models (or a live model and a replay) can be compared run by run. `repair_run`
+rewrites a run's rows from the refold in one transaction, holding the run's row lock so
+the projector cannot interleave.
+
+Bounded (docs/api.md, "What a request costs"): the refold goes `run_rows.CHUNK` events
+at a time (one log read per stretch of the log, not one per event), the live event index
+is compared a chunk at a time as it goes, the documents and targets
+`run_rows.DOCUMENTS_AT_ONCE` at a time after it; the derived documents wait in a `Spill`
+on disk. Memory holds one chunk, whatever the length of the run's history. At most
+`MAX_DIFFERENCES` differences are kept (`difference_count` counts them all). It is CPU
+work: it runs in a verification worker process (services/verifications.py) or a CLI
+process, never on an API event loop.
 """
 from __future__ import annotations
 
 import asyncio
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Callable
 
 import orjson
 from sqlalchemy import delete, insert, select, union, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from events.log import EventLog
-from projections.runtime.run_rows import RUN_TABLES, derived_rows, live_rows, read_records, refold, stored_positions
+from events.log import EventLog, Position
+from projections.runtime import run_rows
+from projections.runtime.run_rows import RUN_TABLES, ChunkedRefold
+from projections.runtime.spill import Spill
 from projections.store.read_columns import DERIVED
 from projections.store.state_hash import canonical
 from projections.store.tables import event_index, runs
+
+MAX_DIFFERENCES = 100
+"""Differences kept in a check (and answered over HTTP); all are counted."""
+MAX_VALUE_BYTES = 1024
+"""A differing value longer than this as JSON is shown as the start of its JSON text."""
+Progress = Callable[[int, int], Any]
+"""`report(events_done, events_total)`, called after each chunk."""
 
 
 @dataclass
@@ -45,16 +63,17 @@ class RunCheck:
     live_hash: str
     replayed_hash: str
     events: int
-    differences: list[Difference] = field(default_factory=list)
+    differences: list[Difference] = field(default_factory=list)  # the first MAX_DIFFERENCES
+    difference_count: int = 0
 
     @property
     def ok(self) -> bool:
-        return not self.differences and self.live_hash == self.replayed_hash
+        return not self.difference_count and not self.differences and self.live_hash == self.replayed_hash
 
     def as_json(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "ok": self.ok, "events": self.events, "live_hash": self.live_hash,
-                "replayed_hash": self.replayed_hash,
-                "differences": [{**d.__dict__, "live": _jsonable(d.live), "replayed": _jsonable(d.replayed)}
+                "replayed_hash": self.replayed_hash, "difference_count": self.difference_count,
+                "differences": [{**d.__dict__, "live": _bounded(d.live), "replayed": _bounded(d.replayed)}
                                 for d in self.differences]}
 
 
@@ -62,50 +81,75 @@ class RunNotFound(LookupError):
     pass
 
 
-async def verify_run(conn: AsyncConnection, log: EventLog, run_id: str) -> RunCheck:
-    live, derived, events, failure = await _live_and_derived(conn, log, run_id)
-    check = RunCheck(run_id, rows_hash(live), rows_hash(derived), events, list(differences(live, derived)))
-    if failure:
-        check.differences.insert(0, Difference("(fold)", run_id, "(error)", None, failure))
-    return check
+async def verify_run(conn: AsyncConnection, log: EventLog, run_id: str, report: Progress | None = None) -> RunCheck:
+    """Refold the run (chunk by chunk) and compare with its live rows read through `conn`."""
+    with Spill() as spill:
+        return (await _compare(conn, log, run_id, spill, report))[0]
 
 
-async def _live_and_derived(conn: AsyncConnection, log: EventLog, run_id: str):
-    positions = await stored_positions(conn, run_id)
-    live = await live_rows(conn, run_id)
-    if not positions and not live["runs"]:
+async def _compare(conn: AsyncConnection, log: EventLog, run_id: str, spill: Spill,
+                   report: Progress | None) -> tuple[RunCheck, ChunkedRefold]:
+    total = await run_rows.event_count(conn, run_id)
+    live_run = await run_rows.live_run(conn, run_id)
+    if not total and not live_run:
         raise RunNotFound(run_id)
-    records = await read_records(log, positions)
-    refolded = await asyncio.to_thread(refold, run_id, records)  # consensus is CPU: off the event loop
-    derived = derived_rows(refolded)
-    _unrendered_as_live(live, derived)
-    return live, derived, len(positions), refolded.failure
+    check = _Comparison(run_id)
+    refold, done = ChunkedRefold(run_id, spill), 0
+    async for positions in run_rows.position_pages(conn, run_id):
+        for part in _by_partition(positions):
+            records = await run_rows.read_records(log, part)
+            derived = await asyncio.to_thread(refold.fold, records)  # consensus is CPU
+            if refold.failure:
+                return await _failed(conn, run_id, total, refold), refold
+            live = await run_rows.live_events(conn, run_id, part)
+            check.table("event_index", live, derived)
+        done += len(positions)
+        if report is not None:
+            await _call(report, done, total)
+    run = refold.state
+    check.table("runs", live_run, [run_rows.run_row(run)] if run else [])
+    documents = sorted(set(await run_rows.live_document_ids(conn, run_id)) | set(spill.document_ids()))
+    for at in range(0, len(documents), run_rows.DOCUMENTS_AT_ONCE):
+        ids = documents[at:at + run_rows.DOCUMENTS_AT_ONCE]
+        live_docs = await run_rows.live_documents(conn, run_id, ids)
+        derived_docs = spill.documents(ids)
+        check.table("run_documents", list(live_docs.values()),
+                    [run_rows.document_row(run, doc) for doc in derived_docs.values()])
+        check.table("document_targets", await run_rows.live_targets(conn, run_id, ids),
+                    [row for doc_id, doc in derived_docs.items() if doc_id in refold.finished
+                     for row in run_rows.target_rows_of(run, doc)])
+    return check.result(total), refold
 
 
-def _unrendered_as_live(live: dict, derived: dict) -> None:
-    """A read column derived from `state` that is NULL (a row written before the column
-    existed: readers render it from `state`) is not a difference; a stored value must
-    equal the rendering. Only the run's tables are compared here."""
-    for name, columns in DERIVED.items():
-        if name not in RUN_TABLES:
-            continue
-        stored = {tuple(row[k] for k in RUN_TABLES[name][1]): row for row in live[name]}
-        for row in derived[name]:
-            mine = stored.get(tuple(row[k] for k in RUN_TABLES[name][1]))
-            for column in columns:
-                if mine is not None and mine.get(column) is None:
-                    row[column] = None
+async def _failed(conn: AsyncConnection, run_id: str, total: int, refold: ChunkedRefold) -> RunCheck:
+    """The fold raised (the run would be quarantined): nothing is derived, so every live row
+    differs; the fold's error comes first."""
+    check = _Comparison(run_id)
+    check.note(Difference("(fold)", run_id, "(error)", None, refold.failure))
+    check.table("runs", await run_rows.live_run(conn, run_id), [])
+    documents = sorted(await run_rows.live_document_ids(conn, run_id))
+    for at in range(0, len(documents), run_rows.DOCUMENTS_AT_ONCE):
+        ids = documents[at:at + run_rows.DOCUMENTS_AT_ONCE]
+        check.table("run_documents", list((await run_rows.live_documents(conn, run_id, ids)).values()), [])
+        check.table("document_targets", await run_rows.live_targets(conn, run_id, ids), [])
+    async for positions in run_rows.position_pages(conn, run_id):
+        for part in _by_partition(positions):
+            check.table("event_index", await run_rows.live_events(conn, run_id, part), [])
+    return check.result(total)
 
 
-async def verify_all(engine: AsyncEngine, log: EventLog) -> AsyncIterator[RunCheck]:
-    """Every run (and every run id with events but no row), one at a time: memory stays flat."""
+async def verify_all(engine: AsyncEngine, log: EventLog, report: Callable[[str, int, int], Any] | None = None
+                     ) -> AsyncIterator[RunCheck]:
+    """Every run (and every run id with events but no row), one at a time: memory stays
+    flat. `report(run_id, events_done, events_total)` after each chunk."""
     async with engine.connect() as conn:
         ids = union(select(runs.c.run_id), select(event_index.c.aggregate_id).where(
             event_index.c.type.in_(RUN_EVENT_TYPES)))
         run_ids = [row[0] for row in (await conn.execute(ids)).all()]
     for run_id in sorted(run_ids):
         async with engine.connect() as conn:
-            yield await verify_run(conn, log, run_id)
+            progress = (lambda done, total, run_id=run_id: report(run_id, done, total)) if report else None
+            yield await verify_run(conn, log, run_id, progress)
 
 
 async def repair_run(engine: AsyncEngine, log: EventLog, run_id: str) -> RunCheck:
@@ -115,18 +159,32 @@ async def repair_run(engine: AsyncEngine, log: EventLog, run_id: str) -> RunChec
         # A no-op write first: takes the run's row lock (PostgreSQL) or the write lock
         # (SQLite), so the projector's next batch for this run waits for us.
         await conn.execute(update(runs).where(runs.c.run_id == run_id).values(run_id=runs.c.run_id))
-        live, derived, events, failure = await _live_and_derived(conn, log, run_id)
-        check = RunCheck(run_id, rows_hash(live), rows_hash(derived), events, list(differences(live, derived)))
-        if check.ok or failure:
-            if failure:
-                check.differences.insert(0, Difference("(fold)", run_id, "(error)", None, failure))
-            return check
-        for name, (table, _) in RUN_TABLES.items():
-            id_column = table.c.aggregate_id if name == "event_index" else table.c.run_id
-            await conn.execute(delete(table).where(id_column == run_id))
-            if derived[name]:
-                await conn.execute(insert(table), derived[name])
+        with Spill() as spill:
+            check, refold = await _compare(conn, log, run_id, spill, None)
+            if check.ok or refold.failure:
+                return check
+            await _rewrite(conn, run_id, refold, spill)
     return check
+
+
+async def _rewrite(conn: AsyncConnection, run_id: str, refold: ChunkedRefold, spill: Spill) -> None:
+    for name, (table, _) in RUN_TABLES.items():
+        id_column = table.c.aggregate_id if name == "event_index" else table.c.run_id
+        await conn.execute(delete(table).where(id_column == run_id))
+    run = refold.state
+    if run is not None:
+        await conn.execute(insert(runs), [run_rows.run_row(run)])
+        ids = spill.document_ids()
+        for at in range(0, len(ids), run_rows.DOCUMENTS_AT_ONCE):
+            docs = spill.documents(ids[at:at + run_rows.DOCUMENTS_AT_ONCE])
+            await conn.execute(insert(RUN_TABLES["run_documents"][0]),
+                               [run_rows.document_row(run, doc) for doc in docs.values()])
+            targets = [row for doc_id, doc in docs.items() if doc_id in refold.finished
+                       for row in run_rows.target_rows_of(run, doc)]
+            if targets:
+                await conn.execute(insert(RUN_TABLES["document_targets"][0]), targets)
+    for rows in spill.events():
+        await conn.execute(insert(event_index), rows)
 
 
 RUN_EVENT_TYPES = ("RunCreated", "RunQueued", "RunStarted", "DocumentPassCompleted", "DocumentPassFailed",
@@ -135,27 +193,84 @@ RUN_EVENT_TYPES = ("RunCreated", "RunQueued", "RunStarted", "DocumentPassComplet
 
 # -- comparing --------------------------------------------------------------------
 
-def rows_hash(rows: dict[str, list[dict[str, Any]]]) -> str:
-    digest = hashlib.sha256()
-    for name in RUN_TABLES:
-        for key, row in sorted(_keyed(name, rows[name]).items()):
-            digest.update(orjson.dumps([key, row], option=orjson.OPT_SORT_KEYS))
-            digest.update(b"\n")
-    return digest.hexdigest()
+class _Comparison:
+    """Live and derived rows fed table by table, each table's rows in key order (one call
+    per chunk, chunks in order): a digest per table and side, and the differences."""
 
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+        self.digests = {side: {name: hashlib.sha256() for name in RUN_TABLES} for side in ("live", "derived")}
+        self.kept: dict[str, list[Difference]] = {name: [] for name in ("(fold)", *RUN_TABLES)}
+        self.count = 0
 
-def differences(live: dict, derived: dict) -> Iterator[Difference]:
-    for name in RUN_TABLES:
-        mine, theirs = _keyed(name, live[name]), _keyed(name, derived[name])
+    def note(self, difference: Difference) -> None:
+        """Kept per table (the first `MAX_DIFFERENCES` of each), listed in table order."""
+        self.count += 1
+        kept = self.kept[difference.table]
+        if len(kept) < MAX_DIFFERENCES:
+            kept.append(difference)
+
+    def table(self, name: str, live: list[dict[str, Any]], derived: list[dict[str, Any]]) -> None:
+        mine, theirs = _keyed(name, live), _keyed(name, derived)
+        _unrendered_as_live(name, mine, theirs)
         for key in sorted(set(mine) | set(theirs)):
+            text = "/".join(str(part) for part in key)
+            for side, rows in (("live", mine), ("derived", theirs)):
+                if key in rows:
+                    self.digests[side][name].update(orjson.dumps([list(key), rows[key]], option=orjson.OPT_SORT_KEYS))
+                    self.digests[side][name].update(b"\n")
             if key not in mine:
-                yield Difference(name, key, "(row)", None, "present")
+                self.note(Difference(name, text, "(row)", None, "present"))
             elif key not in theirs:
-                yield Difference(name, key, "(row)", "present", None)
+                self.note(Difference(name, text, "(row)", "present", None))
             else:
                 found = _first_difference(mine[key], theirs[key])
                 if found is not None:
-                    yield Difference(name, key, *found)
+                    self.note(Difference(name, text, *found))
+
+    def result(self, events: int) -> RunCheck:
+        hashes = {side: _combined(digests) for side, digests in self.digests.items()}
+        listed = [d for kept in self.kept.values() for d in kept][:MAX_DIFFERENCES]
+        return RunCheck(self.run_id, hashes["live"], hashes["derived"], events, listed, self.count)
+
+
+def _combined(digests: dict[str, Any]) -> str:
+    """The run's state hash: the sha256 of its tables' digests, in `RUN_TABLES` order."""
+    total = hashlib.sha256()
+    for name in RUN_TABLES:
+        total.update(f"{name}:{digests[name].hexdigest()}\n".encode())
+    return total.hexdigest()
+
+
+def _unrendered_as_live(name: str, live: dict, derived: dict) -> None:
+    """A read column derived from what the row holds (read_columns.DERIVED) that is NULL
+    (a row written before the column existed: readers derive it) is not a difference; a
+    stored value must equal the derivation."""
+    for key, mine in live.items():
+        theirs = derived.get(key)
+        if theirs is not None:
+            for column in DERIVED.get(name, ()):
+                if mine.get(column) is None:
+                    theirs[column] = None
+
+
+def _keyed(name: str, rows: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
+    key_columns = RUN_TABLES[name][1]
+    return {tuple(str(row[k]) if not isinstance(row[k], int) else row[k] for k in key_columns): canonical(row)
+            for row in rows}
+
+
+def _by_partition(positions: list[Position]) -> list[list[Position]]:
+    parts: dict[int, list[Position]] = {}
+    for position in positions:
+        parts.setdefault(position.partition, []).append(position)
+    return [parts[p] for p in sorted(parts)]
+
+
+async def _call(report: Callable, *args) -> None:
+    result = report(*args)
+    if asyncio.iscoroutine(result):
+        await result
 
 
 def _first_difference(live: Any, replayed: Any, path: str = "") -> tuple[str, Any, Any] | None:
@@ -174,14 +289,15 @@ def _first_difference(live: Any, replayed: Any, path: str = "") -> tuple[str, An
     return None if live == replayed else (path or "(value)", live, replayed)
 
 
-def _keyed(name: str, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    key_columns = RUN_TABLES[name][1]
-    return {"/".join(str(row[k]) for k in key_columns): canonical(row) for row in rows}
-
-
 def _short(value: Any) -> str:
     text = orjson.dumps(_jsonable(value), default=str).decode()
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _bounded(value: Any) -> Any:
+    value = _jsonable(value)
+    text = orjson.dumps(value).decode()
+    return value if len(text) <= MAX_VALUE_BYTES else text[:MAX_VALUE_BYTES - 3] + "..."
 
 
 def _jsonable(value: Any) -> Any:

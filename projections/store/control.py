@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import Column, Index, Integer, LargeBinary, MetaData, String, Table, Text, func, inspect, select, text
+from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, MetaData, String, Table, Text, func, inspect, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -77,6 +77,28 @@ read_model_versions = Table(
     Column("location", Text, nullable=False),
     Column("created_at", TS, nullable=False),
     Column("activated_at", TS),
+)
+
+
+# Verification jobs (services/verifications.py; Alembic 0011): a run refolded and compared
+# with its rows in a worker process. `active_org` is the organisation while the job is
+# queued or running, NULL after: unique, so an organisation has one at a time.
+verifications = Table(
+    "verifications", metadata,
+    Column("verification_id", String(40), primary_key=True),
+    Column("org_id", Text, nullable=False),
+    Column("run_id", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # queued | running | completed | failed
+    Column("active_org", Text, unique=True),
+    Column("events_total", BigInteger),
+    Column("events_done", BigInteger, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("started_at", TS),
+    Column("finished_at", TS),
+    Column("heartbeat_at", TS, nullable=False),  # kept fresh by the process that runs it
+    Column("result", Text),  # RunCheck.as_json() (projections/runtime/verify.py), at most ~300 KB
+    Column("error", Text),
+    Index("ix_verifications_org", "org_id", "created_at"),
 )
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import MetaData, event, inspect
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from projections.store import migrate
+from projections.store.backfill import AFTER_ADDING
 from projections.store.tables import metadata
 
 
@@ -144,7 +145,8 @@ def _driver_leaves_transactions_alone(dbapi_connection, _record) -> None:
 def _add_missing_columns(sync_conn) -> None:
     """`create_all` makes missing tables, never missing columns: an embedded read model
     made before a nullable column was added (runs.resource, migration 0007; runs.summary,
-    experiments.freshness, blocks.execution, 0008) gets it here."""
+    experiments.freshness, blocks.execution, 0008) gets it here, and an index column its
+    rows' values (projections/store/backfill.py, 0011). Missing indexes are made too."""
     inspector = inspect(sync_conn)
     for table in metadata.sorted_tables:
         if not inspector.has_table(table.name):
@@ -154,6 +156,13 @@ def _add_missing_columns(sync_conn) -> None:
             if column.name not in present and column.nullable:
                 kind = column.type.compile(sync_conn.dialect)
                 sync_conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
+                backfill = AFTER_ADDING.get((table.name, column.name))
+                if backfill is not None:
+                    backfill(sync_conn)
+        indexed = {index["name"] for index in inspector.get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in indexed:
+                index.create(sync_conn)
 
 
 async def prepare_schema(url: str, engine: AsyncEngine) -> None:

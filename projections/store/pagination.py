@@ -20,6 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 _PREFIX = "c1."
 MAX_OFFSET = 2**63 - 1
+PAGE_MAX_BYTES = 1_000_000
+"""The most one page of a list answers, in bytes, envelope included (docs/api.md, "What a
+request costs"): a page whose items would not fit holds fewer, and its cursor continues
+from the last one it holds. A page holds at least one item, so one item bigger than the
+bound (which the event contract keeps to about its own size) still pages through."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,19 @@ def page_of(rows: list, page: PageRequest, by_offset: bool = False) -> Page:
     if forward:
         return Page(rows, first if cursor is not None else None, last if more else None)
     return Page(rows, first if more else None, last)
+
+
+def shrink(page: Page, request: PageRequest, keep: int, by_offset: bool = False) -> Page:
+    """`page` cut to its `keep` rows nearest the cursor it was asked from (the first ones
+    of a page asked `after=`, or with no cursor; the last ones of a page asked `before=`),
+    with a cursor on the cut side that continues where it stopped."""
+    if keep >= len(page.rows):
+        return page
+    if request.before is None:
+        rows = page.rows[:keep]
+        return Page(rows, page.before, _cursor_of(rows[-1], by_offset))
+    rows = page.rows[len(page.rows) - keep:]
+    return Page(rows, _cursor_of(rows[0], by_offset), page.after)
 
 
 def _cursor_of(row, by_offset: bool) -> str:

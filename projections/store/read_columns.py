@@ -27,8 +27,11 @@ from projections.domain.consensus import ENGINE_VERSION
 from projections.domain.fingerprints import documents_fingerprint, metrics_validity_fingerprint
 from projections.domain.state import BlockState, ExperimentState, RunState
 
-# Read columns derived from `state`, per table (state_hash skips them; NULL: not rendered yet).
-DERIVED = {"runs": ("resource", "summary"), "experiments": ("freshness",), "blocks": ("execution",)}
+# Read columns derived from what the row (or its run, or its event) already holds, per table:
+# state_hash skips them; NULL: not written yet (a row older than the column), read the long way.
+# document_targets.label_hash and event_index.document_id are index keys (migration 0011).
+DERIVED = {"runs": ("resource", "summary"), "experiments": ("freshness", "card"), "blocks": ("execution",),
+           "document_targets": ("label_hash",), "event_index": ("document_id",)}
 
 
 def run_columns(run: RunState) -> dict[str, Any]:
@@ -37,7 +40,8 @@ def run_columns(run: RunState) -> dict[str, Any]:
 
 
 def experiment_columns(exp: ExperimentState) -> dict[str, Any]:
-    return {"freshness": render(experiment_freshness(exp))}
+    freshness = experiment_freshness(exp)
+    return {"freshness": render(freshness), "card": render(experiment_card(exp, freshness))}
 
 
 def block_columns(block: BlockState) -> dict[str, Any]:
@@ -108,6 +112,15 @@ def experiment_freshness(exp: ExperimentState) -> dict[str, Any]:
     (the block's half is `block_execution`)."""
     return {"documents_fingerprint": documents_fingerprint([d["document_id"] for d in exp.documents]),
             "n_consensus": exp.n_consensus}
+
+
+def experiment_card(exp: ExperimentState, freshness: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The experiment's own fields of its resource, without the document list (which is
+    most of its state: up to 768 KiB), so a page of experiments decodes no document list."""
+    return {"id": exp.experiment_id, "workflow_id": exp.workflow_id, "block_id": exp.block_id,
+            "n_consensus": exp.n_consensus, "document_count": len(exp.documents), "name": exp.name,
+            "created_at": _iso(exp.created_at), "updated_at": _iso(exp.updated_at),
+            "source_experiment_id": exp.source_experiment_id, **(freshness or experiment_freshness(exp))}
 
 
 def block_execution(block: BlockState | None) -> dict[str, Any] | None:

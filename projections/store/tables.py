@@ -93,6 +93,11 @@ document_targets = Table(
     Column("score", Float, nullable=False),
     Column("value", JSON),
     Column("rows", JSON, nullable=False),
+    # Classifier and split targets: which consensus label `value` is, as a digest
+    # (projections/store/target_labels.py; migration 0011), so `by_target` reads one label's rows.
+    Column("label_hash", String(64)),
+    Index("ix_document_targets_path", "run_id", "path"),  # by_target: one path's rows of a run
+    Index("ix_document_targets_label", "run_id", "label_hash"),
 )
 
 experiments = Table(
@@ -105,6 +110,7 @@ experiments = Table(
     Column("created_at", TS, nullable=False),
     Column("state", JSON, nullable=False),
     Column("freshness", Text),  # read_columns.experiment_freshness (migration 0008)
+    Column("card", Text),  # read_columns.experiment_card: the resource's own fields, no document list (0011)
     Index("ix_experiments_org_workflow", "org_id", "workflow_id", "created_at"),
 )
 
@@ -129,8 +135,10 @@ event_index = Table(
     Column("accepted", Boolean, nullable=False),
     Column("reason", NulFreeText),
     Column("body", JSON),  # NULL for a rejected event: its body is only in the log (migration 0006)
+    Column("document_id", Text),  # a pass event's document (migration 0011): one document's events
     Index("ix_event_index_aggregate", "aggregate_id", "partition", "offset"),
     Index("ix_event_index_event_id", "event_id"),
+    Index("ix_event_index_document", "aggregate_id", "document_id", "offset"),
 )
 
 checkpoints = Table(

@@ -13,7 +13,9 @@ from events import keys
 from projections.domain.state import BlockState, DocumentState, ExperimentState, RunState
 from projections.store import serialize as ser
 from projections.store.pagination import Page, PageRequest, paginate
-from projections.store.read_columns import block_execution, experiment_freshness, render, run_resource, run_summary
+from projections.store.read_columns import (
+    block_execution, experiment_card, experiment_freshness, render, run_resource, run_summary
+)
 from projections.store.tables import (
     blocks, checkpoints, dead_letters, document_targets, event_index, experiments, run_documents, runs
 )
@@ -93,9 +95,13 @@ async def get_experiment_freshness(conn: AsyncConnection, org_id: str,
     return ExperimentFreshness(experiment_id, row.workflow_id, row.block_id, fields)
 
 
+_CARD = (experiments.c.card, _state_if_null(experiments.c.card, experiments.c.state))
+
+
 async def list_experiments(conn, org_id: str, workflow_id: str | None, block_id: str | None, page: PageRequest) -> Page:
-    """`workflow_id` None: every workflow's (the console lists them all)."""
-    query = select(experiments.c.experiment_id.label("id_"), experiments.c.state).where(
+    """Rows with the experiment's `card` (`read_columns.experiment_card`; `card_of(row)`),
+    never its document list. `workflow_id` None: every workflow's (the console lists them all)."""
+    query = select(experiments.c.experiment_id.label("id_"), *_CARD).where(
         experiments.c.org_id == org_id, experiments.c.deleted.is_(False),
     )
     if workflow_id is not None:
@@ -103,6 +109,62 @@ async def list_experiments(conn, org_id: str, workflow_id: str | None, block_id:
     if block_id:
         query = query.where(experiments.c.block_id == block_id)
     return await paginate(conn, query, experiments.c.created_at, experiments.c.experiment_id, page)
+
+
+def card_of(row) -> dict[str, Any]:
+    """The card of a `list_experiments` or `get_experiment_card` row (from its state when
+    the row was written before the column, migration 0011)."""
+    return orjson.loads(row.card) if row.card is not None else experiment_card(ser.experiment_from_json(row.state))
+
+
+_EXPERIMENT_CARD = select(*_CARD).where(
+    experiments.c.experiment_id == bindparam("experiment_id"), experiments.c.org_id == bindparam("org_id"),
+    experiments.c.deleted.is_(False))
+
+
+async def get_experiment_card(conn: AsyncConnection, org_id: str, experiment_id: str) -> dict[str, Any] | None:
+    row = (await conn.execute(_EXPERIMENT_CARD, {"experiment_id": experiment_id, "org_id": org_id})).first()
+    return card_of(row) if row else None
+
+
+_EXPERIMENT_DOCUMENTS = select(experiments.c.state["documents"]).where(
+    experiments.c.experiment_id == bindparam("experiment_id"))
+
+
+async def experiment_documents(conn: AsyncConnection, experiment_id: str) -> list[dict[str, Any]]:
+    """The experiment's document list alone (the database extracts it from the state)."""
+    return await conn.scalar(_EXPERIMENT_DOCUMENTS, {"experiment_id": experiment_id}) or []
+
+
+class LatestRun(NamedTuple):
+    """What an experiment's resource shows of its latest run (from the run's stored resource)."""
+
+    run_id: str
+    status: str
+    block_execution_fingerprint: str
+    documents_fingerprint: str
+
+
+_LATEST = (select(runs.c.run_id, runs.c.status, runs.c.score, runs.c.resource, _STATE_IF_NO_RESOURCE)
+           .where(runs.c.org_id == bindparam("org_id"), runs.c.experiment_id == bindparam("experiment_id"))
+           .order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(1))
+_LATEST_SCORED = (select(runs.c.score).where(
+    runs.c.org_id == bindparam("org_id"), runs.c.experiment_id == bindparam("experiment_id"),
+    runs.c.status == "completed").order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(1))
+
+
+async def latest_runs(conn: AsyncConnection, org_id: str, experiment_id: str) -> tuple[LatestRun | None, float | None]:
+    """The experiment's latest run, and the score of its latest completed one (None: none)."""
+    params = {"org_id": org_id, "experiment_id": experiment_id}
+    row = (await conn.execute(_LATEST, params)).first()
+    if row is None:
+        return None, None
+    fields = orjson.loads(row.resource) if row.resource is not None else run_resource(run_from_row(row))
+    last = LatestRun(row.run_id, row.status, fields["block_execution_fingerprint"], fields["documents_fingerprint"])
+    if row.status == "completed":
+        return last, row.score
+    scored = (await conn.execute(_LATEST_SCORED, params)).first()
+    return last, scored.score if scored else None
 
 
 # Built once: coercing a subquery into IN costs more than the rest of a run read.
@@ -153,6 +215,13 @@ async def latest_run(conn: AsyncConnection, org_id: str, experiment_id: str, sta
         query = query.where(runs.c.status == status)
     row = (await conn.execute(query.order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(1))).first()
     return ser.run_from_json(row.state, {}) if row else None
+
+
+async def latest_run_id(conn: AsyncConnection, org_id: str, experiment_id: str) -> str | None:
+    """`latest_run`'s id, without its state."""
+    query = (select(runs.c.run_id).where(runs.c.org_id == org_id, runs.c.experiment_id == experiment_id)
+             .order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(1))
+    return await conn.scalar(query)
 
 
 @dataclass(frozen=True)
@@ -209,10 +278,19 @@ async def _page_of_runs(conn: AsyncConnection, org_id: str, filters: RunFilters,
 
 
 async def list_results(conn: AsyncConnection, run_id: str, page: PageRequest) -> Page:
-    query = select(run_documents.c.result_id.label("id_"), run_documents.c.state).where(
+    """A page of the run's results: rows with `document_id`, no state (`document_states`
+    reads those of the rows a page holds)."""
+    query = select(run_documents.c.result_id.label("id_"), run_documents.c.document_id).where(
         run_documents.c.run_id == run_id
     )
     return await paginate(conn, query, run_documents.c.idx, run_documents.c.result_id, page)
+
+
+async def document_states(conn: AsyncConnection, run_id: str, document_ids: list[str]) -> dict[str, DocumentState]:
+    query = select(run_documents.c.state).where(run_documents.c.run_id == run_id,
+                                                run_documents.c.document_id.in_(document_ids))
+    return {doc.document_id: doc for doc in (ser.document_from_json(row.state)
+                                             for row in (await conn.execute(query)).all())}
 
 
 async def pass_counts(conn: AsyncConnection, run_ids: list[str]) -> dict[str, int]:
@@ -254,6 +332,21 @@ async def document_scores(conn: AsyncConnection, run_id: str,
     rows = (await conn.execute(_DOCUMENT_SCORES, {"run_id": run_id})).all()
     return [DocumentScore(document_id, filenames.get(document_id, ""), status, score)
             for document_id, status, score in rows]  # unpacked: a Row's attributes cost ~10x
+
+
+async def scored_documents_page(conn: AsyncConnection, run_id: str, page: PageRequest) -> Page:
+    """A page of the run's scored documents in document order (rows: `id_` the document
+    id, `score`): the console's metrics page lists them a page at a time."""
+    query = select(run_documents.c.document_id.label("id_"), run_documents.c.score).where(
+        run_documents.c.run_id == run_id, run_documents.c.status == "completed")
+    return await paginate(conn, query, run_documents.c.idx, run_documents.c.document_id, page)
+
+
+async def scores_of(conn: AsyncConnection, run_id: str, document_ids: list[str]) -> list[DocumentScore]:
+    """`document_scores` of these documents only."""
+    query = select(run_documents.c.document_id, run_documents.c.status, run_documents.c.score).where(
+        run_documents.c.run_id == run_id, run_documents.c.document_id.in_(document_ids))
+    return [DocumentScore(d, "", status, score) for d, status, score in (await conn.execute(query)).all()]
 
 
 async def run_documents_of(conn: AsyncConnection, run_id: str) -> list[DocumentState]:

@@ -23,6 +23,7 @@ from projections.domain.state import DocumentState, RunState
 from projections.store import database, serialize as ser
 from projections.store.database import JsonText, dumps
 from projections.store.read_columns import block_columns, experiment_columns, run_columns
+from projections.store.target_labels import label_hash
 from projections.store.tables import blocks, document_targets, event_index, experiments, run_documents, runs
 
 Key = tuple[str, str]  # (kind, aggregate id)
@@ -141,11 +142,12 @@ def document_row(run: RunState, doc, values: dict[str, Any]) -> dict[str, Any]:
 
 
 def target_rows(run: RunState, finished: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
-    rows = []
+    rows, block_type = [], run.spec["block_type"]
     for run_id, doc_id in finished:
         for target in (run.documents[doc_id].consensus or {}).get("targets", ()):
             rows.append(dict(run_id=run_id, document_id=doc_id, path=target["path"], score=target["score"],
-                             value=json_text(target.get("value")), rows=json_text(target.get("rows", []))))
+                             value=json_text(target.get("value")), rows=json_text(target.get("rows", [])),
+                             label_hash=label_hash(block_type, target.get("value"))))
     return rows
 
 

@@ -23,7 +23,6 @@ import logging
 from typing import Any, NamedTuple
 
 import orjson
-from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from sqlalchemy import Select, TypeDecorator, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -119,11 +118,11 @@ class FastReads:
             return None
         ctx = Ctx(caller.org_id, self.runtime, self.ledger, caller.role)
         try:
-            answer = await metrics_routes.get_metrics(run_id=run_id, experiment_id=None, ctx=ctx)
+            answer = await metrics_routes.answer(ctx, run_id)
         except HTTPException:
             return None
         _served(scope, caller, self.metrics_route, {})
-        return JSONResponse(jsonable_encoder(answer)).body  # the bytes FastAPI renders for the route's dict
+        return JSONResponse(answer).body  # the route's bytes
 
 
 class _Statement:

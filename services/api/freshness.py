@@ -5,6 +5,7 @@ from typing import Any, Mapping
 
 from projections.domain.state import BlockState, ExperimentState, RunState
 from projections.store.read_columns import block_execution, experiment_freshness
+from projections.store.views import LatestRun
 
 from .. import fingerprints as fp
 
@@ -39,11 +40,20 @@ def stale_reasons_of(current: Fingerprints, run: Mapping[str, Any]) -> list[str]
 
 
 def freshness(exp: ExperimentState, block: BlockState | None, last: RunState | None) -> dict[str, Any]:
-    execution, docs = current_fingerprints(exp, block)
+    latest = None if last is None else LatestRun(last.run_id, last.status, last.spec["block_execution_fingerprint"],
+                                                 last.spec["documents_fingerprint"])
+    return freshness_of(experiment_freshness(exp), block_execution(block), len(exp.documents), latest)
+
+
+def freshness_of(experiment: Mapping[str, Any], block: Mapping[str, Any] | None, document_count: int,
+                 last: LatestRun | None) -> dict[str, Any]:
+    """The experiment's freshness fields, from `read_columns.experiment_freshness` (or its
+    card), `block_execution` and its latest run: no state needed."""
+    execution, docs = fingerprints_of(experiment, block)
     if last is None:
         state, reasons, api_reasons = "unknown", [], ["no_baseline"]
     else:
-        reasons = stale_reasons(exp, block, last)
+        reasons = stale_reasons_of((execution, docs), last._asdict())
         state = "stale" if reasons else "fresh"
         api_reasons = (["validity_changed"] if "block_changed" in reasons else []) + (
             ["inputs_changed"] if "documents_changed" in reasons else [])
@@ -58,7 +68,7 @@ def freshness(exp: ExperimentState, block: BlockState | None, last: RunState | N
         "freshness": {"status": state, "reasons": api_reasons, "validity_fingerprint": validity,
                       "input_fingerprint": docs, "baseline_run_id": last.run_id if last else None},
         "run_plan_mode": rerun,
-        "rerunnable_document_count": len(exp.documents) if rerun == "run" else 0,
+        "rerunnable_document_count": document_count if rerun == "run" else 0,
         "schema_drift": "none" if block else "unknown",
         "drift": {"status": "none" if block else "unknown", "affected_targets": [], "detail": None},
         "current_block_execution_fingerprint": execution,

@@ -2,23 +2,22 @@
 non-answers (stale_metrics, no_metrics), shaped as the retab SDK parses them.
 
 The summary reads no state: `SummaryInput` holds the read columns the projector wrote
-(projections/store/read_columns.py). The other views read whole document states (`MetricsInput`)."""
+(projections/store/read_columns.py). The other views are shaped from the rows of the
+documents and targets they answer for (projections/store/metric_rows.py; the reads
+themselves are in services/api/routes/metrics.py)."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any, Mapping
 
 from projections.domain import aggregate
 from projections.domain.aggregate import LABEL_BLOCKS
-from projections.domain.consensus.normalize import label_text
-from projections.domain.state import BlockState, DocumentState, ExperimentState, RunState
-from projections.store.read_columns import run_summary
+from projections.store.metric_rows import DocumentConsensus, TargetRow
 from projections.store.views import DocumentScore, RunScore
 
 from .errors import invalid, not_found
-from .freshness import Fingerprints, current_fingerprints, stale_reasons_of
+from .freshness import Fingerprints, stale_reasons_of
 
 
 @dataclass
@@ -30,44 +29,20 @@ class SummaryInput:
     documents: list[DocumentScore]
     prior: RunScore | None = None
     prior_documents: dict[str, DocumentScore] = field(default_factory=dict)
+    page: Any = None  # the documents' page (pagination.Page) when only one page was read
 
     def prior_score(self, document_id: str) -> float | None:
         doc = self.prior_documents.get(document_id)
         return doc.score if doc else None
 
 
-@dataclass
-class MetricsInput:
-    run: RunState
-    documents: list[DocumentState]
-    experiment: ExperimentState
-    block: BlockState | None
-    prior: RunState | None = None
-    prior_documents: dict[str, DocumentState] = field(default_factory=dict)
-
-    @property
-    def block_type(self) -> str:
-        return self.run.spec["block_type"]
-
-    @cached_property
-    def current(self) -> Fingerprints:
-        return current_fingerprints(self.experiment, self.block)
-
-    def prior_score(self, document_id: str) -> float | None:
-        doc = self.prior_documents.get(document_id)
-        return doc.score if doc else None
-
-    def prior_target(self, document_id: str, path: str) -> float | None:
-        return _target_score(self.prior_documents.get(document_id), path)
-
-
-def stale_or_missing(data: SummaryInput | MetricsInput) -> dict[str, Any] | None:
-    run = data.run if isinstance(data, SummaryInput) else run_summary(data.run)
-    reasons = stale_reasons_of(data.current, run)
+def stale_or_missing(run: Mapping[str, Any], current: Fingerprints) -> dict[str, Any] | None:
+    """`run`: `read_columns.run_summary` (or `RunHead.staleness()`); `current`: the experiment's fingerprints."""
+    reasons = stale_reasons_of(current, run)
     if reasons:
         return {
             "kind": "stale_metrics", "error": "stale_metrics", "experiment_id": run["experiment_id"],
-            "stale_reasons": reasons, "current_block_execution_fingerprint": data.current[0],
+            "stale_reasons": reasons, "current_block_execution_fingerprint": current[0],
             "last_run": {"run_id": run["run_id"], "block_execution_fingerprint": run["block_execution_fingerprint"],
                          "score": run["score"], "created_at": run["created_at"]},
             "message": f"run {run['run_id']} measured an earlier definition of the experiment "
@@ -76,6 +51,14 @@ def stale_or_missing(data: SummaryInput | MetricsInput) -> dict[str, Any] | None
     if not run["completed_document_count"]:
         return no_metrics(run["experiment_id"], f"no document of run {run['run_id']} has been scored yet "
                                                 f"(status {run['status']})")
+    return None
+
+
+def stale_answer(run: Mapping[str, Any], current: Fingerprints, allow_stale: bool) -> dict[str, Any] | None:
+    """The non-answer to give instead of a view, if any: `allow_stale` reads a stale run anyway."""
+    problem = stale_or_missing(run, current)
+    if problem and not (allow_stale and problem["kind"] == "stale_metrics"):
+        return problem
     return None
 
 
@@ -98,96 +81,91 @@ def summary(data: SummaryInput) -> dict[str, Any]:
     }
 
 
-def by_document(data: MetricsInput, document_id: str | None) -> dict[str, Any]:
-    doc = _document(data, document_id)
+def by_document(run_id: str, doc: DocumentConsensus, prior_score: float | None,
+                prior_targets: Mapping[str, float]) -> dict[str, Any]:
+    """One document: its targets (consensus order) and confusion; `prior_targets` are the
+    prior run's target scores of the same document."""
     consensus = doc.consensus or {}
-    targets = [{"path": t["path"], "score": t["score"], "value": t["value"],
-                "prior_score": data.prior_target(doc.document_id, t["path"])}
+    targets = [{"path": t["path"], "score": t["score"], "value": t["value"], "prior_score": prior_targets.get(t["path"])}
                for t in consensus.get("targets", ())]
     return {
-        "run_id": data.run.run_id, "kind": "by_document", "view": "by_document",
+        "run_id": run_id, "kind": "by_document", "view": "by_document",
         "document": {"id": doc.document_id, "filename": doc.filename},
-        "score": doc.score, "prior_score": data.prior_score(doc.document_id),
+        "score": doc.score, "prior_score": prior_score,
         "confusion": _plain_confusion(consensus.get("confusion")), "targets": targets,
     }
 
 
-def by_target(data: MetricsInput, target_path: str | None) -> dict[str, Any]:
-    """A target is a path (`vendor`, `category`, `pages.3`) or, for classifier and split
-    runs, a consensus label (`invoice`): its confusion slice and the documents voting it."""
-    path = _require(target_path, "target_path")
-    if data.block_type in LABEL_BLOCKS and _target_in_any(data.documents, path) is None:
-        confusion = aggregate.confusion(data.run.metrics)
-        if path in confusion["diag"]:
-            return _label_target(data, path, confusion)
-    documents = []
-    for doc in data.documents:
-        target = _target(doc, path)
-        if target is not None:
-            documents.append({"id": doc.document_id, "filename": doc.filename, "score": target["score"],
-                              "value": target["value"], "prior_score": data.prior_target(doc.document_id, path)})
-    likelihoods = aggregate.likelihoods(data.run.metrics)
+def by_target(run: Mapping[str, Any], path: str, rows: list[TargetRow], metrics: Mapping[str, Any],
+              prior_metrics: Mapping[str, Any] | None, prior_scores: Mapping[str, float]) -> dict[str, Any]:
+    """A target path: every document's target there (`rows`, in document order) and the
+    run's likelihood of it. `run` is `read_columns.run_summary`."""
+    filenames = run["filenames"]
+    documents = [{"id": r.document_id, "filename": filenames.get(r.document_id, ""), "score": r.score,
+                  "value": r.value, "prior_score": prior_scores.get(r.document_id)} for r in rows]
+    likelihoods = aggregate.likelihoods(metrics)
     if path not in likelihoods and not documents:
         raise not_found("target", path)
-    prior = aggregate.likelihoods(data.prior.metrics).get(path) if data.prior else None
+    prior = aggregate.likelihoods(prior_metrics).get(path) if prior_metrics is not None else None
     return {
-        "run_id": data.run.run_id, "kind": "by_target", "view": "by_target", "target": path,
+        "run_id": run["run_id"], "kind": "by_target", "view": "by_target", "target": path,
         "score": likelihoods.get(path), "prior_score": prior,
-        "confusion": _label_slice(data, path), "documents": documents,
+        "confusion": _label_slice(run["block_type"], metrics, path), "documents": documents,
     }
 
 
-def _label_target(data: MetricsInput, label: str, confusion: dict[str, Any]) -> dict[str, Any]:
-    """One consensus label: `score` is the mean likelihood of the questions (the
-    classifier's category, a split's pages) whose consensus is this label; each document
-    shows its own mean over those questions and `value` = the label."""
-    documents = []
-    for doc in data.documents:
-        own = _label_scores(doc, label)
-        if own:
-            documents.append({"id": doc.document_id, "filename": doc.filename, "score": _mean(own), "value": label,
-                              "prior_score": _mean(_label_scores(data.prior_documents.get(doc.document_id), label))})
-    prior = [s for d in data.prior_documents.values() for s in _label_scores(d, label)]
+def label_target(run: Mapping[str, Any], label: str, own: list[tuple[str, float]],
+                 prior: list[tuple[str, float]], confusion: dict[str, Any]) -> dict[str, Any]:
+    """One consensus label of a classifier or split run: `score` is the mean likelihood of
+    the questions (the classifier's category, a split's pages) whose consensus is this
+    label; each document shows its own mean over those questions and `value` = the label.
+    `own` and `prior`: (document id, score) of those questions in the run (document order)
+    and in the prior run."""
+    filenames = run["filenames"]
+    mine: dict[str, list[float]] = {}
+    for document_id, score in own:
+        mine.setdefault(document_id, []).append(score)
+    theirs: dict[str, list[float]] = {}
+    for document_id, score in prior:
+        theirs.setdefault(document_id, []).append(score)
+    documents = [{"id": document_id, "filename": filenames.get(document_id, ""), "score": _mean(scores),
+                  "value": label, "prior_score": _mean(theirs.get(document_id, []))}
+                 for document_id, scores in mine.items()]
     return {
-        "run_id": data.run.run_id, "kind": "by_target", "view": "by_target", "target": label,
-        "score": _mean([s for d in data.documents for s in _label_scores(d, label)]),
-        "prior_score": _mean(prior), "confusion": _slice(confusion, label), "documents": documents,
+        "run_id": run["run_id"], "kind": "by_target", "view": "by_target", "target": label,
+        "score": _mean([score for _, score in own]), "prior_score": _mean([score for _, score in prior]),
+        "confusion": _slice(confusion, label), "documents": documents,
     }
 
 
-def _label_scores(doc: DocumentState | None, label: str) -> list[float]:
-    """The likelihoods of a document's questions whose consensus is `label`."""
-    targets = (doc.consensus or {}).get("targets", ()) if doc else ()
-    return [t["score"] for t in targets if t["value"] is not None and label_text(t["value"]) == label]
+def is_label(block_type: str, metrics: Mapping[str, Any], path: str) -> dict[str, Any] | None:
+    """The run's confusion when `path` names one of its consensus labels (classifier and
+    split runs; asked when no document has a target at that path), else None."""
+    if block_type not in LABEL_BLOCKS:
+        return None
+    confusion = aggregate.confusion(metrics)
+    return confusion if path in confusion["diag"] else None
+
+
+def votes(run_id: str, doc: DocumentConsensus, path: str, target: tuple[float, Any],
+          prior_score: float | None) -> dict[str, Any]:
+    score, rows = target
+    return {
+        "run_id": run_id, "kind": "votes", "view": "votes",
+        "document": {"id": doc.document_id, "filename": doc.filename}, "target": path,
+        "score": score, "prior_score": prior_score, "rows": rows,
+    }
 
 
 def _mean(values: list[float]) -> float | None:
     return math.fsum(values) / len(values) if values else None
 
 
-def _target_in_any(documents: list[DocumentState], path: str) -> dict[str, Any] | None:
-    return next((t for d in documents if (t := _target(d, path)) is not None), None)
-
-
-def votes(data: MetricsInput, document_id: str | None, target_path: str | None) -> dict[str, Any]:
-    doc = _document(data, document_id)
-    path = _require(target_path, "target_path")
-    target = _target(doc, path)
-    if target is None:
-        raise not_found("target", path)
-    return {
-        "run_id": data.run.run_id, "kind": "votes", "view": "votes",
-        "document": {"id": doc.document_id, "filename": doc.filename}, "target": path,
-        "score": target["score"], "prior_score": data.prior_target(doc.document_id, path),
-        "rows": target["rows"],
-    }
-
-
-def _label_slice(data: MetricsInput, path: str) -> dict[str, Any] | None:
+def _label_slice(block_type: str, metrics: Mapping[str, Any], path: str) -> dict[str, Any] | None:
     """For classifier/split runs: how the run's consensus labels flow, seen from one label."""
-    if data.block_type not in LABEL_BLOCKS:
+    if block_type not in LABEL_BLOCKS:
         return None
-    confusion = aggregate.confusion(data.run.metrics)
+    confusion = aggregate.confusion(metrics)
     return _slice(confusion, path) if path in confusion["diag"] else None
 
 
@@ -202,31 +180,11 @@ def _slice(confusion: dict[str, Any], label: str) -> dict[str, Any]:
     }
 
 
-def _document(data: MetricsInput, document_id: str | None) -> DocumentState:
-    document_id = _require(document_id, "document_id")
-    for doc in data.documents:
-        if doc.document_id == document_id:
-            return doc
-    raise not_found("document", document_id)
-
-
-def _target(doc: DocumentState | None, path: str) -> dict[str, Any] | None:
-    for target in ((doc.consensus or {}).get("targets", ()) if doc else ()):
-        if target["path"] == path:
-            return target
-    return None
-
-
-def _target_score(doc: DocumentState | None, path: str) -> float | None:
-    target = _target(doc, path)
-    return target["score"] if target else None
-
-
 def _plain_confusion(confusion: dict | None) -> dict | None:
     return {"diag": confusion["diag"], "flows": confusion["flows"]} if confusion else None
 
 
-def _require(value: str | None, name: str) -> str:
+def require(value: str | None, name: str) -> str:
     if not value:
         raise invalid(f"{name} is required for this view", field=name)
     return value

@@ -1,12 +1,15 @@
 """Read-model state -> the JSON resources the retab SDK parses."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from projections.domain.state import DOC_TERMINAL, BlockState, DocumentState, ExperimentState, RunState
 from projections.runtime.batch import result_id
-from projections.store.read_columns import lifecycle, run_resource  # noqa: F401 - rendered where the rows are written
+from projections.store.read_columns import (  # noqa: F401 - run_resource: rendered where the rows are written
+    block_execution, experiment_card, lifecycle, run_resource
+)
 
 _EXPERIMENT_STATUS = {"pending": "processing", "queued": "processing", "running": "processing",
                       "completed": "completed", "error": "failed", "cancelled": "cancelled"}
@@ -28,7 +31,27 @@ def document_status(doc: DocumentState, run_status: str) -> str:
     return doc.status
 
 
-def result_resource(run: RunState, doc: DocumentState) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ResultRun:
+    """What a result shows of its run, read from the run's stored resource (no state)."""
+
+    run_id: str
+    status: str
+    cancel_reason: str | None
+    created_at: datetime
+    completed_at: datetime | None
+    spec: dict[str, Any]  # experiment_id and block_type, as a run's spec names them
+
+    @classmethod
+    def of(cls, run_id: str, resource: dict[str, Any]) -> ResultRun:
+        lifecycle_, timing = resource["lifecycle"], resource["timing"]
+        completed = timing["completed_at"]
+        return cls(run_id, lifecycle_["status"], lifecycle_.get("reason"), datetime.fromisoformat(timing["created_at"]),
+                   datetime.fromisoformat(completed) if completed else None,
+                   {"experiment_id": resource["experiment_id"], "block_type": resource["block_type"]})
+
+
+def result_resource(run: RunState | ResultRun, doc: DocumentState) -> dict[str, Any]:
     status = document_status(doc, run.status)
     reason = run.cancel_reason if status == "cancelled" else None
     error = doc.last_error if status == "error" else None
@@ -60,21 +83,35 @@ def result_resource(run: RunState, doc: DocumentState) -> dict[str, Any]:
 def experiment_resource(exp: ExperimentState, block: BlockState | None, last: RunState | None,
                         scored: RunState | None, freshness: dict[str, Any]) -> dict[str, Any]:
     """`last` is the latest run (status); `scored` the latest completed one (score)."""
-    return {
-        "id": exp.experiment_id,
+    return experiment_resource_of(
+        experiment_card(exp), block_execution(block), last.run_id if last else None, last.status if last else None,
+        scored.score if scored else None, freshness, list(exp.documents))
+
+
+def experiment_resource_of(card: dict[str, Any], block: dict[str, Any] | None, last_run_id: str | None,
+                           last_status: str | None, score: float | None, freshness: dict[str, Any],
+                           documents: list | None) -> dict[str, Any]:
+    """From the experiment's card (`read_columns.experiment_card`), its block's
+    `block_execution`, its latest run and the score of its latest completed one.
+    `documents` None: the resource without its document list (the console's pages)."""
+    resource = {
+        "id": card["id"],
         "object": "experiment",
-        "workflow_id": exp.workflow_id,
-        "block_id": exp.block_id,
-        "n_consensus": exp.n_consensus,
-        "document_count": len(exp.documents),
-        "name": exp.name,
-        "last_run_id": last.run_id if last else None,
-        "created_at": _iso(exp.created_at),
-        "updated_at": _iso(exp.updated_at),
-        "status": _EXPERIMENT_STATUS[last.status] if last else "draft",
-        "block_type": block.current.block_type if block and block.current else "extract",
-        "score": scored.score if scored else None,
-        "documents": list(exp.documents),
-        "source_experiment_id": exp.source_experiment_id,
+        "workflow_id": card["workflow_id"],
+        "block_id": card["block_id"],
+        "n_consensus": card["n_consensus"],
+        "document_count": card["document_count"],
+        "name": card["name"],
+        "last_run_id": last_run_id,
+        "created_at": card["created_at"],
+        "updated_at": card["updated_at"],
+        "status": _EXPERIMENT_STATUS[last_status] if last_status else "draft",
+        "block_type": block["block_type"] if block else "extract",
+        "score": score,
+        "documents": documents,
+        "source_experiment_id": card["source_experiment_id"],
         **freshness,
     }
+    if documents is None:
+        del resource["documents"]
+    return resource

@@ -99,8 +99,12 @@ def _line(record: Record) -> dict[str, Any]:
             "payload": event.payload.model_dump(mode="json")}
 
 
-async def dead_letters(engine: AsyncEngine, position: str | None = None) -> list[dict[str, Any]]:
+async def dead_letters(engine: AsyncEngine, position: str | None = None,
+                       limit: int | None = None) -> list[dict[str, Any]]:
+    """The dead letters in log order (`limit`: the first ones only)."""
     query = select(dead_letters_table).order_by(dead_letters_table.c.partition, dead_letters_table.c.offset)
+    if limit is not None:
+        query = query.limit(limit)
     if position is not None:
         at = Position.parse(position)
         query = query.where(dead_letters_table.c.partition == at.partition, dead_letters_table.c.offset == at.offset)

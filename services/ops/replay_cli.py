@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..settings import Settings
@@ -111,27 +112,46 @@ async def _repair(settings: Settings, args) -> int:
 # -- verify --------------------------------------------------------------------------
 
 async def _verify(settings: Settings, args) -> int:
+    """Verify one run or every run, in this process (chunk by chunk: memory stays flat),
+    with a progress bar of the events refolded (none with --json)."""
     from projections.runtime import verify
 
     async with local_runtime(settings) as runtime:
-        if args.run:
-            async with runtime.engine.connect() as conn:
-                try:
-                    checks = [await verify.verify_run(conn, runtime.log, args.run)]
-                except verify.RunNotFound:
-                    return fail(f"no run {args.run!r} in the read model or its event index")
-        else:
-            checks = [check async for check in verify.verify_all(runtime.engine, runtime.log)]
+        with _progress_bar(disable=args.json) as bar:
+            task = bar.add_task("verifying", total=None)
+            if args.run:
+                async with runtime.engine.connect() as conn:
+                    try:
+                        checks = [await verify.verify_run(
+                            conn, runtime.log, args.run,
+                            lambda done, total: bar.update(task, description=f"run {args.run}", completed=done,
+                                                           total=total))]
+                    except verify.RunNotFound:
+                        return fail(f"no run {args.run!r} in the read model or its event index")
+            else:
+                checks = []
+
+                def report(run_id: str, done: int, total: int) -> None:
+                    bar.update(task, description=f"{len(checks)} verified · run {run_id}", completed=done, total=total)
+
+                async for check in verify.verify_all(runtime.engine, runtime.log, report):
+                    checks.append(check)
     bad = [c for c in checks if not c.ok]
     if args.json:
         print_json({"ok": not bad, "runs": len(checks), "differing": [c.as_json() for c in bad]})
     else:
         for check in bad:
             console.print(f"[red]run {check.run_id} differs[/red] (live {check.live_hash[:12]}, "
-                          f"replayed {check.replayed_hash[:12]}); first: {check.differences[0].describe()}")
+                          f"replayed {check.replayed_hash[:12]}; {check.difference_count} difference(s)); "
+                          f"first: {check.differences[0].describe()}")
         verdict = "[green]all equal[/green]" if not bad else f"[red]{len(bad)} differ[/red]"
         console.print(f"verified {len(checks)} run(s) against their own events: {verdict}")
     return 1 if bad else 0
+
+
+def _progress_bar(disable: bool) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("events"),
+                    TimeElapsedColumn(), console=console, disable=disable, transient=True)
 
 
 def _differences_table(check) -> Table:
@@ -140,6 +160,8 @@ def _differences_table(check) -> Table:
         table.add_column(column)
     for d in check.differences:
         table.add_row(d.table, d.key, d.field, _cell(d.live), _cell(d.replayed))
+    if check.difference_count > len(check.differences):
+        table.caption = f"and {check.difference_count - len(check.differences)} more"
     return table
 
 

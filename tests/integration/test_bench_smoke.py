@@ -8,7 +8,7 @@ import re
 from bench import run
 
 ARGS = ["--embedded-only", "--runs", "2", "--docs", "3", "--n", "3", "--repeat", "1",
-        "--skip", "consensus", "--skip", "rebuild"]
+        "--skip", "consensus", "--skip", "rebuild", "--skip", "bounded"]
 
 
 def table_cells(out: str) -> list[list[str]]:
@@ -28,3 +28,15 @@ def test_the_runner_prints_one_row_per_embedded_projector_path(capsys, tmp_path)
         if "not installed" not in yardstick:  # the bench extra brings the eventsourcing yardstick
             assert re.fullmatch(r"eventsourcing .*: [\d,.]+ events/s", yardstick), yardstick
             assert re.fullmatch(r"[\d.]+x", ratio), ratio
+
+
+def test_the_bounded_cost_bench_prints_a_row_per_request_and_the_other_tenants(capsys, tmp_path):
+    from bench import bench_bounded_cost
+
+    assert bench_bounded_cost.main(["--docs", "12", "--passes", "3", "--duplicates", "10", "--reps", "1",
+                                    "--budget", "1", "--idle", "1", "--workdir", str(tmp_path)]) == 0
+    header, _, *rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    names = [row.split("|")[1].strip() for row in rows]
+    assert "console timeline" in names and "verify over HTTP (start)" in names and "console experiments" in names
+    assert names[-1].startswith("other organisation's `GET run` p99")
+    assert all(re.search(r"\d+ ms \(1x, \d+\)", row) for row in rows[:-1]), rows  # a server time for each

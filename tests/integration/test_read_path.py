@@ -19,6 +19,7 @@ from services.api.auth import KeyCache
 from services.api.context import Ctx
 from services.api.routes import metrics as metrics_route
 from services.ledger import Ledger
+from tests import metrics_oracle
 from tests.builders import RunScript
 from tests.integration.test_read_your_writes import KEY, api, experiment, projecting, runtime  # noqa: F401 (fixtures)
 
@@ -129,7 +130,8 @@ async def test_the_metrics_summary_from_row_scores_equals_the_one_from_whole_sta
     script = await project_a_run(runtime, "run_summary_prior", "run_summary")
     ctx = Ctx("org_a", runtime, Ledger(runtime))
     light = await metrics_route.summary_input(ctx, script.run_id, True, None)
-    whole = await metrics_route._load(ctx, script.run_id, True, None)
+    async with runtime.engine.connect() as conn:  # as the views read it before issue 17: whole states
+        whole = await metrics_oracle.load(conn, "org_a", script.run_id, True, None)
     assert light.prior is not None and light.prior.run_id == whole.prior.run_id == "run_summary_prior"
     assert [d.score for d in light.documents] == [d.score for d in whole.documents] != [None, None]
     assert light.run == orjson.loads(orjson.dumps(run_summary(whole.run))) and light.current == whole.current

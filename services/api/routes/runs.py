@@ -4,7 +4,6 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Literal
 
-import orjson
 from fastapi import APIRouter, Body, Depends, Query, Response
 
 from events.envelope import trace_id
@@ -20,7 +19,7 @@ from ..context import Ctx, context, require
 from ..errors import ApiError, not_found
 from ..resources import lifecycle, run_resource
 from ..time_travel import run_as_of
-from .common import envelope, mark_positions, page_request
+from .common import envelope, fit_page, list_response, mark_positions, page_request
 
 router = APIRouter(prefix="/v1/workflows/experiments/runs", tags=["runs"])
 Status = Literal["pending", "queued", "running", "completed", "error", "cancelled"]
@@ -58,7 +57,7 @@ async def list_runs(
                                from_date, to_date, sort_by)
     async with ctx.connect() as conn:
         found = await views.list_run_resources(conn, ctx.org_id, filters, page)
-    return _json(envelope(found, lambda row: orjson.Fragment(views.resource_text(row))))
+    return list_response(*await fit_page(found, page, lambda row: views.resource_text(row).encode()))
 
 
 @router.get("/{run_id}")
@@ -71,11 +70,6 @@ async def get_run(run_id: str, as_of: str | None = Query(None, description="a po
             raise not_found("run", run_id)
         return Response(text, media_type="application/json")
     return await run_as_of(ctx, await load_run(ctx, run_id), as_of)
-
-
-def _json(content: dict) -> Response:
-    """What FastAPI would answer for `content`, with stored resources spliced in as they are."""
-    return Response(orjson.dumps(content), media_type="application/json")
 
 
 @router.post("/{run_id}/cancel")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
+from projections.store import views
+
 from ...api.context import Ctx
 from ...api.errors import ApiError
 from ...api.status import projection_status
@@ -20,6 +22,7 @@ async def operations_page(request: Request, ctx: Ctx = Depends(console_ctx)):
     from ...ops.audit import dead_letters  # operations tooling, loaded when an admin asks
 
     status = await projection_status(ctx.runtime)
-    letters = await dead_letters(ctx.runtime.engine)
-    return render(request, "operations.html", nav="operations", ledger=status, letters=letters[:LETTERS_SHOWN],
-                  letter_count=len(letters))
+    letters = await dead_letters(ctx.runtime.engine, limit=LETTERS_SHOWN)  # the first ones; all are counted
+    async with ctx.connect() as conn:
+        count = sum((await views.dead_letter_counts(conn)).values())
+    return render(request, "operations.html", nav="operations", ledger=status, letters=letters, letter_count=count)
