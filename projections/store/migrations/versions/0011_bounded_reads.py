@@ -2,7 +2,7 @@
 events, the experiment card, and the verification jobs' table.
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-01
 
 - `document_targets.label_hash` (classifier and split targets: which consensus label the
