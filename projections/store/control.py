@@ -62,6 +62,15 @@ read_model_versions = Table(
     Column("activated_at", TS),
 )
 
+# The notary's signing key where no key file is used: PostgreSQL deployments (projections/notary/keys.py;
+# Alembic 0014). Not projected: a rebuild must sign with the same key.
+notary_keys = Table(
+    "notary_keys", metadata,
+    Column("name", String(32), primary_key=True),
+    Column("private_key", Text, nullable=False),  # PEM, PKCS#8
+    Column("created_at", TS, nullable=False),
+)
+
 
 def legacy_key_id(key_hash: str) -> str:
     """Keys created before key ids existed get one derived from their hash."""
