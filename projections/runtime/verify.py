@@ -21,6 +21,7 @@ from sqlalchemy import delete, insert, select, union, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events.log import EventLog
+from projections.notary import logcheck
 from projections.runtime.run_rows import RUN_TABLES, derived_rows, live_rows, read_records, refold, stored_positions
 from projections.store.read_columns import DERIVED
 from projections.store.state_hash import canonical
@@ -63,10 +64,17 @@ class RunNotFound(LookupError):
 
 
 async def verify_run(conn: AsyncConnection, log: EventLog, run_id: str) -> RunCheck:
-    live, derived, events, failure = await _live_and_derived(conn, log, run_id)
+    tampered = await logcheck.run_differences(conn, log, run_id)  # the log itself against its Merkle tree
+    try:
+        live, derived, events, failure = await _live_and_derived(conn, log, run_id)
+    except LookupError:
+        if not tampered:  # RunNotFound, or a record gone from a log without a tree
+            raise
+        return RunCheck(run_id, "", "", 0, list(tampered))  # records gone: no refold to compare
     check = RunCheck(run_id, rows_hash(live), rows_hash(derived), events, list(differences(live, derived)))
     if failure:
         check.differences.insert(0, Difference("(fold)", run_id, "(error)", None, failure))
+    check.differences[:0] = tampered
     return check
 
 
