@@ -21,6 +21,7 @@ import signal
 from projections.runtime.projector import Projector
 
 from .bootstrap import start_runtime
+from .notary import publishing
 from .settings import Settings
 
 log = logging.getLogger("runledger.project")
@@ -59,7 +60,8 @@ async def run_projector(settings: Settings, group: str = DEFAULT_GROUP, health_p
              settings.read_model_url.split("@")[-1])
     health = asyncio.create_task(_serve_health(runtime, health_port)) if health_port else None
     try:
-        await supervise(projector, group)
+        async with publishing(runtime):  # signed heads on the log (services/notary.py)
+            await supervise(projector, group)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

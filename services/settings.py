@@ -26,6 +26,8 @@ class Settings:
     heartbeat_interval: float = 2.0  # projector heartbeats (projections/runtime/heartbeat.py)
     heartbeat_ttl: float = 10.0  # a member silent for longer is dead to /healthz
     fold_processes: int = 1  # the projector's fold (consensus) pool; 0: a worker thread instead
+    notary_key_file: Path | None = None  # the Ed25519 signing key (PEM); unset: services/notary.py decides
+    digest_interval: float = 3600.0  # seconds between signed heads published on the log; 0: never
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -44,6 +46,8 @@ class Settings:
             heartbeat_interval=float(env.get("RUNLEDGER_HEARTBEAT_INTERVAL", "2")),
             heartbeat_ttl=float(env.get("RUNLEDGER_HEARTBEAT_TTL", "10")),
             fold_processes=int(env.get("RUNLEDGER_FOLD_PROCESSES", "1")),
+            notary_key_file=Path(env["RUNLEDGER_NOTARY_KEY_FILE"]) if env.get("RUNLEDGER_NOTARY_KEY_FILE") else None,
+            digest_interval=float(env.get("RUNLEDGER_DIGEST_INTERVAL", "3600")),
         )
 
     def with_(self, **changes) -> Settings:

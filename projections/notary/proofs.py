@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from typing import Any, Iterable
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.log import EventLog, Record
@@ -23,6 +23,7 @@ from projections.notary.bundle import Consistency, bundle_document, digest_docum
 from projections.notary.heads import SignedHead, Signer, TreeHead
 from projections.store.tables import event_index
 
+DIGEST_AGGREGATE = "notary"  # the aggregate (and log key) of the signed heads published on the log
 NEARBY = 64  # records of a run this close on the log are read in one go
 READ_AT_MOST = 2000
 
@@ -102,6 +103,23 @@ async def run_bundle(conn: AsyncConnection, log: EventLog, signer: Signer, run_i
     proofs = await consistency(conn, found, {p: s for p, s in (since or {}).items() if p in found})
     return await asyncio.to_thread(bundle_document, run_id, org_id, signer.public_key, signer.key_id, heads,
                                    records, hashes, proofs, missing)
+
+
+async def run_record_count(conn: AsyncConnection, run_id: str) -> int:
+    """How many records the run's history holds (an index count; nothing decoded)."""
+    return await conn.scalar(select(func.count()).select_from(event_index).where(event_index.c.aggregate_id == run_id))
+
+
+async def latest_published(conn: AsyncConnection) -> dict[str, Any] | None:
+    """The newest digest the log carries (a TreeHeadsPublished event): where, when, its heads."""
+    row = (await conn.execute(select(event_index.c.partition, event_index.c.offset, event_index.c.body)
+                              .where(event_index.c.aggregate_id == DIGEST_AGGREGATE, event_index.c.accepted.is_(True))
+                              .order_by(event_index.c.partition.desc(), event_index.c.offset.desc()).limit(1))).first()
+    if row is None or not row.body:
+        return None
+    payload = row.body["payload"]
+    return {"position": f"{row.partition}:{row.offset}", "key_id": payload["key_id"], "heads": payload["heads"],
+            "time_ms": max((h["time_ms"] for h in payload["heads"]), default=None)}
 
 
 async def run_positions(conn: AsyncConnection, run_id: str) -> list[tuple[int, int]]:
