@@ -96,39 +96,41 @@ class Tail:
             return
         rows = {level: [hashes[i:i + HASH_SIZE] for i in range(0, len(hashes), HASH_SIZE)]
                 for level, hashes in self.partial.items()}
-        dirty: set[TileId] = set()
-        size, next_offset = self.size, self.next_offset
+        leaves = rows.setdefault(0, [])
+        size, next_offset, partition = self.size, self.next_offset, self.partition
         for record in records:
-            if record.partition != self.partition:
-                raise ValueError(f"record {record.partition}:{record.offset} is not of partition {self.partition}")
-            if next_offset is None or record.offset != next_offset:
-                if next_offset is not None and record.offset < next_offset:
-                    raise ValueError(f"record {record.partition}:{record.offset} is behind the tree ({next_offset})")
-                self.segments.append((record.offset, size))
-            self._push(rows, dirty, 0, size, record_hash(record))
+            if record.offset != next_offset or record.partition != partition:
+                self._jump(record, next_offset, size)
+            leaves.append(record_hash(record))
             size, next_offset = size + 1, record.offset + 1
-        for level, index in dirty:
-            if (level, index) not in self.tiles:  # still partial: its hashes as they ended
-                self.tiles[(level, index)] = b"".join(rows[level])
+            if len(leaves) == WIDTH:
+                self._filled(rows, 0, (size - 1) >> HEIGHT)
+                leaves = rows[0]
+        for level, row in rows.items():  # the partial tiles that changed, as they ended
+            index = (size >> (HEIGHT * level)) >> HEIGHT
+            before = len(self.partial.get(level, b"")) // HASH_SIZE
+            if row and (index != (self.size >> (HEIGHT * level)) >> HEIGHT or len(row) != before):
+                self.tiles[(level, index)] = b"".join(row)
         self.new_size, self.new_next_offset = size, next_offset
 
-    def _push(self, rows: dict[int, list[bytes]], dirty: set[TileId], level: int, entry: int, value: bytes) -> None:
-        row = rows.setdefault(level, [])
-        row.append(value)
-        tile = (level, entry >> HEIGHT)
-        if len(row) < WIDTH:
-            dirty.add(tile)
-            return
-        full = b"".join(row)
-        self.tiles[tile] = full
-        dirty.discard(tile)
+    def _jump(self, record: Record, next_offset: int | None, size: int) -> None:
+        """A record not right after the last one: another partition's (refused), one behind
+        the tree (refused), or past a gap in the offsets (a new segment)."""
+        if record.partition != self.partition:
+            raise ValueError(f"record {record.partition}:{record.offset} is not of partition {self.partition}")
+        if next_offset is not None and record.offset < next_offset:
+            raise ValueError(f"record {record.partition}:{record.offset} is behind the tree ({next_offset})")
+        self.segments.append((record.offset, size))
+
+    def _filled(self, rows: dict[int, list[bytes]], level: int, index: int) -> None:
+        """Tile (level, index) is full: keep it, and push its root one tile level up."""
+        full = b"".join(rows[level])
+        self.tiles[(level, index)] = full
         rows[level] = []
-        self._push(rows, dirty, level + 1, entry >> HEIGHT, node_from_tile(full, 0, WIDTH))
-
-
-def nodes_root(values: dict[Node, bytes], size: int) -> bytes:
-    """The root at `size` from its complete nodes' hashes."""
-    return fold_right([values[node] for node in complete_nodes(0, size)])
+        above = rows.setdefault(level + 1, [])
+        above.append(node_from_tile(full, 0, WIDTH))
+        if len(above) == WIDTH:
+            self._filled(rows, level + 1, index >> HEIGHT)
 
 
 def needed_tiles(ranges: Iterable[Range]) -> set[TileId]:
