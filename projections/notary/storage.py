@@ -9,10 +9,13 @@ rows per range and never a scan of the leaves.
 from __future__ import annotations
 
 import bisect
+import weakref
 from dataclasses import dataclass
 from typing import Iterable
 
-from sqlalchemy import and_, bindparam, func, insert, select, tuple_, update
+from sqlalchemy import func, insert, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from projections.notary import tiles as tiles_module
@@ -26,6 +29,21 @@ CHUNK = 500  # keys per IN (...) list
 class TreeOutOfStep(RuntimeError):
     """A partition's tree does not end where its checkpoint does: a bug (the two commit
     together), so the partition stops, loudly, rather than notarise a hole."""
+
+
+class StaleTail(RuntimeError):
+    """The tail this process kept from its last batch is not the stored tree's (its
+    transaction did not commit, or another process grew the tree since): the batch is
+    retried, like a transient fault, with the tail read from the store."""
+
+    transient = True
+
+
+# The tail each partition's last saved batch left, per engine (read-model version), in
+# this process: the next batch starts from it without reading, when it starts where that
+# one ended (its checkpoint commits with the tree, and a tree is a function of the log's
+# records up to its end). The size compare-and-set in `save` still checks it (StaleTail).
+_kept: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # AsyncEngine -> {partition: Tail}
 
 
 @dataclass(frozen=True)
@@ -46,6 +64,9 @@ async def tail(conn: AsyncConnection, partition: int, expected: int) -> Tail | N
     """The tree's right edge before a batch that starts at checkpoint `expected`. A new tree
     when nothing was projected yet; None for a read model made before the notary (its
     partitions stay unnotarised until `runledger rebuild`)."""
+    kept = _kept.get(conn.engine, {}).get(partition)
+    if kept is not None and kept.next_offset == expected:
+        return kept.after()
     found = (await trees(conn, [partition])).get(partition)
     if found is None:
         return Tail(partition) if expected == 0 else None
@@ -66,34 +87,34 @@ async def save(conn: AsyncConnection, tail: Tail | None) -> None:
         raise TreeOutOfStep(tail.out_of_step)
     if not tail.grown:
         return
-    p = tail.partition
+    p, kept_here = tail.partition, _kept.setdefault(conn.engine, {})
     if tail.next_offset is None:
         await conn.execute(insert(notary_trees).values(partition=p, size=tail.new_size,
                                                        next_offset=tail.new_next_offset))
     else:
         moved = await conn.execute(update(notary_trees).where(
-            notary_trees.c.partition == p, notary_trees.c.size == tail.size).values(
-            size=tail.new_size, next_offset=tail.new_next_offset))
+            notary_trees.c.partition == p, notary_trees.c.size == tail.size,
+            notary_trees.c.next_offset == tail.next_offset).values(size=tail.new_size,
+                                                                   next_offset=tail.new_next_offset))
         if moved.rowcount != 1:
+            kept = kept_here.pop(p, None)
+            if kept is not None and (kept.size, kept.next_offset) == (tail.size, tail.next_offset):
+                raise StaleTail(f"partition {p}: the kept tree tail (size {tail.size}) is not the stored one")
             raise TreeOutOfStep(f"partition {p}: the Merkle tree moved from size {tail.size} meanwhile")
-    inserts, updates = [], []
-    for (level, index), hashes in sorted(tail.tiles.items()):
-        if tail.existed((level, index)):
-            updates.append({"k_p": p, "k_level": level, "k_idx": index, "v_hashes": hashes})
-        else:
-            inserts.append({"partition": p, "level": level, "idx": index, "hashes": hashes})
-    if inserts:
-        await conn.execute(insert(notary_tiles), inserts)
-    if updates:
-        await conn.execute(_UPDATE_TILE, updates)
+    rows = [{"partition": p, "level": level, "idx": index, "hashes": hashes}
+            for (level, index), hashes in sorted(tail.tiles.items())]
+    if rows:  # new tiles, and the partial ones rewritten: one statement
+        await conn.execute(_upsert_tiles(conn.dialect.name), rows)
     if tail.segments:
         await conn.execute(insert(notary_segments), [
             {"partition": p, "first_offset": offset, "first_leaf": leaf} for offset, leaf in tail.segments])
+    kept_here[p] = tail.after()  # a batch that does not commit ends elsewhere than its checkpoint: not used
 
 
-_UPDATE_TILE = update(notary_tiles).where(and_(
-    notary_tiles.c.partition == bindparam("k_p"), notary_tiles.c.level == bindparam("k_level"),
-    notary_tiles.c.idx == bindparam("k_idx"))).values(hashes=bindparam("v_hashes"))
+def _upsert_tiles(dialect: str):
+    statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(notary_tiles)
+    return statement.on_conflict_do_update(index_elements=["partition", "level", "idx"],
+                                           set_={"hashes": statement.excluded.hashes})
 
 
 async def read_tiles(conn: AsyncConnection, partition: int, wanted: Iterable[TileId]) -> dict[TileId, bytes]:

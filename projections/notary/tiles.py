@@ -113,6 +113,19 @@ class Tail:
                 self.tiles[(level, index)] = b"".join(row)
         self.new_size, self.new_next_offset = size, next_offset
 
+    def after(self) -> Tail:
+        """The tree as this growth leaves it, as the tail of the next batch (the projector's
+        process keeps it, so the next batch reads nothing: projections/notary/storage.py)."""
+        size = self.new_size if self.new_size is not None else self.size
+        partial = {}
+        for level, index in right_edge(size):
+            if (level, index) in self.tiles:
+                partial[level] = self.tiles[(level, index)]
+            else:  # untouched since it was loaded
+                partial[level] = self.partial[level]
+        next_offset = self.new_next_offset if self.new_size is not None else self.next_offset
+        return Tail(self.partition, size, next_offset, partial)
+
     def _jump(self, record: Record, next_offset: int | None, size: int) -> None:
         """A record not right after the last one: another partition's (refused), one behind
         the tree (refused), or past a gap in the offsets (a new segment)."""

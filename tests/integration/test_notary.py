@@ -222,3 +222,35 @@ async def test_digests_published_on_the_log_fold_harmlessly(tmp_path):
         runtime.projector.stop()
         await asyncio.wait_for(projecting, 15)
         await runtime.close()
+
+
+async def test_a_batch_that_did_not_commit_leaves_no_tree_behind_it(engine):
+    """The tail a process keeps for its partition's next batch is only used when the batch
+    starts where it ends: a rolled-back batch is retried from the stored tree."""
+    records = [Record(0, i, "run_0", b"{}", 1_700_000_000_000 + i) for i in range(40)]
+
+    class Rollback(Exception):
+        pass
+
+    async with engine.connect() as conn:
+        first = await storage.tail(conn, 0, 0)
+    first.grow(records[:20])
+    with pytest.raises(Rollback):
+        async with engine.begin() as conn:
+            await storage.save(conn, first)
+            raise Rollback()  # e.g. the commit failed
+    async with engine.connect() as conn:
+        again = await storage.tail(conn, 0, 0)  # the same batch, retried from checkpoint 0
+    assert (again.size, again.next_offset) == (0, None)
+    again.grow(records[:20])
+    async with engine.begin() as conn:
+        await storage.save(conn, again)
+    async with engine.connect() as conn:
+        kept = await storage.tail(conn, 0, 20)  # the next batch: from the kept tail, nothing read
+        kept.grow(records[20:])
+    async with engine.begin() as conn:
+        await storage.save(conn, kept)
+    async with engine.connect() as conn:
+        found = await storage.trees(conn)
+        root = (await storage.roots(conn, found))[0]
+    assert found[0].size == 40 and root == merkle.range_root([record_hash(r) for r in records])
