@@ -96,7 +96,7 @@ async def run_bundle(conn: AsyncConnection, log: EventLog, signer: Signer, run_i
             else:
                 why = "absent from the log" if offset not in read else "not in the partition's Merkle tree"
                 missing.append({"position": f"{partition}:{offset}", "reason": why})
-        spans = {span for leaf in leaves.values() for span in merkle.inclusion_ranges(leaf, tree.size)}
+        spans = await asyncio.to_thread(_paths_spans, leaves.values(), tree.size)
         for span, value in (await _hashes(conn, partition, spans)).items():
             hashes[(partition, span)] = value
     heads = await sign_trees(conn, signer, found)
@@ -128,9 +128,15 @@ async def run_positions(conn: AsyncConnection, run_id: str) -> list[tuple[int, i
     return [tuple(row) for row in (await conn.execute(query)).all()]
 
 
+def _paths_spans(leaves: Iterable[int], size: int) -> set[merkle.Range]:
+    return {span for leaf in leaves for span in merkle.inclusion_ranges(leaf, size)}
+
+
 async def _hashes(conn: AsyncConnection, partition: int, spans: Iterable[merkle.Range]) -> dict[merkle.Range, bytes]:
+    """The spans' hashes from the tiles under them; the CPU parts in a worker thread."""
     spans = list(spans)
-    stored = await storage.read_tiles(conn, partition, tiles.needed_tiles(spans))
+    wanted = await asyncio.to_thread(tiles.needed_tiles, spans) if len(spans) > 64 else tiles.needed_tiles(spans)
+    stored = await storage.read_tiles(conn, partition, wanted)
     return await asyncio.to_thread(tiles.range_hashes, spans, stored)
 
 

@@ -19,6 +19,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 from retab import Retab
 
@@ -92,6 +93,10 @@ def test_the_auditors_story(ledger, tmp_path):
         over_http = client.get(f"/v1/ledger/runs/{run_id}/proof")
         assert over_http.status_code == 200 and len(over_http.json()["records"]) == len(bundle["records"])
     assert http(server, create_key(server, "org_other")).get(f"/v1/ledger/runs/{run_id}/proof").status_code == 404
+    admin = http(server, create_key(server, "ops", admin=True))  # another organisation's admin: not its run either
+    assert admin.get(f"/v1/ledger/runs/{run_id}/proof").status_code == 404
+    assert admin.get("/v1/ledger/digest").json()["key_id"] == bundle["key_id"]  # any key reads the digest
+    assert httpx.get(f"{server.url}/v1/ledger/digest").status_code == 401  # no key, no digest
 
     # The log grows: a later digest is proven to extend the earlier one.
     _completed_run(server, sdk)
