@@ -1,10 +1,15 @@
-"""The tree's rows in the read model (projections/store/tables.py: notary_trees,
-notary_tiles, notary_segments): a partition's tail loaded before a batch and its growth
-saved in the batch's transaction, and the reads heads and proofs are made of.
+"""The tree's rows in the read model (projections/store/tables.py: notary_tiles,
+notary_segments): a partition's tail loaded before a batch and its growth saved in the
+batch's transaction, and the reads heads and proofs are made of.
+
+A tree is its tiles and segments and nothing else: its size is where its last level-0
+tile ends, its end offset follows from its last segment. Saving a batch's growth is one
+upsert of tiles (plus a segment where offsets jump): idempotent, since a tree is a
+function of the log's records up to its end.
 
 Every read here is bounded by what it is asked for: a tail is one row per tile level
 (O(log n)); a set of proof ranges costs the tiles under their complete nodes, O(log n)
-rows per range and never a scan of the leaves.
+rows per range and never a scan of the leaves; a tree's size, its last tile and segment.
 """
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Iterable
 
-from sqlalchemy import func, insert, select, tuple_, update
+from sqlalchemy import func, insert, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -21,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from projections.notary import tiles as tiles_module
 from projections.notary.merkle import HASH_SIZE, Range
 from projections.notary.tiles import Tail, TileId
-from projections.store.tables import notary_segments, notary_tiles, notary_trees
+from projections.store.tables import notary_segments, notary_tiles
 
 CHUNK = 500  # keys per IN (...) list
 
@@ -31,18 +36,11 @@ class TreeOutOfStep(RuntimeError):
     together), so the partition stops, loudly, rather than notarise a hole."""
 
 
-class StaleTail(RuntimeError):
-    """The tail this process kept from its last batch is not the stored tree's (its
-    transaction did not commit, or another process grew the tree since): the batch is
-    retried, like a transient fault, with the tail read from the store."""
-
-    transient = True
-
-
 # The tail each partition's last saved batch left, per engine (read-model version), in
-# this process: the next batch starts from it without reading, when it starts where that
-# one ended (its checkpoint commits with the tree, and a tree is a function of the log's
-# records up to its end). The size compare-and-set in `save` still checks it (StaleTail).
+# this process: the next batch starts from it without reading when it starts where that
+# one ended. Sound because the tree commits with the checkpoint (a batch that did not
+# commit ends elsewhere than the checkpoint) and is a function of the log's records up to
+# its end (whichever process projected them).
 _kept: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # AsyncEngine -> {partition: Tail}
 
 
@@ -54,10 +52,23 @@ class Tree:
 
 
 async def trees(conn: AsyncConnection, partitions: Iterable[int] | None = None) -> dict[int, Tree]:
-    query = select(notary_trees.c.partition, notary_trees.c.size, notary_trees.c.next_offset)
+    """Each notarised partition's tree (all, or `partitions`): its last segment and its last
+    level-0 tile (two indexed rows per partition; the segments are one per gap in offsets)."""
+    seg = notary_segments.c
+    last = select(seg.partition, func.max(seg.first_offset).label("first_offset")).group_by(seg.partition)
     if partitions is not None:
-        query = query.where(notary_trees.c.partition.in_(list(partitions)))
-    return {row[0]: Tree(*row) for row in (await conn.execute(query)).all()}
+        last = last.where(seg.partition.in_(list(partitions)))
+    last = last.subquery()
+    query = select(seg.partition, seg.first_offset, seg.first_leaf).join(
+        last, (seg.partition == last.c.partition) & (seg.first_offset == last.c.first_offset))
+    found = {}
+    for partition, first_offset, first_leaf in (await conn.execute(query)).all():
+        t = notary_tiles.c
+        row = (await conn.execute(select(t.idx, func.length(t.hashes)).where(t.partition == partition, t.level == 0)
+                                  .order_by(t.idx.desc()).limit(1))).first()
+        size = (row[0] << tiles_module.HEIGHT) + row[1] // HASH_SIZE if row else 0
+        found[partition] = Tree(partition, size, first_offset + size - first_leaf)
+    return found
 
 
 async def tail(conn: AsyncConnection, partition: int, expected: int) -> Tail | None:
@@ -79,36 +90,23 @@ async def tail(conn: AsyncConnection, partition: int, expected: int) -> Tail | N
 
 
 async def save(conn: AsyncConnection, tail: Tail | None) -> None:
-    """Inside the batch's write transaction: the grown tree's size (a compare-and-set on the
-    size it had), its new and changed tiles, and any segment."""
+    """Inside the batch's write transaction, after its checkpoint's compare-and-set: the
+    new and partial tiles in one upsert, and any new segment."""
     if tail is None:
         return
     if tail.out_of_step:
         raise TreeOutOfStep(tail.out_of_step)
     if not tail.grown:
         return
-    p, kept_here = tail.partition, _kept.setdefault(conn.engine, {})
-    if tail.next_offset is None:
-        await conn.execute(insert(notary_trees).values(partition=p, size=tail.new_size,
-                                                       next_offset=tail.new_next_offset))
-    else:
-        moved = await conn.execute(update(notary_trees).where(
-            notary_trees.c.partition == p, notary_trees.c.size == tail.size,
-            notary_trees.c.next_offset == tail.next_offset).values(size=tail.new_size,
-                                                                   next_offset=tail.new_next_offset))
-        if moved.rowcount != 1:
-            kept = kept_here.pop(p, None)
-            if kept is not None and (kept.size, kept.next_offset) == (tail.size, tail.next_offset):
-                raise StaleTail(f"partition {p}: the kept tree tail (size {tail.size}) is not the stored one")
-            raise TreeOutOfStep(f"partition {p}: the Merkle tree moved from size {tail.size} meanwhile")
+    p = tail.partition
     rows = [{"partition": p, "level": level, "idx": index, "hashes": hashes}
             for (level, index), hashes in sorted(tail.tiles.items())]
-    if rows:  # new tiles, and the partial ones rewritten: one statement
-        await conn.execute(_upsert_tiles(conn.dialect.name), rows)
+    await conn.execute(_upsert_tiles(conn.dialect.name), rows)
     if tail.segments:
         await conn.execute(insert(notary_segments), [
             {"partition": p, "first_offset": offset, "first_leaf": leaf} for offset, leaf in tail.segments])
-    kept_here[p] = tail.after()  # a batch that does not commit ends elsewhere than its checkpoint: not used
+    # If this transaction does not commit, the checkpoint stays before this tail's end: not used.
+    _kept.setdefault(conn.engine, {})[p] = tail.after()
 
 
 def _upsert_tiles(dialect: str):

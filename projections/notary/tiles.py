@@ -84,11 +84,6 @@ class Tail:
     def grown(self) -> bool:
         return self.new_size is not None and self.new_size != self.size
 
-    def existed(self, tile: TileId) -> bool:
-        """Whether the tile is in the store already (a partial one: updated, not inserted)."""
-        level, index = tile
-        return level in self.partial and (self.size >> (HEIGHT * level)) >> HEIGHT == index
-
     def grow(self, records: Iterable[Record]) -> None:
         """Append the records as leaves, in order. Cost per record: its leaf hash, and one
         node hash per 16 / 256 / ... records (a filled tile's root); no I/O."""

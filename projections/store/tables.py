@@ -201,14 +201,8 @@ projector_heartbeats = Table(
 # -- the notary (projections/notary; migration 0014) ---------------------------------
 # Each partition's records are the leaves of an append-only Merkle tree (RFC 9162),
 # stored as tiles of hashes (projections/notary/tiles.py) and rebuilt by replay like every
-# projected row; the tree and the checkpoint commit in one transaction.
-notary_trees = Table(
-    "notary_trees", metadata,
-    Column("partition", Integer, primary_key=True, autoincrement=False),
-    Column("size", BigInteger, nullable=False),  # leaves: the partition's records projected so far
-    Column("next_offset", BigInteger, nullable=False),  # the offset after the last leaf's record
-)
-
+# projected row; the tree and the checkpoint commit in one transaction. A tree's size is
+# where its last level-0 tile ends; its end offset follows from its last segment.
 notary_tiles = Table(
     "notary_tiles", metadata,
     Column("partition", Integer, primary_key=True, autoincrement=False),
@@ -220,6 +214,6 @@ notary_tiles = Table(
 notary_segments = Table(
     "notary_segments", metadata,
     Column("partition", Integer, primary_key=True, autoincrement=False),
-    Column("first_offset", BigInteger, primary_key=True, autoincrement=False),  # where offsets jump
+    Column("first_offset", BigInteger, primary_key=True, autoincrement=False),  # the first leaf's, and where offsets jump
     Column("first_leaf", BigInteger, nullable=False),
 )

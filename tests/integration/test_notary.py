@@ -20,7 +20,7 @@ from projections.notary.heads import Signer
 from projections.notary.leaf import record_hash
 from projections.runtime.projector import Projector
 from projections.store.database import make_engine, prepare_schema
-from projections.store.tables import event_index, notary_segments, notary_tiles, notary_trees, runs as runs_table
+from projections.store.tables import event_index, notary_segments, notary_tiles, runs as runs_table
 from tests.builders import RunScript
 from tests.conftest import fresh_database_url
 from tests.costs import counting
@@ -47,7 +47,7 @@ def runs(count: int, docs: int = 3, prefix: str = "run") -> list:
 async def tree_rows(engine) -> dict:
     async with engine.connect() as conn:
         return {t.name: sorted(tuple(r) for r in (await conn.execute(select(t))).all())
-                for t in (notary_trees, notary_tiles, notary_segments)}
+                for t in (notary_tiles, notary_segments)}
 
 
 async def test_each_partitions_tree_is_the_tree_of_its_records(event_log, engine):

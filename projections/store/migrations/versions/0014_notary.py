@@ -1,4 +1,4 @@
-"""The notary: each partition's Merkle tree (notary_trees, notary_tiles, notary_segments;
+"""The notary: each partition's Merkle tree (notary_tiles, notary_segments;
 projections/notary) and, in the control store, the signing key (notary_keys).
 
 Revision ID: 0014
@@ -21,12 +21,6 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
-        "notary_trees",
-        sa.Column("partition", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("size", sa.BigInteger, nullable=False),
-        sa.Column("next_offset", sa.BigInteger, nullable=False),
-    )
     op.create_table(
         "notary_tiles",
         sa.Column("partition", sa.Integer, primary_key=True, autoincrement=False),
@@ -52,4 +46,3 @@ def downgrade() -> None:
     op.drop_table("notary_keys")
     op.drop_table("notary_segments")
     op.drop_table("notary_tiles")
-    op.drop_table("notary_trees")
