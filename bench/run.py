@@ -38,7 +38,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke run: 8 runs x 10 docs, 1 repetition, 2 s loads")
     parser.add_argument("--embedded-only", action="store_true", help="skip everything needing Kafka/PostgreSQL")
     parser.add_argument("--skip", action="append", default=[], choices=["projector", "embedded", "api", "ingest",
-                                                                         "consensus", "rebuild", "scale", "bounded"])
+                                                                         "consensus", "rebuild", "scale", "bounded", "notary"])
     parser.add_argument("--api-workers", type=int, default=1,
                         help="API processes of the HTTP rows' `runledger serve --workers N` (default 1)")
     parser.add_argument("--rebuild-events", type=int, help="events in the rebuild's log (default: bench_rebuild.py's, 1 M)")
@@ -74,6 +74,11 @@ async def measure(args: argparse.Namespace, workdir: Path) -> list[Row]:
         rows += external.rebuild(args, say)
     if "bounded" not in args.skip:
         rows += external.bounded_cost(args, say)
+    if "notary" not in args.skip:
+        from . import bench_notary
+
+        docs, workload = (200, Workload(8, 10, 5)) if args.quick else (2000, workload)
+        rows += await bench_notary.rows(docs, 7, args.repeat if args.quick else max(args.repeat, 3), workload, say)
     return rows
 
 

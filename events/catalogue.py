@@ -20,6 +20,8 @@ Json = Annotated[Any, AfterValidator(checked_json)]
 JsonObject = Annotated[dict[str, Any], AfterValidator(checked_json)]
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS), AfterValidator(checked_text)]
 PassIndex = Annotated[int, Field(ge=0, le=MAX_PASS_INDEX)]
+Base64 = Annotated[str, StringConstraints(max_length=128, pattern=r"^[A-Za-z0-9+/]*={0,2}$")]
+MAX_HEADS = 10_000  # partitions a digest may name
 Attempt = Annotated[int, Field(ge=1, le=MAX_ATTEMPT)]
 
 
@@ -167,6 +169,29 @@ class RunCancelRequested(Payload):
 class RunFailed(Payload):
     TYPE = "RunFailed"
     error: ErrorInfo
+
+class SignedTreeHead(_Part):
+    """One partition's Merkle tree head (projections/notary/heads.py): its size, root and
+    time, signed with the ledger's Ed25519 key; base64 as in a digest."""
+
+    partition: int = Field(ge=0, le=MAX_INT)
+    size: int = Field(ge=0, le=MAX_INT)
+    root: Base64
+    time_ms: int = Field(ge=0, le=MAX_INT)
+    signature: Base64
+
+
+@register
+class TreeHeadsPublished(Payload):
+    """The signed heads of every partition, published on the log itself by the projector
+    holding this aggregate's partition, every RUNLEDGER_DIGEST_INTERVAL seconds when the log
+    grew: the log carries its own history of digests. The fold accepts it and keeps no state."""
+
+    TYPE = "TreeHeadsPublished"
+    key_id: Identifier
+    public_key: Base64
+    heads: Annotated[tuple[SignedTreeHead, ...], Field(max_length=MAX_HEADS)]
+
 
 RUN_EVENT_TYPES = frozenset(
     {

@@ -22,6 +22,7 @@ import random
 from projections.runtime.projector import Projector
 
 from .bootstrap import start_runtime
+from .notary import publishing
 from .settings import Settings
 from .shutdown import Grace
 
@@ -70,7 +71,11 @@ async def run_projector(settings: Settings, group: str = DEFAULT_GROUP, health_p
         projector.stop()
 
     try:
-        await grace.run(asyncio.create_task(supervise(projector, group)), stop, "the projector")
+        async def projecting() -> None:
+            async with publishing(runtime):  # signed heads on the log (services/notary.py)
+                await supervise(projector, group)
+
+        await grace.run(asyncio.create_task(projecting()), stop, "the projector")
     finally:
         if health is not None:
             health.cancel()

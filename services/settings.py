@@ -38,6 +38,8 @@ class Settings:
     forwarded_allow_ips: str | None = None  # proxies whose X-Forwarded-Proto/For uvicorn trusts
     shutdown_grace: float = 15.0  # seconds from SIGTERM to exit, whatever is unreachable (services/shutdown.py)
     verify_processes: int = 1  # verification jobs' worker processes (services/verifications.py)
+    notary_key_file: Path | None = None  # the Ed25519 signing key (PEM); unset: services/notary.py decides
+    digest_interval: float = 3600.0  # seconds between signed heads published on the log; 0: never
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -66,6 +68,8 @@ class Settings:
             forwarded_allow_ips=env.get("RUNLEDGER_FORWARDED_ALLOW_IPS") or None,
             shutdown_grace=float(env.get("RUNLEDGER_SHUTDOWN_GRACE", "15")),
             verify_processes=int(env.get("RUNLEDGER_VERIFY_PROCESSES", "1")),
+            notary_key_file=Path(env["RUNLEDGER_NOTARY_KEY_FILE"]) if env.get("RUNLEDGER_NOTARY_KEY_FILE") else None,
+            digest_interval=float(env.get("RUNLEDGER_DIGEST_INTERVAL", "3600")),
         )
 
     @property

@@ -329,6 +329,12 @@ def _experiment_deleted(state: ExperimentState | None, event: Event, score: Scor
 
 # -- blocks ------------------------------------------------------------------------
 
+@handles("TreeHeadsPublished", "notary")
+def _tree_heads_published(state: None, event: Event, score: Scorer) -> Applied:
+    """A digest on the log (projections/notary): recorded in the event index, no state."""
+    return accept(state)
+
+
 @handles("BlockDefined", "block")
 def _block_defined(state: BlockState | None, event: Event, score: Scorer) -> Applied:
     p = event.payload

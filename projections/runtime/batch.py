@@ -51,6 +51,7 @@ class Batch:
     poison: int = 0
     writes: Writes | None = None  # set by prepare()
     traces: list[str] = field(default_factory=list)  # the events' distinct traceparents, kept by prepare()
+    tree: Any = None  # the partition's Merkle tree tail (projections/notary), set and saved by the projector
     _grouped: dict[Key, list[tuple[Record, Event]]] | None = field(default=None, repr=False)
 
     def decode_all(self) -> None:
@@ -175,7 +176,7 @@ async def load(conn: AsyncConnection, batch: Batch, honour_quarantine: bool = Tr
     wanted: dict[str, set[str]] = {"run": set(), "experiment": set(), "block": set()}
     docs: set[tuple[str, str]] = set()
     for (kind, agg_id), events in grouped.items():
-        if (kind, agg_id) in batch.quarantined:
+        if (kind, agg_id) in batch.quarantined or kind not in wanted:  # "notary": no state to load
             continue
         wanted[kind].add(agg_id)
         for _, event in events:

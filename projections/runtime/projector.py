@@ -37,6 +37,7 @@ from typing import Any, Callable
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from events.log import EventLog, LogConsumer, Position, Record
+from projections.notary import storage as notary
 from projections.runtime import checkpoints, heartbeat, tracing
 from projections.runtime.batch import Batch, TransactionLost, load, save
 from projections.runtime.checkpoints import LostPartition
@@ -75,6 +76,8 @@ def fold_and_prepare(batch: Batch) -> Batch:
     already text (`Batch.prepare`), so that the loop only executes statements."""
     batch.fold()
     batch.prepare()
+    if batch.tree is not None:
+        batch.tree.grow(batch.records)  # the partition's Merkle tree: leaf hashes, filled tiles
     return batch
 
 
@@ -191,6 +194,7 @@ class Projector:
         await asyncio.to_thread(batch.decode_all)  # validation walks every value: CPU, off the loop
         async with self.engine.connect() as conn:
             await load(conn, batch)
+            batch.tree = await notary.tail(conn, partition, expected)
         batch = await self._fold(batch)
         try:
             await self._write(batch, partition, expected, new, isolate=False)
@@ -217,6 +221,7 @@ class Projector:
             # projector that lost the partition fails here before writing anything.
             await checkpoints.advance(conn, self.name, partition, expected, new)
             await save(conn, batch, isolate=isolate)
+            await notary.save(conn, batch.tree)
             if isolate and not await checkpoints.still_moved(conn, self.name, partition, new):
                 raise TransactionLost(f"partition {partition}: the batch's transaction ended before its commit")
 

@@ -30,6 +30,7 @@ from sqlalchemy import delete, insert, select, union, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events.log import EventLog, Position
+from projections.notary import logcheck
 from projections.runtime import run_rows
 from projections.runtime.run_rows import RUN_TABLES, ChunkedRefold
 from projections.runtime.spill import Spill
@@ -82,9 +83,21 @@ class RunNotFound(LookupError):
 
 
 async def verify_run(conn: AsyncConnection, log: EventLog, run_id: str, report: Progress | None = None) -> RunCheck:
-    """Refold the run (chunk by chunk) and compare with its live rows read through `conn`."""
+    """Check the run's records on the log against their Merkle tree (projections/notary),
+    then refold the run (chunk by chunk) and compare with its live rows read through `conn`.
+    A record gone from the log leaves nothing to refold: the check names it alone."""
+    tampered = await logcheck.run_differences(conn, log, run_id)
     with Spill() as spill:
-        return (await _compare(conn, log, run_id, spill, report))[0]
+        try:
+            check = (await _compare(conn, log, run_id, spill, report))[0]
+        except LookupError:
+            if not tampered:  # RunNotFound, or a record gone from a log without a tree
+                raise
+            return RunCheck(run_id, "", "", 0, tampered[:MAX_DIFFERENCES], len(tampered))
+    check.differences[:0] = tampered
+    del check.differences[MAX_DIFFERENCES:]
+    check.difference_count += len(tampered)
+    return check
 
 
 async def _compare(conn: AsyncConnection, log: EventLog, run_id: str, spill: Spill,

@@ -79,6 +79,15 @@ read_model_versions = Table(
     Column("activated_at", TS),
 )
 
+# The notary's signing key where no key file is used: PostgreSQL deployments (projections/notary/keys.py;
+# Alembic 0014). Not projected: a rebuild must sign with the same key.
+notary_keys = Table(
+    "notary_keys", metadata,
+    Column("name", String(32), primary_key=True),
+    Column("private_key", Text, nullable=False),  # PEM, PKCS#8
+    Column("created_at", TS, nullable=False),
+)
+
 
 # Verification jobs (services/verifications.py; Alembic 0011): a run refolded and compared
 # with its rows in a worker process. `active_org` is the organisation while the job is

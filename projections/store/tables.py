@@ -205,3 +205,23 @@ projector_heartbeats = Table(
     Column("beat_at", TS, nullable=False),
     Column("last_batch_at", TS),
 )
+
+# -- the notary (projections/notary; migration 0014) ---------------------------------
+# Each partition's records are the leaves of an append-only Merkle tree (RFC 9162),
+# stored as tiles of hashes (projections/notary/tiles.py) and rebuilt by replay like every
+# projected row; the tree and the checkpoint commit in one transaction. A tree's size is
+# where its last level-0 tile ends; its end offset follows from its last segment.
+notary_tiles = Table(
+    "notary_tiles", metadata,
+    Column("partition", Integer, primary_key=True, autoincrement=False),
+    Column("level", Integer, primary_key=True, autoincrement=False),  # tile level L: nodes of height 4L
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("hashes", LargeBinary, nullable=False),  # 1 to 16 SHA-256 hashes, 32 bytes each
+)
+
+notary_segments = Table(
+    "notary_segments", metadata,
+    Column("partition", Integer, primary_key=True, autoincrement=False),
+    Column("first_offset", BigInteger, primary_key=True, autoincrement=False),  # the first leaf's, and where offsets jump
+    Column("first_leaf", BigInteger, nullable=False),
+)

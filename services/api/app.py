@@ -9,6 +9,7 @@ from fastapi import Depends, FastAPI
 from ..bootstrap import Runtime
 from ..console import install as install_console
 from ..ledger import Ledger, ProjectionLag
+from ..notary import publishing
 from ..projector_process import stop_supervised, supervise
 from ..telemetry import RequestMetrics, Telemetry
 from . import errors
@@ -19,7 +20,7 @@ from .errors import ApiError
 from .fast_reads import FastReads
 from .guard import RequestGuard
 from .idempotency import Idempotency
-from .routes import experiments, ledger, metrics, replay, results, runs
+from .routes import experiments, ledger, metrics, notary, replay, results, runs
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -27,7 +28,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def lifespan(app: FastAPI):
         task = asyncio.create_task(supervise(runtime.projector)) if runtime.projector else None
         try:
-            yield
+            async with publishing(runtime):  # signed heads on the log, beside the projector (services/notary.py)
+                yield
         finally:
             if task is not None:
                 await stop_supervised(runtime.projector, task, runtime.grace)
@@ -53,7 +55,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         error = ApiError(503, "projection_lag", str(exc), {"position": exc.position.token()})
         return await app.exception_handlers[ApiError](request, error)
 
-    for router in (runs.router, results.router, metrics.router, ledger.router, experiments.router, replay.router):
+    for router in (runs.router, results.router, metrics.router, ledger.router, experiments.router, replay.router,
+                   notary.router):
         app.include_router(router)
     install_console(app)  # the web console at /console (services/console)
     errors.document_responses(app)

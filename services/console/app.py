@@ -8,7 +8,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from ..api.errors import ApiError
-from .pages import auth, experiments, metrics, operations, run, runs
+from .pages import auth, experiments, metrics, notary, operations, run, runs
 from .render import error_page
 from .session import SignInRequired, install_sessions
 
@@ -19,7 +19,7 @@ def install(app: FastAPI) -> None:
     """Routes under /console, its static files, `/` -> /console, and HTML answers for
     console errors (API paths keep their JSON errors). Call after errors.install."""
     router = APIRouter(include_in_schema=False)
-    for module in (auth, runs, run, metrics, experiments, operations):
+    for module in (auth, runs, run, metrics, experiments, operations, notary):
         router.include_router(module.router)
     router.add_api_route("/", _home, methods=["GET"])
     app.include_router(router)

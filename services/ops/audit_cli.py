@@ -1,5 +1,5 @@
 """The audit CLI: `runledger history RUN_ID`, `tail [--run ID]`, `dead-letters list | show | retry`,
-`status`. Rich tables for people, `--json` for scripts; all act on the local settings."""
+`status`, and `audit digest | export | check | public-key` (services/ops/notary_cli.py). Rich tables for people, `--json` for scripts; all act on the local settings."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.table import Table
 
 from ..settings import Settings
+from . import notary_cli
 from .local import console, fail, local_runtime, print_json
 
 
@@ -34,6 +35,7 @@ def add_parsers(commands) -> None:
     _common(retry)
 
     _common(commands.add_parser("status", help="per projection and partition: checkpoint, end, lag, events/s"))
+    notary_cli.add_parsers(commands)  # runledger audit digest | export | check | public-key
 
 
 def _common(parser) -> None:
@@ -41,10 +43,12 @@ def _common(parser) -> None:
     parser.add_argument("--data-dir", type=Path)
 
 
-HANDLED = ("history", "tail", "dead-letters", "status")
+HANDLED = ("history", "tail", "dead-letters", "status", "audit")
 
 
 def handle(settings: Settings, args: argparse.Namespace) -> int:
+    if args.command == "audit":
+        return notary_cli.handle(settings, args)
     work = {"history": _history, "tail": _tail, "dead-letters": _dead_letters, "status": _status}[args.command]
     try:
         return asyncio.run(work(settings, args))

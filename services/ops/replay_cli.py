@@ -114,8 +114,10 @@ async def _repair(settings: Settings, args) -> int:
 async def _verify(settings: Settings, args) -> int:
     """Verify one run or every run, in this process (chunk by chunk: memory stays flat),
     with a progress bar of the events refolded (none with --json)."""
+    from projections.notary import logcheck
     from projections.runtime import verify
 
+    log_report = None
     async with local_runtime(settings) as runtime:
         with _progress_bar(disable=args.json) as bar:
             task = bar.add_task("verifying", total=None)
@@ -136,17 +138,35 @@ async def _verify(settings: Settings, args) -> int:
 
                 async for check in verify.verify_all(runtime.engine, runtime.log, report):
                     checks.append(check)
+                log_report = await logcheck.check_log(runtime.engine, runtime.log)  # the log against its trees
     bad = [c for c in checks if not c.ok]
+    tampered = log_report is not None and not log_report.ok
     if args.json:
-        print_json({"ok": not bad, "runs": len(checks), "differing": [c.as_json() for c in bad]})
+        print_json({"ok": not bad and not tampered, "runs": len(checks), "differing": [c.as_json() for c in bad],
+                    **({"log": log_report.as_json()} if log_report is not None else {})})
     else:
         for check in bad:
             console.print(f"[red]run {check.run_id} differs[/red] (live {check.live_hash[:12]}, "
                           f"replayed {check.replayed_hash[:12]}; {check.difference_count} difference(s)); "
-                          f"first: {check.differences[0].describe()}")
+                          f"first: {check.differences[0].describe()}",
+                          soft_wrap=True)
         verdict = "[green]all equal[/green]" if not bad else f"[red]{len(bad)} differ[/red]"
         console.print(f"verified {len(checks)} run(s) against their own events: {verdict}")
-    return 1 if bad else 0
+        if log_report is not None:
+            _print_log_report(log_report)
+    return 1 if bad or tampered else 0
+
+
+def _print_log_report(report) -> None:
+    for problem in report.problems:
+        console.print(f"[red]{problem.describe()}[/red]")
+    if report.more:
+        console.print(f"[red]... and {report.more} more[/red]")
+    if report.unnotarised:
+        console.print(f"[yellow]partition(s) {report.unnotarised} have no Merkle tree (a read model made before "
+                      f"the notary): `runledger rebuild` makes them[/yellow]")
+    verdict = "[green]every record matches its leaf[/green]" if report.ok else "[red]the log was changed[/red]"
+    console.print(f"checked {report.records} record(s) of the log against their Merkle trees: {verdict}")
 
 
 def _progress_bar(disable: bool) -> Progress:

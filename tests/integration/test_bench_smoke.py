@@ -8,7 +8,7 @@ import re
 from bench import run
 
 ARGS = ["--embedded-only", "--runs", "2", "--docs", "3", "--n", "3", "--repeat", "1",
-        "--skip", "consensus", "--skip", "rebuild", "--skip", "bounded"]
+        "--skip", "consensus", "--skip", "rebuild", "--skip", "bounded", "--skip", "notary"]
 
 
 def table_cells(out: str) -> list[list[str]]:
