@@ -19,6 +19,7 @@ from projections.domain.state import RunState
 from projections.runtime.batch import Batch, result_id
 from projections.store import serialize as ser
 from projections.store.read_columns import run_columns
+from projections.store.row_versions import passes_of
 from projections.store.tables import document_targets, event_index, run_documents, runs
 
 # Per table: the run's rows are keyed (and ordered) by these columns.
@@ -87,6 +88,7 @@ def derived_rows(refolded: Refolded) -> dict[str, list[dict[str, Any]]]:
         workflow_id=spec["workflow_id"], block_id=spec["block_id"], trigger_type=spec["trigger_type"],
         status=run.status, created_at=run.created_at, started_at=run.started_at,
         completed_at=run.completed_at, score=run.score, state=ser.run_to_json(run), **run_columns(run),
+        passes=passes_of(run.documents.values()),
     ))
     for doc_id, doc in sorted(run.documents.items()):
         rows["run_documents"].append(dict(

@@ -21,8 +21,10 @@ from sqlalchemy import delete, insert, select, union, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events.log import EventLog
+from projections.runtime import changes
 from projections.runtime.run_rows import RUN_TABLES, derived_rows, live_rows, read_records, refold, stored_positions
 from projections.store.read_columns import DERIVED
+from projections.store.row_versions import VERSIONS
 from projections.store.state_hash import canonical
 from projections.store.tables import event_index, runs
 
@@ -121,12 +123,27 @@ async def repair_run(engine: AsyncEngine, log: EventLog, run_id: str) -> RunChec
             if failure:
                 check.differences.insert(0, Difference("(fold)", run_id, "(error)", None, failure))
             return check
+        changed = _next_versions(live, derived)
         for name, (table, _) in RUN_TABLES.items():
             id_column = table.c.aggregate_id if name == "event_index" else table.c.run_id
             await conn.execute(delete(table).where(id_column == run_id))
             if derived[name]:
                 await conn.execute(insert(table), derived[name])
+        await changes.record(conn, *changed)
+    changes.published(changed[1])  # committed
     return check
+
+
+def _next_versions(live: dict, derived: dict) -> tuple[int, changes.Changed]:
+    """The repaired rows' versions (the live run's next one), and what the repair changes,
+    in its partition (for changes.record)."""
+    version = (live["runs"][0]["version"] or 0) + 1 if live["runs"] else 1
+    for row in derived["runs"] + derived["run_documents"]:
+        row["version"] = version
+    rows = derived["runs"] or live["runs"]
+    owners = [("run", row["run_id"], row["org_id"], row["experiment_id"]) for row in rows]
+    indexed = derived["event_index"] or live["event_index"]
+    return (indexed[0]["partition"] if indexed else 0), changes.Changed.of(owners)
 
 
 RUN_EVENT_TYPES = ("RunCreated", "RunQueued", "RunStarted", "DocumentPassCompleted", "DocumentPassFailed",
@@ -175,8 +192,9 @@ def _first_difference(live: Any, replayed: Any, path: str = "") -> tuple[str, An
 
 
 def _keyed(name: str, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    key_columns = RUN_TABLES[name][1]
-    return {"/".join(str(row[k]) for k in key_columns): canonical(row) for row in rows}
+    key_columns, left_out = RUN_TABLES[name][1], VERSIONS.get(name, ())
+    return {"/".join(str(row[k]) for k in key_columns): canonical({k: v for k, v in row.items() if k not in left_out})
+            for row in rows}
 
 
 def _short(value: Any) -> str:

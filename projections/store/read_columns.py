@@ -27,8 +27,9 @@ from projections.domain.consensus import ENGINE_VERSION
 from projections.domain.fingerprints import documents_fingerprint, metrics_validity_fingerprint
 from projections.domain.state import BlockState, ExperimentState, RunState
 
-# Read columns derived from `state`, per table (state_hash skips them; NULL: not rendered yet).
-DERIVED = {"runs": ("resource", "summary"), "experiments": ("freshness",), "blocks": ("execution",)}
+# Read columns derived from `state` (`runs.passes`: from its documents' states, row_versions.py),
+# per table (state_hash skips them; verify compares them; NULL: not rendered yet).
+DERIVED = {"runs": ("resource", "summary", "passes"), "experiments": ("freshness",), "blocks": ("execution",)}
 
 
 def run_columns(run: RunState) -> dict[str, Any]:
