@@ -26,6 +26,8 @@ class Settings:
     heartbeat_interval: float = 2.0  # projector heartbeats (projections/runtime/heartbeat.py)
     heartbeat_ttl: float = 10.0  # a member silent for longer is dead to /healthz
     fold_processes: int = 1  # the projector's fold (consensus) pool; 0: a worker thread instead
+    read_cache_mb: int = 64  # the API's cache of rendered reads (services/api/read_cache.py); 0: off
+    read_cache_ttl: float = 2.0  # its answers' greatest age (the bound for changes nobody announced)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -44,6 +46,8 @@ class Settings:
             heartbeat_interval=float(env.get("RUNLEDGER_HEARTBEAT_INTERVAL", "2")),
             heartbeat_ttl=float(env.get("RUNLEDGER_HEARTBEAT_TTL", "10")),
             fold_processes=int(env.get("RUNLEDGER_FOLD_PROCESSES", "1")),
+            read_cache_mb=int(env.get("RUNLEDGER_READ_CACHE_MB", "64")),
+            read_cache_ttl=float(env.get("RUNLEDGER_READ_CACHE_TTL", "2")),
         )
 
     def with_(self, **changes) -> Settings:

@@ -16,9 +16,9 @@ from .accepted import accepted
 from .auth import KeyCache
 from .consistency import read_your_writes
 from .errors import ApiError
-from .fast_reads import FastReads
 from .guard import RequestGuard
 from .idempotency import Idempotency
+from .read_cache import CachedReads, ReadCache
 from .routes import experiments, ledger, metrics, replay, results, runs
 
 
@@ -26,9 +26,11 @@ def create_app(runtime: Runtime) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         task = asyncio.create_task(supervise(runtime.projector)) if runtime.projector else None
+        await app.state.read_cache.start()
         try:
             yield
         finally:
+            await app.state.read_cache.close()
             if task is not None:
                 runtime.projector.stop()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -41,9 +43,11 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.ledger = Ledger(runtime)
     control = runtime.control or runtime.engine
     app.state.keys = KeyCache(control)
-    # Outermost last: request id -> guard (key, then body size) -> fast reads -> idempotency -> routes.
+    settings = runtime.settings
+    app.state.read_cache = ReadCache(runtime, settings.read_cache_mb * 1024 * 1024, settings.read_cache_ttl)
+    # Outermost last: request id -> guard (key, then body size) -> cached reads -> idempotency -> routes.
     app.add_middleware(Idempotency, engine_of=lambda: control)
-    app.add_middleware(FastReads, api=app)  # GET run and list runs' common case (fast_reads.py)
+    app.add_middleware(CachedReads, api=app, cache=app.state.read_cache)  # GET run, list runs, summary
     app.add_middleware(RequestGuard, max_body_bytes=runtime.settings.max_body_bytes)
     app.state.telemetry = runtime.telemetry or Telemetry()
     app.add_middleware(RequestMetrics, telemetry=app.state.telemetry)  # outermost: times everything
