@@ -55,7 +55,7 @@ class _CountingOrjson:
         return getattr(orjson, name)
 
 
-DECODING_MODULES = ("projections.store.database", "projections.store.views")
+DECODING_MODULES = ("projections.store.database", "projections.store.views", "projections.store.live_views")
 """Modules whose `orjson.loads` is store decoding (JSON columns; stored read columns)."""
 
 
