@@ -121,6 +121,7 @@ class CachedReads:
                        "list": _route(run_routes.router.routes, RUNS),
                        "summary": _route(metrics_routes.router.routes, METRICS)}
         self.served = 0
+        self._asking: dict[tuple, asyncio.Future] = {}  # misses in flight, by key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         asked = _candidate(scope) if self.cache.enabled else None
@@ -130,18 +131,36 @@ class CachedReads:
         kind, ident = asked
         key = (kind, caller.org_id, ident)
         answer = self.cache.answers.get(key)
+        if answer is None and key in self._asking:  # the same miss in flight: its answer, once (if kept)
+            answer = await asyncio.shield(self._asking[key])
         if answer is not None:
             self.served += 1
             _label(scope, caller, self.routes[kind], {"run_id": ident} if kind == "run" else {})
             await send({"type": "http.response.start", "status": answer.status, "headers": list(answer.headers)})
             await send({"type": "http.response.body", "body": answer.body})
             return
-        ticket = self.cache.answers.ticket()
-        captured = _Captured(send, self.cache.answers.max_bytes // 8)
-        await self.app(scope, receive, captured.send)
-        if captured.status == 200 and captured.complete:
-            body = b"".join(captured.body)
-            self.cache.answers.put(key, ticket, 200, captured.headers, body, _tags(kind, caller.org_id, ident, body))
+        await self._miss(scope, receive, send, key, caller.org_id)
+
+    async def _miss(self, scope: Scope, receive: Receive, send: Send, key: tuple, org_id: str) -> None:
+        """The route answers; a 200 is kept unless a change it may predate was heard meanwhile
+        (the ticket). Requests for the same answer meanwhile wait for it rather than asking
+        the route too (when the TTL ends under load, one request reads, not every one)."""
+        answers, (kind, _, ident) = self.cache.answers, key
+        asking = self._asking.setdefault(key, asyncio.get_running_loop().create_future())
+        kept = None
+        try:
+            ticket = answers.ticket()
+            captured = _Captured(send, answers.max_bytes // 8)
+            await self.app(scope, receive, captured.send)
+            if captured.status == 200 and captured.complete:
+                body = b"".join(captured.body)
+                if answers.put(key, ticket, 200, captured.headers, body, _tags(kind, org_id, ident, body)):
+                    kept = answers.get(key)
+        finally:
+            if self._asking.get(key) is asking:
+                del self._asking[key]
+            if not asking.done():
+                asking.set_result(kept)
 
     async def _caller(self, scope: Scope) -> Caller | None:
         """The caller of a request the cache may answer; None sends it to the route (a

@@ -83,6 +83,15 @@ async def test_a_cached_answer_is_the_routes_answer_byte_for_byte(runtime):
     assert counted.labels("GET", METRICS, "200")._value.get() == 6
 
 
+async def test_requests_for_an_answer_being_read_wait_for_it_instead_of_reading_too(runtime):
+    async with projecting(runtime), serving(runtime) as app, client(app) as api:
+        await completed(runtime, "run_cache_c")
+        await api.get(RUNS + "/run_missing")  # the key, looked up once
+        answers = await asyncio.gather(*(api.get(f"{RUNS}/run_cache_c") for _ in range(5)))
+        assert len({answer.content for answer in answers}) == 1 and answers[0].status_code == 200
+        assert hits(app) == 4  # one read by the route, four given its answer
+
+
 async def test_another_organisation_or_a_revoked_key_never_meets_a_cached_answer(runtime):
     await store_key(runtime.control, OTHER_KEY, "org_b")
     secret = "rl_test_read_cache_revoked"
