@@ -6,7 +6,7 @@ import time
 from events.codec import encode
 from events.envelope import Event
 from events.log import Message, Position
-from projections.runtime import checkpoints
+from projections.runtime import changes, checkpoints
 
 from .bootstrap import Runtime
 
@@ -55,12 +55,16 @@ class Ledger:
         return await self.runtime.log.append(messages)
 
     async def record(self, events: list[Event]) -> list[Position]:
+        """Append and wait until projected. Then this process's caches forget the events'
+        organisations, so a read after the command's answer (without its position token)
+        never meets an answer from before it, whichever process projected it."""
         positions = await self.append(events)
         try:
             await self.settle(positions)
         except ProjectionLag as lag:
             raise ProjectionLag(lag.position, self.runtime.settings.wait_timeout, tuple(events),
                                 tuple(positions)) from None
+        changes.published(changes.Changed.everything_of(e.org_id for e in events))
         return positions
 
     async def settle(self, positions: list[Position], timeout: float | None = None) -> None:

@@ -55,6 +55,12 @@ class Changed:
                 wide.add(org)
         return cls(tuple(runs), frozenset(orgs), frozenset(wide))
 
+    @classmethod
+    def everything_of(cls, orgs: Iterable[str]) -> Changed:
+        """Anything of these organisations may have changed."""
+        orgs = frozenset(orgs)
+        return cls((), orgs, orgs)
+
     def __bool__(self) -> bool:
         return bool(self.orgs)
 

@@ -172,6 +172,23 @@ async def test_a_position_token_is_never_answered_older_than_it(runtime):
             assert (await api.get(f"{RUNS}/run_cache_t")).json()["completed_document_count"] == 1
 
 
+async def test_a_commands_answer_is_followed_by_fresh_reads_in_its_process(runtime):
+    """Whichever process projected the command's events, once its answer is given this
+    process's cache has forgotten the organisation (services/ledger.Ledger.record)."""
+    async with projecting(runtime), serving(runtime) as app, client(app) as api:
+        await completed(runtime, "run_cache_cmd")
+        for _ in range(2):
+            await api.get(f"{RUNS}/run_cache_cmd")
+        assert len(app.state.read_cache.answers) == 1
+        heard = []
+        original, app.state.read_cache.changed = app.state.read_cache.changed, heard.append  # deaf to projectors
+        await Ledger(runtime).record([experiment("exp_cmd")])
+        assert heard[-1] == changes.Changed.everything_of({"org_a"})
+        app.state.read_cache.changed = original
+        original(heard[-1])
+        assert len(app.state.read_cache.answers) == 0
+
+
 async def test_what_nobody_announces_is_at_most_the_ttl_old(runtime):
     async with projecting(runtime), serving(runtime) as app, client(app) as api:
         await completed(runtime, "run_cache_ttl")
