@@ -60,16 +60,19 @@ class ReadCache:
         self.answers = CachedAnswers(max_bytes, ttl)
         self.enabled = max_bytes > 0
         self.listener: ChangeListener | None = None
+        self.started = False  # by the server's start-up (create_app's lifespan): until then, every read is the route's
         self._engine = None
         self._held: tuple | None = None
         changes.subscribe(self)
 
     async def start(self) -> None:
-        """Listen for changes (PostgreSQL); a server calls this at start-up."""
+        """Begin: listen for changes (PostgreSQL). A server calls this at start-up."""
+        self.started = True
         if self.enabled:
             self.trusted()
 
     async def close(self) -> None:
+        self.started = False
         if self.listener is not None:
             await self.listener.close()
             self.listener = None
@@ -86,6 +89,8 @@ class ReadCache:
 
     def trusted(self) -> bool:
         """Is every change of the read model being heard (see the module's docstring)?"""
+        if not self.started:
+            return False
         engine = self.runtime.engine
         if engine is not self._engine:  # the first request, or a read-model switch
             self._engine = engine
