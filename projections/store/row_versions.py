@@ -22,14 +22,14 @@ states) and is in `read_columns.DERIVED`: verify compares it, state_hash skips i
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import Iterable, Mapping
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from projections.domain.state import RunState
-from projections.store.tables import org_versions, run_documents, runs
+from projections.store.tables import org_versions
 
 VERSIONS = {"runs": ("version",), "run_documents": ("version",)}
 """Per table, the columns a replay does not reproduce (left out of state_hash and verify)."""
@@ -84,11 +84,3 @@ async def org_version(conn: AsyncConnection, org_id: str) -> int:
     """The organisation's version: one row, summed over at most the log's partitions."""
     return int(await conn.scalar(_ORG_VERSION, {"org_id": org_id}))
 
-
-def run_marks(row: Any) -> tuple[int, int | None]:
-    """(version, passes) of a runs row that selected both (NULL version: 0)."""
-    return (row.version or 0), row.passes
-
-
-RUN_MARKS = (runs.c.version, runs.c.passes)
-DOCUMENT_VERSION = run_documents.c.version

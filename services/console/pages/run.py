@@ -92,7 +92,7 @@ async def run_page(run_id: str, request: Request, ctx: Ctx = Depends(console_ctx
 async def run_live(run_id: str, request: Request, ctx: Ctx = Depends(console_ctx)):
     """The run page's poll: 204 while the run's version stands (one row read); otherwise
     its head, and the documents of the page shown (`lo`..`hi`) written since (all of them
-    when the run's status moved: a document's shown status follows its run's)."""
+    when the run's phase moved: a document's shown status follows its run's, `_phase`)."""
     params = request.query_params
     since = live.since(ctx, params.get("since"))
     span = (_document_index(params.get("lo"), 0, "lo"), _document_index(params.get("hi"), PAGE - 1, "hi"))
