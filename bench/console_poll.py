@@ -8,7 +8,12 @@ cache of rendered answers").
 Written to run unchanged against the tree before per-run live versions too (it finds the
 page's poller, old or new, and polls the URL the page gives).
 """
-import asyncio, html, re, statistics, sys, tempfile, time
+import asyncio
+import html
+import re
+import statistics
+import tempfile
+import time
 from pathlib import Path
 
 import httpx
