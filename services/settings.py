@@ -40,6 +40,8 @@ class Settings:
     verify_processes: int = 1  # verification jobs' worker processes (services/verifications.py)
     notary_key_file: Path | None = None  # the Ed25519 signing key (PEM); unset: services/notary.py decides
     digest_interval: float = 3600.0  # seconds between signed heads published on the log; 0: never
+    read_cache_mb: int = 64  # the API's cache of rendered reads (services/api/read_cache.py); 0: off
+    read_cache_ttl: float = 2.0  # its answers' greatest age (the bound for changes nobody announced)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -70,6 +72,8 @@ class Settings:
             verify_processes=int(env.get("RUNLEDGER_VERIFY_PROCESSES", "1")),
             notary_key_file=Path(env["RUNLEDGER_NOTARY_KEY_FILE"]) if env.get("RUNLEDGER_NOTARY_KEY_FILE") else None,
             digest_interval=float(env.get("RUNLEDGER_DIGEST_INTERVAL", "3600")),
+            read_cache_mb=int(env.get("RUNLEDGER_READ_CACHE_MB", "64")),
+            read_cache_ttl=float(env.get("RUNLEDGER_READ_CACHE_TTL", "2")),
         )
 
     @property

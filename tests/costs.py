@@ -55,7 +55,8 @@ class _CountingOrjson:
         return getattr(orjson, name)
 
 
-DECODING_MODULES = ("projections.store.database", "projections.store.views", "projections.store.metric_rows")
+DECODING_MODULES = ("projections.store.database", "projections.store.views", "projections.store.metric_rows",
+                    "projections.store.live_views")
 """Modules whose `orjson.loads` is store decoding (JSON columns; stored read columns)."""
 
 

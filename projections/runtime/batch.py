@@ -25,9 +25,9 @@ from events.envelope import Event
 from events.log import Record
 from projections.domain import clock, fold as fold_module
 from projections.domain.fold import AGGREGATE_KIND, apply
-from projections.runtime import quarantine
+from projections.runtime import changes, quarantine
 from projections.runtime.transient import is_transient
-from projections.store import serialize as ser, writes as writes_module
+from projections.store import row_versions, serialize as ser, writes as writes_module
 from projections.store.tables import blocks, dead_letters, experiments, run_documents, runs
 from projections.store.writes import AggregateWrites, Owner, Writes, result_id  # noqa: F401  (result_id: its old home)
 
@@ -52,6 +52,9 @@ class Batch:
     writes: Writes | None = None  # set by prepare()
     traces: list[str] = field(default_factory=list)  # the events' distinct traceparents, kept by prepare()
     tree: Any = None  # the partition's Merkle tree tail (projections/notary), set and saved by the projector
+    marks: dict[str, tuple[int, int | None]] = field(default_factory=dict)  # loaded runs' (version, passes)
+    owners: dict[Key, tuple[str, str | None]] = field(default_factory=dict)  # written rows' (org, experiment)
+    changed: changes.Changed | None = None  # what save() wrote, for changes.published after the commit
     _grouped: dict[Key, list[tuple[Record, Event]]] | None = field(default=None, repr=False)
 
     def decode_all(self) -> None:
@@ -129,8 +132,10 @@ class Batch:
         state = self.states.get(key)
         if state is not None and state is not self.loaded.get(key):
             exists = key in self.loaded
+            self.owners[key] = _owner(kind, state)
             if kind == "run":
                 writes_module.run_writes(out, state, exists, self.loaded_docs)
+                row_versions.stamp_run(out, state, self.loaded_docs, self.marks.get(agg_id) if exists else None)
             elif kind == "experiment":
                 writes_module.experiment_writes(out, agg_id, state, exists)
             else:
@@ -200,8 +205,9 @@ async def _load_simple(conn, batch, kind, table, id_col, ids, from_json) -> None
 async def _load_runs(conn, batch: Batch, run_ids: set[str], docs: set[tuple[str, str]]) -> None:
     if not run_ids:
         return
-    found = (await conn.execute(select(runs.c.run_id, runs.c.state).where(runs.c.run_id.in_(run_ids)))).all()
-    known = {run_id for run_id, _ in found}
+    found = (await conn.execute(select(runs.c.run_id, runs.c.state, runs.c.version, runs.c.passes)
+                                .where(runs.c.run_id.in_(run_ids)))).all()
+    known = {row.run_id for row in found}
     wanted_docs = [pair for pair in docs if pair[0] in known]
     by_run: dict[str, dict] = {run_id: {} for run_id in known}
     if wanted_docs:
@@ -212,8 +218,9 @@ async def _load_runs(conn, batch: Batch, run_ids: set[str], docs: set[tuple[str,
             doc = ser.document_from_json(state)
             by_run[run_id][doc.document_id] = doc
             batch.loaded_docs[(run_id, doc.document_id)] = doc
-    for run_id, state in found:
+    for run_id, state, version, passes in found:
         batch.loaded[("run", run_id)] = ser.run_from_json(state, by_run[run_id])
+        batch.marks[run_id] = (version or 0, passes)
 
 
 async def save(conn: AsyncConnection, batch: Batch, isolate: bool = False, park: bool = True) -> None:
@@ -233,6 +240,13 @@ async def save(conn: AsyncConnection, batch: Batch, isolate: bool = False, park:
         await conn.execute(insert(dead_letters), prepared.dead)
     if park:
         await quarantine.park(conn, batch.projection, batch.parked, batch.failures, prepared.owners)
+    batch.changed = changes.Changed.of((*key, *batch.owners[key]) for key in prepared.aggregates
+                                       if key in batch.owners)
+    await changes.record(conn, batch.records[0].partition if batch.records else 0, batch.changed)
+
+
+def _owner(kind: str, state) -> tuple[str, str | None]:
+    return state.org_id, state.spec["experiment_id"] if kind == "run" else None
 
 
 class TransactionLost(RuntimeError):

@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from events.log import EventLog, LogConsumer, Position, Record
 from projections.notary import storage as notary
-from projections.runtime import checkpoints, heartbeat, tracing
+from projections.runtime import changes, checkpoints, heartbeat, tracing
 from projections.runtime.batch import Batch, TransactionLost, load, save
 from projections.runtime.checkpoints import LostPartition
 from projections.runtime.storage_full import describe
@@ -186,6 +186,7 @@ class Projector:
             status.stopped = f"offset {expected}: {type(exc).__name__}: {exc}"
             return
         self._applied(status, batch, new, time.perf_counter() - started)
+        changes.published(batch.changed)  # committed: this process's caches forget it before any waiter wakes
         async with self._progress:
             self._progress.notify_all()
 

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from projections.runtime import batch as batch_module
+from projections.runtime import batch as batch_module, changes
 from projections.runtime.quarantine import parked_records, quarantine_key
 from projections.store.tables import parked_events, quarantined
 
@@ -69,5 +69,6 @@ async def _retry_once(engine: AsyncEngine, aggregate_id: str, projection: str) -
         await conn.execute(delete(parked_events).where(parked_events.c.projection == projection,
                                                        parked_events.c.aggregate_id == aggregate_id))
         await conn.execute(delete(quarantined).where(quarantine_key(projection, row.kind, aggregate_id)))
+    changes.published(retry.changed)  # committed
     outcome.applied, outcome.lifted = len(records), True
     return outcome

@@ -119,6 +119,7 @@ class ChunkedRefold:
         self.state: RunState | None = None  # its `documents` are in the spill
         self.finished: set[str] = set()
         self.failure: str | None = None  # the fold raised (the run would be quarantined)
+        self.passes = 0  # pass facts over the run's documents so far (runs.passes)
 
     def fold(self, records: list[Record]) -> list[dict[str, Any]]:
         """Fold the next chunk; its derived event index rows (also put in the spill)."""
@@ -137,21 +138,30 @@ class ChunkedRefold:
         state = batch.states.get(key)
         self.finished.update(doc for _, doc in batch.finished.get(key, ()))
         if state is not None:
-            self.spill.put_documents(doc for doc in state.documents.values()
-                                     if doc is not batch.loaded_docs.get((self.run_id, doc.document_id)))
+            changed = [doc for doc in state.documents.values()
+                       if doc is not batch.loaded_docs.get((self.run_id, doc.document_id))]
+            self.passes += sum(len(doc.passes) - _passes(batch.loaded_docs.get((self.run_id, doc.document_id)))
+                               for doc in changed)
+            self.spill.put_documents(changed)
             self.state = evolve(state, documents={})
         rows = batch.index_rows.get(key, [])
         self.spill.put_events(rows)
         return rows
 
 
-def run_row(run: RunState) -> dict[str, Any]:
+def _passes(doc: DocumentState | None) -> int:
+    return len(doc.passes) if doc is not None else 0
+
+
+def run_row(run: RunState, passes: int | None) -> dict[str, Any]:
+    """`passes`: the pass facts over the run's documents (`runs.passes`; ChunkedRefold counts them)."""
     spec = run.spec
     return dict(
         run_id=run.run_id, org_id=run.org_id, experiment_id=spec["experiment_id"],
         workflow_id=spec["workflow_id"], block_id=spec["block_id"], trigger_type=spec["trigger_type"],
         status=run.status, created_at=run.created_at, started_at=run.started_at,
         completed_at=run.completed_at, score=run.score, state=ser.run_to_json(run), **run_columns(run),
+        passes=passes,
     )
 
 

@@ -31,10 +31,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events.log import EventLog, Position
 from projections.notary import logcheck
-from projections.runtime import run_rows
+from projections.runtime import changes, run_rows
 from projections.runtime.run_rows import RUN_TABLES, ChunkedRefold
 from projections.runtime.spill import Spill
 from projections.store.read_columns import DERIVED
+from projections.store.row_versions import VERSIONS
 from projections.store.state_hash import canonical
 from projections.store.tables import event_index, runs
 
@@ -120,7 +121,7 @@ async def _compare(conn: AsyncConnection, log: EventLog, run_id: str, spill: Spi
         if report is not None:
             await _call(report, done, total)
     run = refold.state
-    check.table("runs", live_run, [run_rows.run_row(run)] if run else [])
+    check.table("runs", live_run, [run_rows.run_row(run, refold.passes)] if run else [])
     documents = sorted(set(await run_rows.live_document_ids(conn, run_id)) | set(spill.document_ids()))
     for at in range(0, len(documents), run_rows.DOCUMENTS_AT_ONCE):
         ids = documents[at:at + run_rows.DOCUMENTS_AT_ONCE]
@@ -176,28 +177,40 @@ async def repair_run(engine: AsyncEngine, log: EventLog, run_id: str) -> RunChec
             check, refold = await _compare(conn, log, run_id, spill, None)
             if check.ok or refold.failure:
                 return check
-            await _rewrite(conn, run_id, refold, spill)
+            changed = await _rewrite(conn, run_id, refold, spill)
+            await changes.record(conn, *changed)
+    changes.published(changed[1])  # committed: this process's caches forget the run
     return check
 
 
-async def _rewrite(conn: AsyncConnection, run_id: str, refold: ChunkedRefold, spill: Spill) -> None:
+async def _rewrite(conn: AsyncConnection, run_id: str, refold: ChunkedRefold,
+                   spill: Spill) -> tuple[int, changes.Changed]:
+    """Replace the run's rows with the refold's, at the live run's next version (so live
+    pages and caches see the repair: projections/store/row_versions.py). Returns the
+    partition and what changed, for `changes.record`."""
+    live = await run_rows.live_run(conn, run_id)
+    version = (live[0]["version"] or 0) + 1 if live else 1
+    partition = await conn.scalar(select(event_index.c.partition).where(event_index.c.aggregate_id == run_id).limit(1))
     for name, (table, _) in RUN_TABLES.items():
         id_column = table.c.aggregate_id if name == "event_index" else table.c.run_id
         await conn.execute(delete(table).where(id_column == run_id))
     run = refold.state
+    owners = [("run", row["run_id"], row["org_id"], row["experiment_id"]) for row in live]
     if run is not None:
-        await conn.execute(insert(runs), [run_rows.run_row(run)])
+        await conn.execute(insert(runs), [dict(run_rows.run_row(run, refold.passes), version=version)])
+        owners = [("run", run.run_id, run.org_id, run.spec["experiment_id"])]
         ids = spill.document_ids()
         for at in range(0, len(ids), run_rows.DOCUMENTS_AT_ONCE):
             docs = spill.documents(ids[at:at + run_rows.DOCUMENTS_AT_ONCE])
             await conn.execute(insert(RUN_TABLES["run_documents"][0]),
-                               [run_rows.document_row(run, doc) for doc in docs.values()])
+                               [dict(run_rows.document_row(run, doc), version=version) for doc in docs.values()])
             targets = [row for doc_id, doc in docs.items() if doc_id in refold.finished
                        for row in run_rows.target_rows_of(run, doc)]
             if targets:
                 await conn.execute(insert(RUN_TABLES["document_targets"][0]), targets)
     for rows in spill.events():
         await conn.execute(insert(event_index), rows)
+    return partition or 0, changes.Changed.of(owners)
 
 
 RUN_EVENT_TYPES = ("RunCreated", "RunQueued", "RunStarted", "DocumentPassCompleted", "DocumentPassFailed",
@@ -268,9 +281,10 @@ def _unrendered_as_live(name: str, live: dict, derived: dict) -> None:
 
 
 def _keyed(name: str, rows: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
-    key_columns = RUN_TABLES[name][1]
-    return {tuple(str(row[k]) if not isinstance(row[k], int) else row[k] for k in key_columns): canonical(row)
-            for row in rows}
+    """Rows by key, canonical, without the projector's bookkeeping columns (row_versions.VERSIONS)."""
+    key_columns, left_out = RUN_TABLES[name][1], VERSIONS.get(name, ())
+    return {tuple(str(row[k]) if not isinstance(row[k], int) else row[k] for k in key_columns):
+            canonical({k: v for k, v in row.items() if k not in left_out}) for row in rows}
 
 
 def _by_partition(positions: list[Position]) -> list[list[Position]]:

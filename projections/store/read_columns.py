@@ -27,10 +27,12 @@ from projections.domain.consensus import ENGINE_VERSION
 from projections.domain.fingerprints import documents_fingerprint, metrics_validity_fingerprint
 from projections.domain.state import BlockState, ExperimentState, RunState
 
-# Read columns derived from what the row (or its run, or its event) already holds, per table:
-# state_hash skips them; NULL: not written yet (a row older than the column), read the long way.
-# document_targets.label_hash and event_index.document_id are index keys (migration 0011).
-DERIVED = {"runs": ("resource", "summary"), "experiments": ("freshness", "card"), "blocks": ("execution",),
+# Read columns derived from what the row (or its run, its documents, or its event) already
+# holds, per table: state_hash skips them; verify compares them; NULL: not written yet (a row
+# older than the column), read the long way. `runs.passes` is counted from its documents'
+# states (row_versions.py); document_targets.label_hash and event_index.document_id are index
+# keys (migration 0011).
+DERIVED = {"runs": ("resource", "summary", "passes"), "experiments": ("freshness", "card"), "blocks": ("execution",),
            "document_targets": ("label_hash",), "event_index": ("document_id",)}
 
 

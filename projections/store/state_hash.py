@@ -5,7 +5,8 @@ against PostgreSQL, a recorded log against the state it must fold to).
 Values are compared in the form every backend gives back (`canonical`):
 aware UTC times, bytes as hex, integral floats as ints (a JSON column may hand
 120.0 back as 120). Projector heartbeats are not state and are left out, and so are the
-read columns derived from a row's `state` (projections/store/read_columns.py: they hold nothing more).
+read columns derived from a row's `state` (projections/store/read_columns.py: they hold nothing more)
+and the rows' versions (projections/store/row_versions.py: bookkeeping a replay cuts otherwise).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.store import tables
 from projections.store.read_columns import DERIVED
+from projections.store.row_versions import VERSIONS
 
 PROJECTED = ("runs", "run_documents", "document_targets", "event_index", "experiments", "blocks",
              "dead_letters", "checkpoints", "quarantined", "parked_events")
@@ -32,7 +34,8 @@ async def state_hashes(engine: AsyncEngine) -> dict[str, tuple[int, str]]:
             table = tables.metadata.tables.get(name)
             if table is None:
                 continue
-            columns = [c for c in table.columns if c.name not in DERIVED.get(name, ())]
+            left_out = DERIVED.get(name, ()) + VERSIONS.get(name, ())
+            columns = [c for c in table.columns if c.name not in left_out]
             rows = (await conn.execute(select(*columns).order_by(*table.primary_key.columns))).all()
             digest = hashlib.sha256()
             for row in rows:

@@ -68,6 +68,8 @@ runs = Table(
     Column("state", JSON, nullable=False),
     Column("resource", Text),  # the rendered run resource (projections/store/read_columns.py; migration 0007)
     Column("summary", Text),  # what its metrics summary shows (read_columns.run_summary; migration 0008)
+    Column("version", BigInteger),  # +1 at every write of the row (projections/store/row_versions.py; 0013)
+    Column("passes", Integer),  # pass facts recorded over its documents (row_versions; NULL: before 0013)
     Index("ix_runs_org_created", "org_id", "created_at", "run_id"),
     Index("ix_runs_experiment", "experiment_id", "created_at"),
 )
@@ -82,6 +84,7 @@ run_documents = Table(
     Column("status", String(16), nullable=False),
     Column("score", Float),
     Column("state", JSON, nullable=False),
+    Column("version", BigInteger),  # the run's version when this row was last written (row_versions; 0013)
     Index("ix_run_documents_order", "run_id", "idx"),
 )
 
@@ -224,4 +227,15 @@ notary_segments = Table(
     Column("partition", Integer, primary_key=True, autoincrement=False),
     Column("first_offset", BigInteger, primary_key=True, autoincrement=False),  # the first leaf's, and where offsets jump
     Column("first_leaf", BigInteger, nullable=False),
+
+# -- live versions (migration 0013) ------------------------------------------------------
+# Per organisation and partition: bumped once by each batch (of that partition) that changed
+# the organisation's runs, experiments or blocks. The console's live token of an
+# organisation is the sum over its partitions (projections/store/row_versions.py): one
+# writer per row (the partition's projector), so no two projectors ever wait on each other.
+org_versions = Table(
+    "org_versions", metadata,
+    Column("org_id", Text, primary_key=True),
+    Column("partition", Integer, primary_key=True, autoincrement=False),
+    Column("version", BigInteger, nullable=False),
 )

@@ -17,9 +17,9 @@ from .auth import KeyCache
 from .consistency import read_your_writes
 from .earned import Earned
 from .errors import ApiError
-from .fast_reads import FastReads
 from .guard import RequestGuard
 from .idempotency import Idempotency
+from .read_cache import CachedReads, ReadCache
 from .routes import experiments, ledger, metrics, notary, replay, results, runs
 
 
@@ -27,10 +27,12 @@ def create_app(runtime: Runtime) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         task = asyncio.create_task(supervise(runtime.projector)) if runtime.projector else None
+        await app.state.read_cache.start()
         try:
             async with publishing(runtime):  # signed heads on the log, beside the projector (services/notary.py)
                 yield
         finally:
+            await app.state.read_cache.close()
             if task is not None:
                 await stop_supervised(runtime.projector, task, runtime.grace)
 
@@ -41,10 +43,12 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.ledger = Ledger(runtime)
     control = runtime.control or runtime.engine
     app.state.keys = KeyCache(control)
-    # Outermost last: request id -> guard (key, then body size) -> fast reads -> idempotency -> earned -> routes.
+    settings = runtime.settings
+    app.state.read_cache = ReadCache(runtime, settings.read_cache_mb * 1024 * 1024, settings.read_cache_ttl)
+    # Outermost last: request id -> guard (key, then body size) -> cached reads -> idempotency -> earned -> routes.
     app.add_middleware(Earned, runtime=runtime)  # a command's answer once its events are on the log (earned.py)
     app.add_middleware(Idempotency, engine_of=lambda: control)
-    app.add_middleware(FastReads, api=app)  # GET run and list runs' common case (fast_reads.py)
+    app.add_middleware(CachedReads, api=app, cache=app.state.read_cache)  # GET run, list runs, summary
     app.add_middleware(RequestGuard, max_body_bytes=runtime.settings.max_body_bytes)
     app.state.telemetry = runtime.telemetry or Telemetry()
     app.add_middleware(RequestMetrics, telemetry=app.state.telemetry)  # outermost: times everything

@@ -7,6 +7,7 @@ from fastapi import Request
 
 from events.envelope import Event
 from events.log import Position
+from projections.runtime import changes
 from projections.store.database import reader
 
 from ..bootstrap import Runtime
@@ -32,6 +33,10 @@ class Ctx:
         positions = await self.ledger.append(events)
         self.journal.note(events, positions, before or {})
         await self.ledger.settle(positions)
+        # This process's read cache forgets the events' organisations, so a read after the
+        # command's answer (without its position token) never meets an answer from before it,
+        # whichever process projected it (services/api/read_cache.py).
+        changes.published(changes.Changed.everything_of(e.org_id for e in events))
         return positions
 
     def connect(self):

@@ -1,6 +1,7 @@
 """The console in headless Chromium, as its users meet it: sign in, watch a run finish
 live with no reload (passes posted over HTTP while the page is open, then a run taken
-from pending to completed by a real `runledger worker`), read its timeline and go back in time with the as-of slider, read
+from pending to completed by a real `runledger worker`; only the changed rows are drawn
+again, on the runs list and on a run's page), read its timeline and go back in time with the as-of slider, read
 its metrics down to one field's votes and the events that carried them, cancel another
 run, sign out; another organisation's run is never reachable by URL.
 
@@ -34,8 +35,9 @@ def test_console_story(browser, console_server, screenshots):
     assert d.find_element(By.ID, f"run-{run_id}").get_attribute("data-status") in ("pending", "queued")
     shoot(d, shots, "02-runs-queued")
 
-    # The run progresses while the page is open; the row follows without a reload.
-    d.execute_script("window.sameDocument = true")
+    # The run progresses while the page is open; the row follows without a reload, and
+    # only the rows that changed are drawn again (the table body is never swapped).
+    d.execute_script("window.sameDocument = true; window.runsBody = document.getElementById('runs-body')")
     mine.emit(run_id, [{"type": "RunStarted", "payload": {"worker": "browser-test"}}, *passes(docs[0], [ACME, ACME, GLOBEX])])
     wait(d, shows(f"#run-{run_id}", "running", attribute="data-status"))
     wait(d, shows(f"#run-{run_id} [data-k=docs-done]", "1"))
@@ -47,6 +49,9 @@ def test_console_story(browser, console_server, screenshots):
     wait(d, shows(f"#run-{second_id}"))
     assert text_of(d, f"#run-{run_id} [data-k=docs-done]") == "2"
     assert d.execute_script("return window.sameDocument") is True, "the page reloaded"
+    assert d.execute_script("return document.getElementById('runs-body') === window.runsBody"), "the table was redrawn"
+    ids = [row.get_attribute("id") for row in d.find_elements(By.CSS_SELECTOR, "#runs-body tr")]
+    assert ids[:2] == [f"run-{second_id}", f"run-{run_id}"]  # the new run inserted at the top
     shoot(d, shots, "04-runs-live")
 
     d.find_element(By.LINK_TEXT, run_id).click()
@@ -54,6 +59,7 @@ def test_console_story(browser, console_server, screenshots):
     shoot(d, shots, "05-run-overview")
     timeline_and_as_of(d, shots)
     metrics_and_votes(d, shots, docs[0])
+    a_run_page_follows_its_documents_live(d, server.url, mine, experiment, shots)
     cancel(d, server.url, second_id, shots)
     assert mine.run_status(second_id) == "cancelled"
     a_worker_takes_a_run_to_completed_live(d, server, mine, experiment, shots)
@@ -130,6 +136,27 @@ def cancel(d, url: str, run_id: str, shots) -> None:
     wait(d, shows("#run-status", "cancelled"))
     assert "wrong documents" in d.page_source
     shoot(d, shots, "10-run-cancelled")
+
+
+def a_run_page_follows_its_documents_live(d, url: str, mine: Story, experiment: str, shots) -> None:
+    """A run's overview draws again only its counters and the document rows that changed."""
+    run_id, docs = mine.run(experiment)
+    d.get(f"{url}/console/runs/{run_id}")
+    wait(d, shows("#doc-1"))
+    d.execute_script("window.sameDocument = true")
+    mine.emit(run_id, [{"type": "RunStarted", "payload": {"worker": "browser-test"}}])
+    wait(d, shows("#run-status", "running"))  # every row follows its run's status: pending documents now queued
+    wait(d, shows("#doc-1 .badge", "queued"))
+    d.execute_script("window.untouched = document.getElementById('doc-1')")
+    mine.emit(run_id, passes(docs[0], [ACME] * 3))
+    wait(d, shows("#doc-0 .badge", "completed"))
+    wait(d, shows("#run-head [data-k=passes-done]", "3"))
+    assert d.execute_script("return document.getElementById('doc-1') === window.untouched"), "an unchanged row was redrawn"
+    assert d.execute_script("return window.sameDocument") is True, "the page reloaded"
+    shoot(d, shots, "05b-run-live")
+    mine.emit(run_id, passes(docs[1], [ACME] * 3))
+    wait(d, shows("#run-status", "completed"))
+    assert not d.find_elements(By.ID, "cancel-form")  # a finished run cannot be cancelled: the form went with it
 
 
 def a_worker_takes_a_run_to_completed_live(d, server, mine: Story, experiment: str, shots) -> None:

@@ -7,11 +7,10 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 
-from projections.store import views
+from projections.store import live_views, row_versions, views
 from projections.store.pagination import PageRequest
 
 from ...api.context import Ctx
-from ...api.resources import run_resource
 from .. import live
 from ..render import render
 from ..session import console_ctx
@@ -73,33 +72,51 @@ def _date(values: dict, name: str, at: time, problems: list[str]) -> datetime | 
     return day if day.tzinfo else day.replace(tzinfo=timezone.utc)
 
 
-async def runs_table(ctx: Ctx, query: Query):
-    async with ctx.connect() as conn:
-        found = await views.list_runs(conn, ctx.org_id, query.filters, query.page)
-        runs = [run_resource(views.run_from_row(row)) for row in found.rows]
-        passes = await views.pass_counts(conn, [run["id"] for run in runs])
-    for run in runs:
-        run["passes_done"] = passes[run["id"]]
-        run["passes_planned"] = run["n_consensus"] * run["total_document_count"]
-    return runs, found
+def shown_run(run: live_views.RunShown) -> dict:
+    """A row of the table: the API's run resource, its passes, and its live key and version."""
+    resource = dict(run.resource, passes_done=run.passes, key=live.row_key(run.resource["id"]), version=run.version)
+    resource["passes_planned"] = resource["n_consensus"] * resource["total_document_count"]
+    return resource
 
 
-async def _values(ctx: Ctx, request: Request, token: str) -> dict:
+async def _page(ctx: Ctx, request: Request) -> dict:
+    """The whole page: the organisation's version first (a write landing meanwhile makes the
+    next poll draw it), then its runs."""
     query = parse_query(request)
-    runs, found = await runs_table(ctx, query)
-    return dict(runs=runs, page=found, query=query, token=token, statuses=STATUSES, sorts=SORTS)
+    async with ctx.connect() as conn:
+        version = await row_versions.org_version(conn, ctx.org_id)
+        found, shown = await live_views.run_page(conn, ctx.org_id, query.filters, query.page)
+    runs = [shown_run(run) for run in shown]
+    return dict(runs=runs, page=found, query=query, token=live.token(ctx, version),
+                shown=live.shown_text([(run["key"], run["version"]) for run in runs]),
+                statuses=STATUSES, sorts=SORTS)
 
 
 @router.get("/console/runs")
 async def runs_page(request: Request, ctx: Ctx = Depends(console_ctx)):
-    token = await live.position_token(ctx)
-    return render(request, "runs.html", nav="runs", **await _values(ctx, request, token))
+    return render(request, "runs.html", nav="runs", **await _page(ctx, request))
 
 
 @router.get("/console/runs/rows")
 async def runs_rows(request: Request, ctx: Ctx = Depends(console_ctx)):
-    """The table body alone, for the page's poll (204 while nothing moved)."""
-    same, token = await live.unchanged(request, ctx)
-    if same:
-        return same
-    return render(request, "_runs_body.html", **await _values(ctx, request, token))
+    """The page's poll: 204 while the organisation's version stands (one row read);
+    otherwise the rows that changed on this page, and a new poller."""
+    params = request.query_params
+    since = live.since(ctx, params.get("since"))
+    query = parse_query(request)
+    async with ctx.connect() as conn:
+        version = await row_versions.org_version(conn, ctx.org_id)
+        if since == version:
+            return live.unchanged()
+        if since is None and params.get("since"):
+            return live.reload()
+        found = await live_views.page_versions(conn, ctx.org_id, query.filters, query.page)
+        now = [(live.row_key(row.id_), row.version or 0) for row in found.rows]
+        ids = {live.row_key(row.id_): row.id_ for row in found.rows}
+        before = live.parse_shown(params.get("shown"))
+        changes = live.row_changes(before, now)
+        shown = await live_views.runs_shown(conn, ctx.org_id, [ids[key] for key in changes.keys])
+    runs = {key: shown_run(shown[ids[key]]) for key in changes.keys if ids[key] in shown}
+    return render(request, "_runs_changes.html", query=query, page=found, changes=changes, runs=runs,
+                  token=live.token(ctx, version), shown=live.shown_text(now), empty=not now, was_empty=not before,
+                  oob=True)

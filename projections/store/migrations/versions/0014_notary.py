@@ -2,7 +2,7 @@
 projections/notary) and, in the control store, the signing key (notary_keys).
 
 Revision ID: 0014
-Revises: 0011
+Revises: 0013
 Create Date: 2026-11-30
 
 No backfill: a read model made before this revision has no tree for the records it holds,
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = "0011"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
