@@ -227,6 +227,7 @@ notary_segments = Table(
     Column("partition", Integer, primary_key=True, autoincrement=False),
     Column("first_offset", BigInteger, primary_key=True, autoincrement=False),  # the first leaf's, and where offsets jump
     Column("first_leaf", BigInteger, nullable=False),
+)
 
 # -- live versions (migration 0013) ------------------------------------------------------
 # Per organisation and partition: bumped once by each batch (of that partition) that changed
