@@ -104,6 +104,35 @@ class EventLog(Protocol):
     def consumer(self) -> LogConsumer: ...
 
 
+
+NEARBY = 64
+"""`read_at` reads two wanted offsets this close (or closer) in one go..."""
+READ_AT_MOST = 2_000
+"""... in stretches spanning at most this many offsets (a partition's records are shared by
+many aggregates, so a run's records lie among others')."""
+
+
+async def read_at(log: EventLog, partition: int, offsets: Iterable[int]) -> dict[int, Record]:
+    """The records at `offsets` of one partition (those the log has), one `EventLog.read` per
+    stretch of nearby offsets (more only when a read stops early, at the adapter's byte
+    limit): at most NEARBY records read in vain per record wanted."""
+    wanted = sorted(set(offsets))
+    found: dict[int, Record] = {}
+    i = 0
+    while i < len(wanted):
+        j = i
+        while j + 1 < len(wanted) and wanted[j + 1] - wanted[j] <= NEARBY and wanted[j + 1] - wanted[i] < READ_AT_MOST:
+            j += 1
+        want, at, last = set(wanted[i:j + 1]), wanted[i], wanted[j]
+        while at <= last:
+            got = await log.read(partition, at, last - at + 1)
+            if not got:
+                break
+            found.update((r.offset, r) for r in got if r.offset in want)
+            at = got[-1].offset + 1
+        i = j + 1
+    return found
+
 def partition_for(key: str, partitions: int) -> int:
     """Kafka's default partitioner (murmur2 of the key bytes), so every adapter and
     any foreign Kafka producer put a key in the same partition."""

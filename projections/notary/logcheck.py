@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from events.log import EventLog, Record
+from events.log import READ_AT_MOST, EventLog, Record, read_at
 from projections.notary import proofs, storage
 from projections.notary.leaf import record_hash
 from projections.notary.merkle import HASH_SIZE, Frontier
@@ -54,29 +54,51 @@ def _difference(kind: str, partition: int, offset: int, log_hash: bytes | None =
 
 async def run_differences(conn: AsyncConnection, log: EventLog, run_id: str) -> list[LogDifference]:
     """The run's records on the log against the leaves their partition's tree holds, in log
-    order. Nothing for a partition without a tree (a read model made before the notary)."""
-    by_partition: dict[int, list[int]] = defaultdict(list)
-    for partition, offset in await proofs.run_positions(conn, run_id):
-        by_partition[partition].append(offset)
-    found = await storage.trees(conn, by_partition)
-    out: list[LogDifference] = []
-    for partition, offsets in sorted(by_partition.items()):
-        tree = found.get(partition)
+    order, `CHUNK_RECORDS` at a time. Nothing for a partition without a tree (a read model
+    made before the notary). `verify` checks the records it reads anyway (`RecordCheck`)."""
+    check = RecordCheck()
+    positions = await proofs.run_positions(conn, run_id)
+    for at in range(0, len(positions), CHUNK_RECORDS):
+        by_partition: dict[int, list[int]] = defaultdict(list)
+        for partition, offset in positions[at:at + CHUNK_RECORDS]:
+            by_partition[partition].append(offset)
+        for partition, offsets in sorted(by_partition.items()):
+            await check.records(conn, partition, offsets, await read_at(log, partition, offsets))
+    return check.differences
+
+
+CHUNK_RECORDS = 2_000
+
+
+class RecordCheck:
+    """Records read from the log, checked against the leaves their partition's tree holds at
+    their positions, a batch of them at a time (the trees are read once)."""
+
+    def __init__(self) -> None:
+        self.differences: list[LogDifference] = []
+        self._trees: dict[int, storage.Tree | None] = {}
+
+    async def records(self, conn: AsyncConnection, partition: int, offsets: list[int],
+                      read: dict[int, Record]) -> None:
+        """`read`: what the log holds at `offsets` (an offset it lacks is missing)."""
+        if partition not in self._trees:
+            self._trees[partition] = (await storage.trees(conn, [partition])).get(partition)
+        tree = self._trees[partition]
         if tree is None:
-            continue
+            return
         leaves = await storage.leaves_of(conn, tree, offsets)
         stored = await storage.leaf_hashes(conn, partition, leaves.values())
-        read = await proofs.read_at(log, partition, offsets)
         hashed = await asyncio.to_thread(lambda: {o: record_hash(r) for o, r in read.items()})
         for offset in offsets:
             if offset not in leaves or leaves[offset] not in stored:
-                out.append(LogDifference("(log)", f"{partition}:{offset}", "tree",
-                                         f"the event index lists {partition}:{offset}, its tree has no leaf there"))
+                self.differences.append(LogDifference(
+                    "(log)", f"{partition}:{offset}", "tree",
+                    f"the event index lists {partition}:{offset}, its tree has no leaf there"))
             elif offset not in read:
-                out.append(_difference("missing", partition, offset, None, stored[leaves[offset]]))
+                self.differences.append(_difference("missing", partition, offset, None, stored[leaves[offset]]))
             elif hashed[offset] != stored[leaves[offset]]:
-                out.append(_difference("edited", partition, offset, hashed[offset], stored[leaves[offset]]))
-    return out
+                self.differences.append(_difference("edited", partition, offset, hashed[offset],
+                                                    stored[leaves[offset]]))
 
 
 @dataclass
@@ -171,7 +193,7 @@ def _offset_of(leaf: int, segments: list[tuple[int, int]]) -> int:
 async def _log_records(log: EventLog, partition: int, first: int, last: int) -> list[Record]:
     records, at = [], first
     while at <= last:
-        got = await log.read(partition, at, min(proofs.READ_AT_MOST, last - at + 1))
+        got = await log.read(partition, at, min(READ_AT_MOST, last - at + 1))
         got = [r for r in got if r.offset <= last]
         if not got:
             break

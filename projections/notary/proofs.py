@@ -17,15 +17,13 @@ from typing import Any, Iterable
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from events.log import EventLog, Record
+from events.log import EventLog, Record, read_at
 from projections.notary import merkle, storage, tiles
 from projections.notary.bundle import Consistency, bundle_document, digest_document
 from projections.notary.heads import SignedHead, Signer, TreeHead
 from projections.store.tables import event_index
 
 DIGEST_AGGREGATE = "notary"  # the aggregate (and log key) of the signed heads published on the log
-NEARBY = 64  # records of a run this close on the log are read in one go
-READ_AT_MOST = 2000
 
 
 class SinceError(ValueError):
@@ -138,25 +136,3 @@ async def _hashes(conn: AsyncConnection, partition: int, spans: Iterable[merkle.
     wanted = await asyncio.to_thread(tiles.needed_tiles, spans) if len(spans) > 64 else tiles.needed_tiles(spans)
     stored = await storage.read_tiles(conn, partition, wanted)
     return await asyncio.to_thread(tiles.range_hashes, spans, stored)
-
-
-async def read_at(log: EventLog, partition: int, offsets: Iterable[int]) -> dict[int, Record]:
-    """The records at `offsets` (those the log has), reading runs of nearby offsets at once:
-    at most NEARBY records read in vain per record wanted."""
-    wanted = sorted(set(offsets))
-    found: dict[int, Record] = {}
-    i = 0
-    while i < len(wanted):
-        j = i
-        while j + 1 < len(wanted) and wanted[j + 1] - wanted[j] <= NEARBY and wanted[j + 1] - wanted[i] < READ_AT_MOST:
-            j += 1
-        want = set(wanted[i:j + 1])
-        at, last = wanted[i], wanted[j]
-        while at <= last:
-            got = await log.read(partition, at, last - at + 1)
-            if not got:
-                break
-            found.update((r.offset, r) for r in got if r.offset in want)
-            at = got[-1].offset + 1
-        i = j + 1
-    return found

@@ -14,12 +14,12 @@ never on an API event loop.
 """
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from events.log import EventLog, Position, Record
+from events.log import EventLog, Position, Record, read_at
 from projections.domain.state import DocumentState, RunState, evolve
 from projections.runtime.batch import Batch, result_id
 from projections.runtime.spill import Spill
@@ -37,13 +37,10 @@ RUN_TABLES = {
 }
 CHUNK = 500
 """Events folded at a time (and event index rows compared at a time)."""
-MAX_GAP = 64
-"""One log read may step over at most this many records of other aggregates between two
-of the run's own (the run's events share their partition with other runs')."""
-MAX_SPAN = 2_000
-"""... and spans at most this many offsets."""
 DOCUMENTS_AT_ONCE = 100
 """Documents (and their targets) compared at a time."""
+RecordCheck = Callable[[int, list[int], dict[int, Record]], Awaitable[None]]
+"""`check(partition, offsets wanted, records found)`: see `read_records`."""
 
 
 # -- the run's events --------------------------------------------------------------
@@ -69,43 +66,19 @@ async def position_pages(conn: AsyncConnection, run_id: str, size: int | None = 
         last = tuple(found[-1])
 
 
-def stretches(offsets: list[int]) -> list[tuple[int, int]]:
-    """(first, last) offsets of the stretches of the log that hold `offsets` (sorted): one
-    log read each. Neighbours at most `MAX_GAP` apart share a stretch of at most `MAX_SPAN`."""
-    found: list[tuple[int, int]] = []
-    for offset in offsets:
-        if found and offset - found[-1][1] <= MAX_GAP and offset - found[-1][0] < MAX_SPAN:
-            found[-1] = (found[-1][0], offset)
-        else:
-            found.append((offset, offset))
-    return found
-
-
-async def read_records(log: EventLog, positions: list[Position]) -> list[Record]:
+async def read_records(log: EventLog, positions: list[Position], check: RecordCheck | None = None) -> list[Record]:
     """The records at `positions` (one partition's, in order), from the log, the source of
-    truth (append times included): one `EventLog.read` per stretch (more only when a
-    read stops early, at the adapter's byte limit)."""
-    records: list[Record] = []
-    for partition in sorted({p.partition for p in positions}):
-        offsets = [p.offset for p in positions if p.partition == partition]
-        wanted = set(offsets)
-        for first, last in stretches(offsets):
-            at = first
-            while at <= last:
-                found = await log.read(partition, at, last - at + 1)
-                if not found:
-                    break
-                records += [r for r in found if r.offset in wanted and r.offset <= last]
-                at = found[-1].offset + 1
-    missing = wanted_missing(positions, records)
-    if missing:
+    truth (append times included): one `EventLog.read` per stretch of nearby offsets
+    (events.log.read_at). `check`: also compare them with their Merkle leaves (the notary),
+    before a missing record raises."""
+    partition, offsets = positions[0].partition, [p.offset for p in positions]
+    found = await read_at(log, partition, offsets)
+    if check is not None:
+        await check(partition, offsets, found)
+    missing = next((p for p in positions if p.offset not in found), None)
+    if missing is not None:
         raise LookupError(f"the log has no record at {missing.token()}")
-    return records
-
-
-def wanted_missing(positions: list[Position], records: list[Record]) -> Position | None:
-    got = {r.position for r in records}
-    return next((p for p in positions if p not in got), None)
+    return [found[offset] for offset in offsets]
 
 
 # -- the refold ----------------------------------------------------------------------

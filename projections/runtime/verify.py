@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from functools import partial
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
 
@@ -87,22 +88,25 @@ async def verify_run(conn: AsyncConnection, log: EventLog, run_id: str, report: 
     """Check the run's records on the log against their Merkle tree (projections/notary),
     then refold the run (chunk by chunk) and compare with its live rows read through `conn`.
     A record gone from the log leaves nothing to refold: the check names it alone."""
-    tampered = await logcheck.run_differences(conn, log, run_id)
+    leaves = logcheck.RecordCheck()
     with Spill() as spill:
         try:
-            check = (await _compare(conn, log, run_id, spill, report))[0]
+            check = (await _compare(conn, log, run_id, spill, report, leaves))[0]
         except LookupError:
-            if not tampered:  # RunNotFound, or a record gone from a log without a tree
+            if not leaves.differences:  # RunNotFound, or a record gone from a log without a tree
                 raise
+            tampered = leaves.differences
             return RunCheck(run_id, "", "", 0, tampered[:MAX_DIFFERENCES], len(tampered))
+    tampered = leaves.differences
     check.differences[:0] = tampered
     del check.differences[MAX_DIFFERENCES:]
     check.difference_count += len(tampered)
     return check
 
 
-async def _compare(conn: AsyncConnection, log: EventLog, run_id: str, spill: Spill,
-                   report: Progress | None) -> tuple[RunCheck, ChunkedRefold]:
+async def _compare(conn: AsyncConnection, log: EventLog, run_id: str, spill: Spill, report: Progress | None,
+                   leaves: logcheck.RecordCheck | None = None) -> tuple[RunCheck, ChunkedRefold]:
+    """`leaves`: check each record read against its Merkle leaf on the way (the notary)."""
     total = await run_rows.event_count(conn, run_id)
     live_run = await run_rows.live_run(conn, run_id)
     if not total and not live_run:
@@ -111,7 +115,7 @@ async def _compare(conn: AsyncConnection, log: EventLog, run_id: str, spill: Spi
     refold, done = ChunkedRefold(run_id, spill), 0
     async for positions in run_rows.position_pages(conn, run_id):
         for part in _by_partition(positions):
-            records = await run_rows.read_records(log, part)
+            records = await run_rows.read_records(log, part, leaves and partial(leaves.records, conn))
             derived = await asyncio.to_thread(refold.fold, records)  # consensus is CPU
             if refold.failure:
                 return await _failed(conn, run_id, total, refold), refold
@@ -168,13 +172,19 @@ async def verify_all(engine: AsyncEngine, log: EventLog, report: Callable[[str, 
 
 async def repair_run(engine: AsyncEngine, log: EventLog, run_id: str) -> RunCheck:
     """Rewrite the run's rows from its events in one transaction; returns what differed.
-    A run whose fold raises is left alone (the check names the error)."""
+    A run whose fold raises, or whose log records differ from their Merkle leaves, is left
+    alone (the check names the error, or the records)."""
     async with engine.begin() as conn:
         # A no-op write first: takes the run's row lock (PostgreSQL) or the write lock
         # (SQLite), so the projector's next batch for this run waits for us.
         await conn.execute(update(runs).where(runs.c.run_id == run_id).values(run_id=runs.c.run_id))
+        leaves = logcheck.RecordCheck()
         with Spill() as spill:
-            check, refold = await _compare(conn, log, run_id, spill, None)
+            check, refold = await _compare(conn, log, run_id, spill, None, leaves)
+            if leaves.differences:  # the log itself was changed: rows are not rewritten from it
+                check.differences[:0] = leaves.differences[:MAX_DIFFERENCES]
+                check.difference_count += len(leaves.differences)
+                return check
             if check.ok or refold.failure:
                 return check
             changed = await _rewrite(conn, run_id, refold, spill)

@@ -17,6 +17,7 @@ from projections.runtime import changes
 from projections.store.tables import runs
 from services.api.app import create_app
 from services.api.auth import KEY_CACHE_TTL
+from services.api.context import Ctx
 from services.api.read_cache import CachedReads
 from services.keys import revoke_key, store_key
 from services.ledger import Ledger
@@ -174,7 +175,7 @@ async def test_a_position_token_is_never_answered_older_than_it(runtime):
 
 async def test_a_commands_answer_is_followed_by_fresh_reads_in_its_process(runtime):
     """Whichever process projected the command's events, once its answer is given this
-    process's cache has forgotten the organisation (services/ledger.Ledger.record)."""
+    process's cache has forgotten the organisation (services/api/context.Ctx.record)."""
     async with projecting(runtime), serving(runtime) as app, client(app) as api:
         await completed(runtime, "run_cache_cmd")
         for _ in range(2):
@@ -182,7 +183,7 @@ async def test_a_commands_answer_is_followed_by_fresh_reads_in_its_process(runti
         assert len(app.state.read_cache.answers) == 1
         heard = []
         original, app.state.read_cache.changed = app.state.read_cache.changed, heard.append  # deaf to projectors
-        await Ledger(runtime).record([experiment("exp_cmd")])
+        await Ctx("org_a", runtime, Ledger(runtime)).record([experiment("exp_cmd")])
         assert heard[-1] == changes.Changed.everything_of({"org_a"})
         app.state.read_cache.changed = original
         original(heard[-1])
