@@ -14,10 +14,11 @@ import httpx
 
 from projections.runtime.projector import Projector
 from services.api.app import create_app
-from services.console.session import COOKIE
+
 from services.keys import store_key
 from services.ledger import Ledger
 from tests.builders import RunScript
+from tests.console_session import sign_in
 from tests.costs import counting
 from tests.integration.test_read_your_writes import KEY, experiment, runtime  # noqa: F401 (fixtures)
 
@@ -31,7 +32,8 @@ async def console(runtime, key: str = KEY):
     if runtime.following is not None:
         runtime.following.cancel()  # its poll of the read-model pointer would be counted too
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://runledger", cookies={COOKIE: key}) as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://runledger") as client:
+        assert (await sign_in(client, key)).status_code == 303
         yield client
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.console_session import sign_in
 from tests.costs import Cost, counting
 from tests.integration.test_metrics_summary import settled
 from tests.integration.test_read_your_writes import KEY, api, projecting, runtime  # noqa: F401 (fixtures)
@@ -138,8 +139,8 @@ async def test_the_console_metrics_and_experiment_pages_cost_their_page(scenes, 
 
     monkeypatch.setattr(metrics_page, "DOCUMENTS_SHOWN", 5)  # a page of the scored documents
     small, large = scenes
-    login = await api.post("/console/login", data={"api_key": KEY}, follow_redirects=False)
-    assert login.status_code in (302, 303), login.text
+    login = await sign_in(api, KEY)
+    assert login.status_code == 303, login.text
     costs = []
     for s in (small, large):
         cost, page = await cost_of(api, f"/console/runs/{s.run_id}/metrics", document_id=s.docs[1],
