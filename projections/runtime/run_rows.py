@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.log import EventLog, Position, Record
@@ -19,7 +19,9 @@ from projections.domain.state import RunState
 from projections.runtime.batch import Batch, result_id
 from projections.store import serialize as ser
 from projections.store.read_columns import run_columns
-from projections.store.tables import document_targets, event_index, run_documents, runs
+from projections.store.tables import (
+    document_targets, event_deliveries, event_index, history_heads, run_documents, run_snapshots, runs
+)
 
 # Per table: the run's rows are keyed (and ordered) by these columns.
 RUN_TABLES = {
@@ -27,7 +29,15 @@ RUN_TABLES = {
     "run_documents": (run_documents, ("document_id",)),
     "document_targets": (document_targets, ("document_id", "path")),
     "event_index": (event_index, ("partition", "offset")),
+    "event_deliveries": (event_deliveries, ("partition", "offset")),
+    "history_heads": (history_heads, ("aggregate_id",)),
+    "run_snapshots": (run_snapshots, ("seq",)),
 }
+
+
+def run_column(table):
+    """The column that names the run in one of RUN_TABLES."""
+    return table.c.run_id if "run_id" in table.c else table.c.aggregate_id
 
 
 @dataclass
@@ -36,21 +46,24 @@ class Refolded:
     index: list[dict[str, Any]] = field(default_factory=list)
     finished: list[str] = field(default_factory=list)
     failure: str | None = None  # the fold raised (the run would be quarantined)
+    history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # history_index.Tracker.rows()
 
 
 async def live_rows(conn: AsyncConnection, run_id: str) -> dict[str, list[dict[str, Any]]]:
     rows = {}
     for name, (table, key) in RUN_TABLES.items():
-        id_column = table.c.aggregate_id if name == "event_index" else table.c.run_id
-        query = select(table).where(id_column == run_id).order_by(*(table.c[k] for k in key))
+        query = select(table).where(run_column(table) == run_id).order_by(*(table.c[k] for k in key))
         rows[name] = [dict(r._mapping) for r in (await conn.execute(query)).all()]
     return rows
 
 
 async def stored_positions(conn: AsyncConnection, run_id: str) -> list[Position]:
-    """Where the run's events are on the log, as the event index says, in log order."""
-    query = (select(event_index.c.partition, event_index.c.offset)
-             .where(event_index.c.aggregate_id == run_id).order_by(event_index.c.offset))
+    """Where the run's records are on the log, as the event index says (an event's repeated
+    deliveries included: `event_deliveries`), in log order."""
+    indexed = select(event_index.c.partition, event_index.c.offset).where(event_index.c.aggregate_id == run_id)
+    repeats = select(event_deliveries.c.partition, event_deliveries.c.offset).where(
+        event_deliveries.c.aggregate_id == run_id)
+    query = union_all(indexed, repeats).order_by("offset")
     return [Position(p, o) for p, o in (await conn.execute(query)).all()]
 
 
@@ -71,14 +84,18 @@ def refold(run_id: str, records: list[Record], projection: str = "main") -> Refo
     batch.decode_all()
     batch.fold()
     key = ("run", run_id)
+    tracker = batch.trackers.get(key)
     return Refolded(batch.states.get(key), list(batch.index_rows.get(key, [])),
-                    [doc for _, doc in batch.finished.get(key, [])], batch.failures.get(key))
+                    [doc for _, doc in batch.finished.get(key, [])], batch.failures.get(key),
+                    tracker.rows() if tracker else {})
 
 
 def derived_rows(refolded: Refolded) -> dict[str, list[dict[str, Any]]]:
     run = refolded.state
     rows: dict[str, list[dict[str, Any]]] = {"runs": [], "run_documents": [], "document_targets": [],
-                                             "event_index": refolded.index}
+                                             "event_index": refolded.index, "event_deliveries": [],
+                                             "history_heads": [], "run_snapshots": []}
+    rows.update(refolded.history)
     if run is None:
         return rows
     spec = run.spec

@@ -21,7 +21,9 @@ from sqlalchemy import delete, insert, select, union, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events.log import EventLog
-from projections.runtime.run_rows import RUN_TABLES, derived_rows, live_rows, read_records, refold, stored_positions
+from projections.runtime.run_rows import (
+    RUN_TABLES, derived_rows, live_rows, read_records, refold, run_column, stored_positions
+)
 from projections.store.read_columns import DERIVED
 from projections.store.state_hash import canonical
 from projections.store.tables import event_index, runs
@@ -122,8 +124,7 @@ async def repair_run(engine: AsyncEngine, log: EventLog, run_id: str) -> RunChec
                 check.differences.insert(0, Difference("(fold)", run_id, "(error)", None, failure))
             return check
         for name, (table, _) in RUN_TABLES.items():
-            id_column = table.c.aggregate_id if name == "event_index" else table.c.run_id
-            await conn.execute(delete(table).where(id_column == run_id))
+            await conn.execute(delete(table).where(run_column(table) == run_id))
             if derived[name]:
                 await conn.execute(insert(table), derived[name])
     return check

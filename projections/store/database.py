@@ -82,7 +82,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 async def create_schema(engine: AsyncEngine) -> None:
     """Embedded default and tests; production schemas come from migrations."""
-    await create_tables(engine, metadata, _add_missing_columns)
+    await create_tables(engine, metadata, _add_missing_columns, _add_missing_indexes)
 
 
 async def create_tables(engine: AsyncEngine, tables: MetaData, *then) -> None:
@@ -127,6 +127,13 @@ def _add_missing_columns(sync_conn) -> None:
             if column.name not in present and column.nullable:
                 kind = column.type.compile(sync_conn.dialect)
                 sync_conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
+
+
+def _add_missing_indexes(sync_conn) -> None:
+    """Likewise for indexes of tables made before them (event_index's, migration 0012)."""
+    for table in metadata.sorted_tables:
+        for index in table.indexes:
+            index.create(sync_conn, checkfirst=True)
 
 
 async def prepare_schema(url: str, engine: AsyncEngine) -> None:
