@@ -194,3 +194,19 @@ async def stored_scores(conn: AsyncConnection, run_id: str, document_ids: Iterab
     query = select(run_documents.c.document_id, run_documents.c.score).where(
         run_documents.c.run_id == run_id, run_documents.c.document_id.in_(wanted))
     return {doc: score for doc, score in (await conn.execute(query)).all()}
+
+
+async def accepted_positions(conn: AsyncConnection, keys: Iterable[tuple[str, str, str]]) -> dict[tuple, Any]:
+    """Where each (aggregate id, event id, type) was accepted, if it was: (partition, offset).
+    One SELECT on the event id index."""
+    keys = set(keys)
+    if not keys:
+        return {}
+    query = select(event_index.c.aggregate_id, event_index.c.event_id, event_index.c.type, event_index.c.partition,
+                   event_index.c.offset).where(event_index.c.event_id.in_({k[1] for k in keys}),
+                                               event_index.c.accepted.is_(True))
+    found = {}
+    for aggregate_id, event_id, kind, partition, offset in (await conn.execute(query)).all():
+        if (aggregate_id, event_id, kind) in keys:
+            found[(aggregate_id, event_id, kind)] = (partition, offset)
+    return found

@@ -28,7 +28,8 @@ async def metrics_view(ctx: Ctx, run_id: str, view: str = "summary", document_id
 
 @router.get("/console/runs/{run_id}/metrics")
 async def metrics_page(run_id: str, request: Request, ctx: Ctx = Depends(console_ctx)):
-    run = run_resource(await load_run(ctx, run_id))
+    state = await load_run(ctx, run_id)
+    run = run_resource(state)
     params = request.query_params
     allow_stale = params.get("allow_stale") == "true"
     summary = await metrics_view(ctx, run_id, allow_stale=allow_stale)
@@ -39,7 +40,7 @@ async def metrics_page(run_id: str, request: Request, ctx: Ctx = Depends(console
         target = params.get("target_path")
         if target:
             values["votes"] = await metrics_view(ctx, run_id, "votes", document_id, target, allow_stale)
-            values["pass_events"] = history.pass_events(await history.timeline(ctx, run_id), document_id)
+            values["pass_events"] = await history.pass_events(ctx, state, document_id)
     if summary.get("kind") == "summary" and values["labels"]:
         values["matrix"] = confusion_matrix(summary["aggregate"])
     return render(request, "metrics.html", nav="runs", tab="metrics", **values)
