@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from projections.domain.snapshots import Fact
@@ -161,6 +161,16 @@ async def rows_after(conn: AsyncConnection, run_id: str, after_seq: int, through
         event_index.c.aggregate_id == run_id, event_index.c.seq > after_seq, event_index.c.seq <= through_seq,
     ).order_by(event_index.c.seq)
     return list((await conn.execute(query)).all())
+
+
+async def first_later(conn: AsyncConnection, run_id: str, after_seq: int, through_seq: int,
+                      moment: datetime) -> int | None:
+    """The first place in (after_seq, through_seq] of an event timed after `moment`, if any
+    (one row back, whatever the span)."""
+    query = select(func.min(event_index.c.seq)).where(
+        event_index.c.aggregate_id == run_id, event_index.c.seq > after_seq, event_index.c.seq <= through_seq,
+        event_index.c.occurred_at > moment)
+    return (await conn.execute(query)).scalar()
 
 
 async def facts(conn: AsyncConnection, run_id: str, document_ids: Iterable[str],

@@ -71,19 +71,20 @@ async def _seq_at(conn, run_id: str, point: Position) -> int | None:
 
 async def _until_time(conn, run_id: str, moment: datetime):
     """The snapshot all of whose events are at or before `moment`, and the rows after it up
-    to the first one timed later (within SNAPSHOT_EVERY rows, since the next snapshot's
-    events are not all that early)."""
+    to the first one timed later: within SNAPSHOT_EVERY rows, since the next snapshot's
+    events are not all that early (`high_water` only grows); looked for in pieces of that
+    size all the same, in case the cadence changed since the snapshots were written."""
     snapshot = await history.snapshot_before_time(conn, run_id, moment)
-    rows, start = [], snapshot.seq if snapshot else -1
+    start = snapshot.seq if snapshot else -1
+    end = start
     while True:
-        chunk = await history.rows_after(conn, run_id, start, start + SNAPSHOT_EVERY)
-        later = next((i for i, row in enumerate(chunk) if row.occurred_at > moment), None)
+        later = await history.first_later(conn, run_id, end, end + SNAPSHOT_EVERY, moment)
         if later is not None:
-            return snapshot, rows + chunk[:later]
-        rows += chunk
-        if len(chunk) < SNAPSHOT_EVERY:
-            return snapshot, rows
-        start += SNAPSHOT_EVERY
+            return snapshot, await history.rows_after(conn, run_id, start, later - 1)
+        found = await history.head(conn, run_id)
+        if end + SNAPSHOT_EVERY >= found.next_seq - 1:
+            return snapshot, await history.rows_after(conn, run_id, start, found.next_seq - 1)
+        end += SNAPSHOT_EVERY
 
 
 def parse_as_of(as_of: str) -> Position | datetime:
