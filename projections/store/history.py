@@ -26,7 +26,8 @@ LEGACY_SIZE = 4096  # a row indexed before migration 0012 has no stored size: as
 
 _META = (event_index.c.partition, event_index.c.offset, event_index.c.seq, event_index.c.event_id,
          event_index.c.type, event_index.c.occurred_at, event_index.c.producer, event_index.c.accepted,
-         event_index.c.reason, event_index.c.size, event_index.c.document_id, event_index.c.counters,
+         event_index.c.reason, event_index.c.size, event_index.c.document_id, event_index.c.pass_fact,
+         event_index.c.counters,
          event_index.c.deliveries, event_index.c.last_offset)
 
 
