@@ -20,6 +20,7 @@ from projections.domain.fold import apply
 from projections.domain.snapshots import SNAPSHOT_EVERY, Tail, restore
 from projections.domain.state import DocumentState, RunState
 from projections.store import history, views
+from projections.store.pagination import MAX_OFFSET
 
 from .context import Ctx
 from .errors import ApiError, invalid
@@ -90,14 +91,21 @@ async def _until_time(conn, run_id: str, moment: datetime):
 def parse_as_of(as_of: str) -> Position | datetime:
     if ":" in as_of and as_of.split(":", 1)[0].isdigit():
         try:
-            return Position.parse(as_of)
+            position = Position.parse(as_of)
         except ValueError as exc:
             raise invalid(str(exc)) from None
+        if position.offset > MAX_OFFSET:
+            raise invalid(f"offsets are at most {MAX_OFFSET}")
+        return position
     try:
         moment = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
     except ValueError:
         raise invalid("as_of must be a position '<partition>:<offset>' or an ISO-8601 time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    try:
+        return moment.astimezone(timezone.utc)  # it is compared in the store, in UTC
+    except OverflowError:  # beyond year 1 or 9999 in UTC: before or after everything
+        return (datetime.min if moment.year == 1 else datetime.max).replace(tzinfo=timezone.utc)
 
 
 async def run_as_of(ctx: Ctx, current: RunState, as_of: str) -> dict:

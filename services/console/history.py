@@ -18,7 +18,7 @@ from projections.domain.fold import AGGREGATE_KIND
 from projections.domain.state import RunState
 from projections.runtime.event_bodies import read_from_log
 from projections.store import history
-from projections.store.pagination import Page, PageRequest
+from projections.store.pagination import MAX_OFFSET, Page, PageRequest
 
 from ..api.context import Ctx
 from ..api.errors import invalid
@@ -123,10 +123,11 @@ def jump_offset(text: str, run_id: str, partitions: int) -> int:
             position = Position.parse(text)
             if position.partition != partition_for(run_id, partitions):
                 raise invalid(f"{text} is not in this run's partition", field="at")
-            return position.offset
-        offset = int(text)
+            offset = position.offset
+        else:
+            offset = int(text)
     except ValueError:
         raise invalid("jump to a position '<partition>:<offset>' or an offset", field="at") from None
-    if offset < 0:
-        raise invalid("offsets start at 0", field="at")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise invalid(f"offsets are 0..{MAX_OFFSET}", field="at")
     return offset

@@ -10,7 +10,7 @@ from fastapi.responses import RedirectResponse
 from projections.domain.state import RUN_TERMINAL
 from projections.store import views
 from projections.store.history import HistoryFilter, head as history_head
-from projections.store.pagination import PageRequest
+from projections.store.pagination import MAX_OFFSET, PageRequest
 
 from ...api import commands
 from ...api.context import Ctx
@@ -109,6 +109,9 @@ def _offset(raw: str | None, name: str) -> int | None:
     if not raw:
         return None
     try:
-        return max(-1, int(raw))
+        offset = int(raw)
     except ValueError:
-        raise invalid(f"{name} must be an offset", field=name) from None
+        offset = -2
+    if not -1 <= offset <= MAX_OFFSET:
+        raise invalid(f"{name} must be an offset, -1..{MAX_OFFSET}", field=name)
+    return offset
