@@ -194,7 +194,7 @@ async def load(conn: AsyncConnection, batch: Batch, honour_quarantine: bool = Tr
                 docs.add((agg_id, document_id))
     await _load_runs(conn, batch, wanted["run"], docs)
     batch.history = await history_index.load(conn, {agg for ids in wanted.values() for agg in ids},
-                                             [pair for pairs in grouped.values() for pair in pairs])
+                                             [pair for pairs in grouped.values() for pair in pairs], batch.loaded_docs)
     await _load_simple(conn, batch, "experiment", experiments, experiments.c.experiment_id,
                        wanted["experiment"], ser.experiment_from_json)
     await _load_simple(conn, batch, "block", blocks, blocks.c.block_key, wanted["block"], ser.block_from_json)

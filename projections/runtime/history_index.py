@@ -140,7 +140,19 @@ class Tracker:
                 out.insert("history_heads", [head])
 
 
-async def load(conn: AsyncConnection, aggregate_ids: set[str], events: list[tuple[Record, Event]]) -> Loaded:
+def may_repeat(event: Event, loaded_docs: dict[tuple[str, str], Any]) -> bool:
+    """Whether `event` may repeat one accepted in an earlier batch. A pass fact can only
+    repeat the fact its document already holds for that pass (the index's fact rows and the
+    documents' passes are written together): with none loaded, it is new. So the lookup is
+    skipped for the common event, a run's next pass."""
+    if is_fact(event):
+        doc = loaded_docs.get((event.aggregate_id, event.payload.document_id))
+        return doc is not None and event.payload.pass_index in doc.passes
+    return True
+
+
+async def load(conn: AsyncConnection, aggregate_ids: set[str], events: list[tuple[Record, Event]],
+               loaded_docs: dict[tuple[str, str], Any]) -> Loaded:
     """What the batch's trackers start from (see the module's docstring)."""
     loaded = Loaded()
     if not aggregate_ids:
@@ -153,16 +165,15 @@ async def load(conn: AsyncConnection, aggregate_ids: set[str], events: list[tupl
         query = select(event_index.c.aggregate_id).where(event_index.c.aggregate_id.in_(missing)).distinct()
         for legacy in (await conn.execute(query)).scalars():
             loaded.heads[legacy] = Head(None)  # rows from before 0012: untracked (stored with next_seq NULL)
-    wanted = {str(e.event_id) for r, e in events if e.aggregate_id in aggregate_ids}
+    wanted = {str(e.event_id) for _, e in events if e.aggregate_id in aggregate_ids and may_repeat(e, loaded_docs)}
     partitions = {r.partition for r, _ in events}
-    if wanted:
+    if wanted:  # by event id alone (its index): a partition filter here made SQLite scan the partition
         query = select(event_index.c.aggregate_id, event_index.c.event_id, event_index.c.type,
                        event_index.c.partition, event_index.c.offset, event_index.c.deliveries,
-                       event_index.c.last_offset).where(
-            event_index.c.event_id.in_(wanted), event_index.c.accepted.is_(True),
-            event_index.c.partition.in_(partitions))
+                       event_index.c.last_offset).where(event_index.c.event_id.in_(wanted),
+                                                        event_index.c.accepted.is_(True))
         for row in (await conn.execute(query)).all():
-            if row.aggregate_id in aggregate_ids:
+            if row.aggregate_id in aggregate_ids and row.partition in partitions:
                 loaded.accepted[(row.aggregate_id, row.event_id, row.type)] = Indexed(
                     row.partition, row.offset, row.deliveries or 1, row.last_offset)
     return loaded
