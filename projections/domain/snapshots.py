@@ -1,7 +1,7 @@
 """A run's history in bounded pieces: what a run snapshot holds, and folding a tail onto it.
 
-The projector keeps a snapshot of each run every SNAPSHOT_EVERY rows of its event index
-(projections/runtime/history_index.py). Time travel restores the nearest snapshot at or
+The projector keeps a snapshot of each run when it is created and every SNAPSHOT_EVERY
+rows of its event index (projections/runtime/history_index.py). Time travel restores the nearest snapshot at or
 before a position and folds the accepted events after it: at most SNAPSHOT_EVERY, however
 long the run's history.
 

@@ -10,8 +10,9 @@ Per aggregate, while the batch folds (`Tracker`, pure):
   (`deliveries`, `last_offset`) and `event_deliveries` says where the copy is (for verify).
   The log keeps every record. Within one batch and across batches alike, so a refold of
   the run's records (projections/runtime/run_rows.py) gives the very same rows;
-- every SNAPSHOT_EVERY rows of a run, a snapshot (projections/domain/snapshots.py) of the run
-  after that row, written in the batch's transaction like every other row;
+- a snapshot (projections/domain/snapshots.py) of a run after its RunCreated and after every
+  SNAPSHOT_EVERY rows of its history, written in the batch's transaction like every other
+  row (the first one spares time travel the RunCreated event: up to 5,000 documents);
 - `history_heads` keeps the running figures (next seq, pass facts, latest event time).
 
 `load` reads what that needs, once per batch: the heads of the touched aggregates and the
@@ -112,7 +113,7 @@ class Tracker:
         if self.kind != "run":
             return
         row["counters"] = snapshots.counters(state, head.pass_facts)
-        if head.next_seq % self.every == 0:
+        if head.next_seq % self.every == 0 or (accepted and event.type == "RunCreated"):
             self.snapshots.append(dict(run_id=self.aggregate_id, seq=row["seq"], partition=record.partition,
                                        offset=record.offset, high_water=head.high_water,
                                        state=snapshots.compact(state, head.pass_facts)))

@@ -225,7 +225,7 @@ history_heads = Table(
     Column("high_water", TS),
 )
 
-# A run as it was after its event `seq` (every SNAPSHOT_EVERY rows of its history): the
+# A run as it was after its event `seq` (its RunCreated, and every SNAPSHOT_EVERY rows): the
 # run's lifecycle scalars and pass count (projections/domain/snapshots.py), NULL before
 # RunCreated. `high_water`: the latest event time up to it (time travel by time).
 run_snapshots = Table(

@@ -125,7 +125,8 @@ def test_snapshot_plus_tail_is_a_full_refold_at_every_position(history, every, d
     cuts = data.draw(st.lists(st.integers(0, len(records)), max_size=4))
     rows, snapshots, heads, deliveries, final = project(records, cuts, every)
     assert [row["seq"] for row in rows] == list(range(len(rows)))
-    assert [s["seq"] for s in snapshots] == [s for s in range(len(rows)) if (s + 1) % every == 0]
+    created = [r["seq"] for r in rows if r["accepted"] and r["type"] == "RunCreated"]
+    assert [s["seq"] for s in snapshots] == [s for s in range(len(rows)) if (s + 1) % every == 0 or s in created]
     reference = refold_counters_and_resources(rows)
     for row, (resource, counters) in zip(rows, reference):
         assert row["counters"] == counters  # stored beside the row by the projector
