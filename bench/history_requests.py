@@ -7,27 +7,41 @@ REPEATS) and counted (tests/costs.py). Consensus is a constant.
 
 Not a test, and not part of `make bench` (issue 17's benchmark is); the figures go to
 docs/benchmarks.md by hand."""
-import asyncio, random, sys, tempfile, time
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import tempfile
+import time
 from pathlib import Path
+
 sys.path.insert(0, sys.argv[1] if len(sys.argv) > 1 else str(Path(__file__).resolve().parents[1]))
-import httpx
-from events.catalogue import DocumentPassCompleted
-from projections.domain import fold
-from projections.runtime.projector import Projector
-from services.api.app import create_app
-from services.bootstrap import start_runtime
-from services.keys import store_key
-from services.ledger import Ledger
-from services.settings import Settings
-from tests.builders import RunScript
-from tests.costs import counting
-from tests.integration.test_read_your_writes import experiment
+
+import httpx  # noqa: E402
+
+from events.catalogue import DocumentPassCompleted  # noqa: E402
+from projections.domain import fold  # noqa: E402
+from projections.runtime.projector import Projector  # noqa: E402
+from services.api.app import create_app  # noqa: E402
+from services.bootstrap import start_runtime  # noqa: E402
+from services.keys import store_key  # noqa: E402
+from services.ledger import Ledger  # noqa: E402
+from services.settings import Settings  # noqa: E402
+from tests.builders import RunScript  # noqa: E402
+from tests.costs import counting  # noqa: E402
+from tests.integration.test_read_your_writes import experiment  # noqa: E402
 
 KEY = "rl_bench_history_key"
 
-async def main():
+
+async def main() -> None:
     fold.score_document = lambda spec, votes: (0.9, {"targets": []})
-    tmp = Path(tempfile.mkdtemp())
+    with tempfile.TemporaryDirectory() as tmp:
+        await measure(Path(tmp))
+
+
+async def measure(tmp: Path) -> None:
     runtime = await start_runtime(Settings(data_dir=tmp / "data", fold_processes=0), with_projector=False)
     runtime.following.cancel()
     await store_key(runtime.control, KEY, "org_a")
