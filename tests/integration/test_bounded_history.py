@@ -179,3 +179,34 @@ async def test_the_slider_and_as_of_agree_with_the_whole_history(runtime, client
     assert {k: v for k, v in at_end.items() if not k.startswith("as_of")} == now
     slider = (await client.get("/console/runs/run_long/as-of", params={"i": str(LONG - 1)})).text
     assert f'data-index="{LONG - 1}"' in slider and f"Event {LONG} of {LONG}" in slider
+
+
+async def test_a_history_page_fits_its_byte_budget_and_pages_on_both_ways(runtime, client):
+    """Passes of ~150 KB each: a page of `limit=1000` holds only what fits in
+    HISTORY_PAGE_BYTES, `after` continues from its last item, and `before` walks back."""
+    from services.api.routes.runs import HISTORY_PAGE_BYTES
+
+    script = RunScript(run_id="run_large", docs=3, n=3, block_type="extract")
+    big = {"pages": ["x" * 1500] * 100}  # ~150 KB of JSON
+    events = [script.created(), *[script.passed(d, i, {**big, "i": i}) for d in script.doc_ids for i in range(3)]]
+    ledger = Ledger(runtime)
+    positions = await ledger.append([experiment("exp_1"), *events])
+    async with projecting(runtime) as projector:
+        assert await projector.wait(positions[-1], 60)
+    path = f"/v1/workflows/experiments/runs/{script.run_id}/events"
+    pages, after = [], None
+    while True:
+        with counting() as cost:
+            answer = await client.get(path, params={"order": "asc", "limit": "1000", **({"after": after} if after else {})})
+        assert answer.status_code == 200 and len(answer.content) <= HISTORY_PAGE_BYTES
+        assert cost.json_bytes <= 1.2 * HISTORY_PAGE_BYTES, str(cost)  # only what fits was decoded
+        pages.append(answer.json())
+        after = answer.json()["list_metadata"]["after"]
+        if after is None:
+            break
+    assert len(pages) >= 2 and all(page["data"] for page in pages)
+    walked = [item["offset"] for page in pages for item in page["data"]]
+    assert walked == [p.offset for p in positions[1:]]  # every event once, in order
+    back = await client.get(path, params={"order": "asc", "limit": "1000", "before": str(walked[-1])})
+    assert [item["offset"] for item in back.json()["data"]] == walked[-1 - len(back.json()["data"]):-1]
+    assert back.json()["list_metadata"]["before"] is not None and len(back.content) <= HISTORY_PAGE_BYTES
