@@ -212,3 +212,40 @@ async def test_a_history_page_fits_its_byte_budget_and_pages_on_both_ways(runtim
     back = await client.get(path, params={"order": "asc", "limit": "1000", "before": str(walked[-1])})
     assert [item["offset"] for item in back.json()["data"]] == walked[-1 - len(back.json()["data"]):-1]
     assert back.json()["list_metadata"]["before"] is not None and len(back.content) <= HISTORY_PAGE_BYTES
+
+
+async def test_a_run_indexed_before_migration_0012_is_read_as_before(runtime, client):
+    """Its rows have no seq or counters and it has no snapshots: time travel folds it from
+    its first event (the same answers), its later events keep it untracked, and its
+    timeline and history still page."""
+    from sqlalchemy import delete, select, update
+
+    from projections.store.tables import event_index, history_heads, run_snapshots
+
+    script = RunScript(run_id="run_legacy", docs=2, n=3, block_type="extract")
+    events = history_of("run_legacy", 40)
+    ledger = Ledger(runtime)
+    positions = await ledger.append([experiment("exp_1"), *events])
+    async with projecting(runtime) as projector:
+        assert await projector.wait(positions[-1], 60)
+    path = f"/v1/workflows/experiments/runs/{script.run_id}"
+    then = [(await client.get(path, params={"as_of": p.token()})).json() for p in positions[1:]]
+    async with runtime.engine.begin() as conn:  # as migration 0012 finds it
+        await conn.execute(update(event_index).where(event_index.c.aggregate_id == script.run_id).values(
+            seq=None, counters=None, size=None, document_id=None, pass_fact=None))
+        await conn.execute(delete(history_heads).where(history_heads.c.aggregate_id == script.run_id))
+        await conn.execute(delete(run_snapshots).where(run_snapshots.c.run_id == script.run_id))
+    assert [(await client.get(path, params={"as_of": p.token()})).json() for p in positions[1:]] == then
+
+    more = await ledger.append([script.started()])
+    async with projecting(runtime) as projector:
+        assert await projector.wait(more[-1], 60)
+    async with runtime.engine.connect() as conn:
+        head = (await conn.execute(select(history_heads).where(history_heads.c.aggregate_id == script.run_id))).one()
+        newest = (await conn.execute(select(event_index.c.seq).where(
+            event_index.c.partition == more[-1].partition, event_index.c.offset == more[-1].offset))).scalar_one()
+    assert head.next_seq is None and newest is None  # untracked until a rebuild
+    timeline = await client.get(f"/console/runs/{script.run_id}/timeline")
+    assert timeline.status_code == 200 and 'id="as-of"' not in timeline.text and "rebuild" in timeline.text
+    history = (await client.get(f"{path}/events", params={"order": "asc", "limit": "100"})).json()["data"]
+    assert len(history) == 41 and history[-1]["type"] == "RunStarted"
