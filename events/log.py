@@ -105,7 +105,7 @@ class EventLog(Protocol):
 
 
 
-NEARBY = 64
+NEARBY = 100
 """`read_at` reads two wanted offsets this close (or closer) in one go..."""
 READ_AT_MOST = 2_000
 """... in stretches spanning at most this many offsets (a partition's records are shared by

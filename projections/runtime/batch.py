@@ -25,7 +25,8 @@ from events.envelope import Event
 from events.log import Record
 from projections.domain import clock, fold as fold_module
 from projections.domain.fold import AGGREGATE_KIND, apply
-from projections.runtime import changes, quarantine
+from projections.domain.snapshots import SNAPSHOT_EVERY
+from projections.runtime import changes, history_index, quarantine
 from projections.runtime.transient import is_transient
 from projections.store import row_versions, serialize as ser, writes as writes_module
 from projections.store.tables import blocks, dead_letters, experiments, run_documents, runs
@@ -55,6 +56,9 @@ class Batch:
     marks: dict[str, tuple[int, int | None]] = field(default_factory=dict)  # loaded runs' (version, passes)
     owners: dict[Key, tuple[str, str | None]] = field(default_factory=dict)  # written rows' (org, experiment)
     changed: changes.Changed | None = None  # what save() wrote, for changes.published after the commit
+    history: history_index.Loaded = field(default_factory=history_index.Loaded)  # set by load()
+    trackers: dict[Key, history_index.Tracker] = field(default_factory=dict)  # by fold(), dropped by prepare()
+    snapshot_every: int = SNAPSHOT_EVERY
     _grouped: dict[Key, list[tuple[Record, Event]]] | None = field(default=None, repr=False)
 
     def decode_all(self) -> None:
@@ -93,10 +97,14 @@ class Batch:
         self.states[key] = self.loaded.get(key)
         self.index_rows.pop(key, None)
         self.finished.pop(key, None)
+        self.trackers.pop(key, None)
 
     def _fold_one(self, key: Key, events: list[tuple[Record, Event]]) -> None:
         state, rows, finished = self.states.get(key), [], []
+        tracker = history_index.Tracker(*key, self.history, self.snapshot_every)
         for record, event in events:
+            if tracker.repeat(record, event):  # an accepted event delivered again: counted, not folded
+                continue
             appended = clock.appended_at(record)
             try:
                 as_timed = fold_module.timed(state, event, appended)  # as the fold times it: the index keeps that
@@ -106,7 +114,9 @@ class Batch:
             state = applied.state
             finished.extend((event.aggregate_id, d) for d in applied.finished_documents)
             rows.append(_index_row(record, as_timed, applied.accepted, applied.reason))
+            tracker.indexed(rows[-1], record, as_timed, applied.accepted, state)
         self.states[key], self.index_rows[key], self.finished[key] = state, rows, finished
+        self.trackers[key] = tracker
 
     def prepare(self) -> Writes:
         """Pure CPU, after the fold: every row `save` writes, JSON columns serialised. Then
@@ -124,6 +134,7 @@ class Batch:
         writes.owners = [(None, Owner(agg_id, org_id), None) for agg_id, org_id in org_of.items()]
         self.writes = writes
         self.events, self.states, self.loaded, self.loaded_docs, self._grouped = [], {}, {}, {}, None
+        self.history, self.trackers = history_index.Loaded(), {}
         return writes
 
     def _aggregate_writes(self, key: Key) -> AggregateWrites:
@@ -144,7 +155,10 @@ class Batch:
         if rows:
             for row in rows:
                 row["body"] = writes_module.json_text(row["body"])
+                row["counters"] = writes_module.json_text(row.get("counters"))
             out.insert("event_index", rows)
+        if key in self.trackers:
+            self.trackers[key].writes(out)
         if self.finished.get(key):
             out.insert("document_targets", writes_module.target_rows(state, self.finished[key]))
         return out
@@ -157,6 +171,7 @@ class Batch:
         self.parked[key] = aggregate.records
         self.index_rows.pop(key, None)
         self.finished.pop(key, None)
+        self.trackers.pop(key, None)
 
     def _timed_scorer(self, spec, votes):
         started = time.perf_counter()
@@ -189,6 +204,8 @@ async def load(conn: AsyncConnection, batch: Batch, honour_quarantine: bool = Tr
             if document_id:
                 docs.add((agg_id, document_id))
     await _load_runs(conn, batch, wanted["run"], docs)
+    batch.history = await history_index.load(conn, {agg for ids in wanted.values() for agg in ids},
+                                             [pair for pairs in grouped.values() for pair in pairs], batch.loaded_docs)
     await _load_simple(conn, batch, "experiment", experiments, experiments.c.experiment_id,
                        wanted["experiment"], ser.experiment_from_json)
     await _load_simple(conn, batch, "block", blocks, blocks.c.block_key, wanted["block"], ser.block_from_json)

@@ -16,16 +16,19 @@ from __future__ import annotations
 
 from typing import Any, AsyncIterator, Awaitable, Callable
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select, tuple_, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.log import EventLog, Position, Record, read_at
 from projections.domain.state import DocumentState, RunState, evolve
+from projections.runtime import history_index
 from projections.runtime.batch import Batch, result_id
 from projections.runtime.spill import Spill
 from projections.store import serialize as ser
 from projections.store.read_columns import run_columns
-from projections.store.tables import document_targets, event_index, run_documents, runs
+from projections.store.tables import (
+    document_targets, event_deliveries, event_index, history_heads, run_documents, run_snapshots, runs
+)
 from projections.store.target_labels import label_hash
 
 # Per table: the run's rows are keyed (and ordered) by these columns.
@@ -34,6 +37,9 @@ RUN_TABLES = {
     "run_documents": (run_documents, ("document_id",)),
     "document_targets": (document_targets, ("document_id", "path")),
     "event_index": (event_index, ("partition", "offset")),
+    "event_deliveries": (event_deliveries, ("partition", "offset")),
+    "history_heads": (history_heads, ("aggregate_id",)),
+    "run_snapshots": (run_snapshots, ("seq",)),
 }
 CHUNK = 500
 """Events folded at a time (and event index rows compared at a time)."""
@@ -45,20 +51,36 @@ RecordCheck = Callable[[int, list[int], dict[int, Record]], Awaitable[None]]
 
 # -- the run's events --------------------------------------------------------------
 
+def run_column(table):
+    """The column that names the run in one of RUN_TABLES."""
+    return table.c.run_id if "run_id" in table.c else table.c.aggregate_id
+
+
+def _run_records(run_id: str):
+    """Where the run's records are on the log: its indexed events and the repeated
+    deliveries of accepted ones (`event_deliveries`: the index keeps one row per event)."""
+    indexed = select(event_index.c.partition, event_index.c.offset).where(event_index.c.aggregate_id == run_id)
+    repeats = select(event_deliveries.c.partition, event_deliveries.c.offset).where(
+        event_deliveries.c.aggregate_id == run_id)
+    return union_all(indexed, repeats).subquery()
+
+
 async def event_count(conn: AsyncConnection, run_id: str) -> int:
-    return await conn.scalar(select(func.count()).select_from(event_index).where(event_index.c.aggregate_id == run_id))
+    """The run's records on the log (repeated deliveries included)."""
+    return await conn.scalar(select(func.count()).select_from(_run_records(run_id)))
 
 
 async def position_pages(conn: AsyncConnection, run_id: str, size: int | None = None) -> AsyncIterator[list[Position]]:
-    """Where the run's events are on the log, as the event index says, in log order, `size`
-    (`CHUNK`) at a time."""
+    """Where the run's records are on the log (its indexed events and their repeated
+    deliveries), in log order, `size` (`CHUNK`) at a time."""
     size = size or CHUNK
-    key = tuple_(event_index.c.partition, event_index.c.offset)
-    query = (select(event_index.c.partition, event_index.c.offset).where(event_index.c.aggregate_id == run_id)
-             .order_by(event_index.c.partition, event_index.c.offset).limit(size))
+    found_at = _run_records(run_id)
+    partition, offset = found_at.c.partition, found_at.c["offset"]
+    query = select(partition, offset).order_by(partition, offset).limit(size)
     last = None
     while True:
-        found = (await conn.execute(query if last is None else query.where(key > tuple_(*last)))).all()
+        page = query if last is None else query.where(tuple_(partition, offset) > tuple_(*last))
+        found = (await conn.execute(page)).all()
         if found:
             yield [Position(p, o) for p, o in found]
         if len(found) < size:
@@ -93,12 +115,17 @@ class ChunkedRefold:
         self.finished: set[str] = set()
         self.failure: str | None = None  # the fold raised (the run would be quarantined)
         self.passes = 0  # pass facts over the run's documents so far (runs.passes)
+        self.history = history_index.Loaded()  # the index's running figures, as the store keeps them
+        self.snapshots: list[dict[str, Any]] = []
 
-    def fold(self, records: list[Record]) -> list[dict[str, Any]]:
-        """Fold the next chunk; its derived event index rows (also put in the spill)."""
+    def fold(self, records: list[Record]) -> None:
+        """Fold the next chunk. Its derived event index rows go to the spill; a repeated
+        delivery of an event accepted in an earlier chunk updates that row there (so the
+        index is compared once every chunk is folded: `verify`)."""
         key = ("run", self.run_id)
         batch = Batch(self.projection, records)
         batch.decode_all()
+        batch.history = self.history
         if self.state is not None:
             touched = {getattr(e.payload, "document_id", None) for _, e in batch.by_aggregate().get(key, ())}
             loaded = self.spill.documents(touched & self.state.document_ids)
@@ -107,7 +134,8 @@ class ChunkedRefold:
         batch.fold()
         if key in batch.failures:
             self.failure = batch.failures[key]
-            return []
+            return
+        self._track(batch.trackers.get(key), batch.index_rows.get(key, []))
         state = batch.states.get(key)
         self.finished.update(doc for _, doc in batch.finished.get(key, ()))
         if state is not None:
@@ -117,9 +145,26 @@ class ChunkedRefold:
                                for doc in changed)
             self.spill.put_documents(changed)
             self.state = evolve(state, documents={})
-        rows = batch.index_rows.get(key, [])
+
+    def _track(self, tracker: history_index.Tracker | None, rows: list[dict[str, Any]]) -> None:
+        """As the projector's batch writes them: the chunk's index rows, its repeats' counts on
+        rows of earlier chunks, deliveries, snapshots; the head carried to the next chunk."""
+        if tracker is None:
+            return
         self.spill.put_events(rows)
-        return rows
+        self.spill.count_deliveries(tracker.repeats.values())
+        self.spill.put_rows("event_deliveries", tracker.deliveries)
+        self.snapshots += tracker.snapshots
+        self.history.heads[self.run_id] = tracker.head
+        for indexed in self.history.accepted.values():
+            indexed.row = None  # in the spill now: a later repeat counts there
+
+    def history_rows(self) -> dict[str, list[dict[str, Any]]]:
+        """The run's `history_heads` and `run_snapshots` rows, as the projector writes them."""
+        head = self.history.heads.get(self.run_id)
+        heads = [dict(aggregate_id=self.run_id, next_seq=head.next_seq, pass_facts=head.pass_facts,
+                      high_water=head.high_water)] if head is not None else []
+        return {"history_heads": heads, "run_snapshots": list(self.snapshots)}
 
 
 def _passes(doc: DocumentState | None) -> int:
@@ -178,10 +223,21 @@ async def live_targets(conn: AsyncConnection, run_id: str, ids: list[str]) -> li
     return _rows(await conn.execute(query))
 
 
-async def live_events(conn: AsyncConnection, run_id: str, positions: list[Position]) -> list[dict[str, Any]]:
-    """The run's event index rows from the first of `positions` to the last (one partition's)."""
-    first, last = positions[0], positions[-1]
-    query = select(event_index).where(event_index.c.aggregate_id == run_id,
-                                      event_index.c.partition == first.partition,
-                                      event_index.c.offset.between(first.offset, last.offset))
+async def live_between(conn: AsyncConnection, name: str, run_id: str, after: tuple[int, int] | None,
+                       until: tuple[int, int] | None) -> list[dict[str, Any]]:
+    """The run's rows of a table keyed by (partition, offset) (`event_index`,
+    `event_deliveries`) after `after` up to `until` (None: unbounded)."""
+    table = RUN_TABLES[name][0]
+    key = tuple_(table.c.partition, table.c.offset)
+    query = select(table).where(run_column(table) == run_id)
+    if after is not None:
+        query = query.where(key > tuple_(*after))
+    if until is not None:
+        query = query.where(key <= tuple_(*until))
     return _rows(await conn.execute(query))
+
+
+async def live_of(conn: AsyncConnection, name: str, run_id: str) -> list[dict[str, Any]]:
+    """All the run's rows of a small table (`history_heads`, `run_snapshots`)."""
+    table = RUN_TABLES[name][0]
+    return _rows(await conn.execute(select(table).where(run_column(table) == run_id)))

@@ -32,7 +32,9 @@ class Spill:
             CREATE TABLE documents (document_id TEXT PRIMARY KEY, state BLOB NOT NULL) WITHOUT ROWID;
             CREATE TABLE events (partition INTEGER, "offset" INTEGER, row BLOB NOT NULL,
                                  PRIMARY KEY (partition, "offset")) WITHOUT ROWID;
+            CREATE TABLE rows (tab TEXT NOT NULL, n INTEGER NOT NULL, row BLOB NOT NULL, PRIMARY KEY (tab, n));
         """)
+        self._rows = 0
 
     def close(self) -> None:
         self._db.close()
@@ -79,6 +81,34 @@ class Spill:
                 return
             last = found[-1][:2]
             yield [_event_row(orjson.loads(row)) for _, _, row in found]
+
+
+    def count_deliveries(self, repeats: Iterable[Any]) -> None:
+        """Later deliveries of events whose rows are here already (history_index.Indexed:
+        partition, offset, deliveries, last_offset): counted on those rows."""
+        for indexed in repeats:
+            found = self._db.execute('SELECT row FROM events WHERE partition = ? AND "offset" = ?',
+                                     (indexed.partition, indexed.offset)).fetchone()
+            if found is not None:
+                row = {**orjson.loads(found[0]), "deliveries": indexed.deliveries, "last_offset": indexed.last_offset}
+                self.put_events([row])
+
+    # -- other derived rows, in the order they came --------------------------------------
+
+    def put_rows(self, table: str, rows: Iterable[dict[str, Any]]) -> None:
+        for row in rows:
+            self._db.execute("INSERT INTO rows VALUES (?, ?, ?)", (table, self._rows, orjson.dumps(row)))
+            self._rows += 1
+
+    def rows(self, table: str, batch: int = 500) -> Iterator[list[dict[str, Any]]]:
+        last = -1
+        while True:
+            found = self._db.execute("SELECT n, row FROM rows WHERE tab = ? AND n > ? ORDER BY n LIMIT ?",
+                                     (table, last, batch)).fetchall()
+            if not found:
+                return
+            last = found[-1][0]
+            yield [orjson.loads(row) for _, row in found]
 
 
 def _event_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import asyncio
 import hashlib
 from functools import partial
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Iterator
 
 import orjson
 from sqlalchemy import delete, insert, select, union, update
@@ -38,6 +38,7 @@ from projections.runtime.spill import Spill
 from projections.store.read_columns import DERIVED
 from projections.store.row_versions import VERSIONS
 from projections.store.state_hash import canonical
+from projections.store.writes import json_text
 from projections.store.tables import event_index, runs
 
 MAX_DIFFERENCES = 100
@@ -106,7 +107,9 @@ async def verify_run(conn: AsyncConnection, log: EventLog, run_id: str, report: 
 
 async def _compare(conn: AsyncConnection, log: EventLog, run_id: str, spill: Spill, report: Progress | None,
                    leaves: logcheck.RecordCheck | None = None) -> tuple[RunCheck, ChunkedRefold]:
-    """`leaves`: check each record read against its Merkle leaf on the way (the notary)."""
+    """`leaves`: check each record read against its Merkle leaf on the way (the notary).
+    The event index is compared once every chunk is folded: a repeated delivery in a later
+    chunk counts on an earlier chunk's row (projections/runtime/history_index.py)."""
     total = await run_rows.event_count(conn, run_id)
     live_run = await run_rows.live_run(conn, run_id)
     if not total and not live_run:
@@ -116,11 +119,9 @@ async def _compare(conn: AsyncConnection, log: EventLog, run_id: str, spill: Spi
     async for positions in run_rows.position_pages(conn, run_id):
         for part in _by_partition(positions):
             records = await run_rows.read_records(log, part, leaves and partial(leaves.records, conn))
-            derived = await asyncio.to_thread(refold.fold, records)  # consensus is CPU
+            await asyncio.to_thread(refold.fold, records)  # consensus is CPU
             if refold.failure:
                 return await _failed(conn, run_id, total, refold), refold
-            live = await run_rows.live_events(conn, run_id, part)
-            check.table("event_index", live, derived)
         done += len(positions)
         if report is not None:
             await _call(report, done, total)
@@ -136,7 +137,24 @@ async def _compare(conn: AsyncConnection, log: EventLog, run_id: str, spill: Spi
         check.table("document_targets", await run_rows.live_targets(conn, run_id, ids),
                     [row for doc_id, doc in derived_docs.items() if doc_id in refold.finished
                      for row in run_rows.target_rows_of(run, doc)])
+    await _in_log_order(conn, check, run_id, "event_index", spill.events())
+    await _in_log_order(conn, check, run_id, "event_deliveries", spill.rows("event_deliveries"))
+    for name, derived in refold.history_rows().items():
+        check.table(name, await run_rows.live_of(conn, name, run_id), derived)
     return check.result(total), refold
+
+
+async def _in_log_order(conn: AsyncConnection, check: _Comparison, run_id: str, name: str,
+                        derived_pages: Iterator[list[dict[str, Any]]]) -> None:
+    """Compare a table keyed by (partition, offset) a page at a time: each derived page with
+    the live rows after the previous page's last position up to its own last; then the
+    live rows beyond (derived has none there)."""
+    after = None
+    for derived in derived_pages:
+        until = (derived[-1]["partition"], derived[-1]["offset"])
+        check.table(name, await run_rows.live_between(conn, name, run_id, after, until), derived)
+        after = until
+    check.table(name, await run_rows.live_between(conn, name, run_id, after, None), [])
 
 
 async def _failed(conn: AsyncConnection, run_id: str, total: int, refold: ChunkedRefold) -> RunCheck:
@@ -150,9 +168,10 @@ async def _failed(conn: AsyncConnection, run_id: str, total: int, refold: Chunke
         ids = documents[at:at + run_rows.DOCUMENTS_AT_ONCE]
         check.table("run_documents", list((await run_rows.live_documents(conn, run_id, ids)).values()), [])
         check.table("document_targets", await run_rows.live_targets(conn, run_id, ids), [])
-    async for positions in run_rows.position_pages(conn, run_id):
-        for part in _by_partition(positions):
-            check.table("event_index", await run_rows.live_events(conn, run_id, part), [])
+    for name in ("event_index", "event_deliveries"):
+        await _in_log_order(conn, check, run_id, name, iter(()))
+    for name in ("history_heads", "run_snapshots"):
+        check.table(name, await run_rows.live_of(conn, name, run_id), [])
     return check.result(total)
 
 
@@ -201,9 +220,8 @@ async def _rewrite(conn: AsyncConnection, run_id: str, refold: ChunkedRefold,
     live = await run_rows.live_run(conn, run_id)
     version = (live[0]["version"] or 0) + 1 if live else 1
     partition = await conn.scalar(select(event_index.c.partition).where(event_index.c.aggregate_id == run_id).limit(1))
-    for name, (table, _) in RUN_TABLES.items():
-        id_column = table.c.aggregate_id if name == "event_index" else table.c.run_id
-        await conn.execute(delete(table).where(id_column == run_id))
+    for table, _ in RUN_TABLES.values():
+        await conn.execute(delete(table).where(run_rows.run_column(table) == run_id))
     run = refold.state
     owners = [("run", row["run_id"], row["org_id"], row["experiment_id"]) for row in live]
     if run is not None:
@@ -219,8 +237,17 @@ async def _rewrite(conn: AsyncConnection, run_id: str, refold: ChunkedRefold,
             if targets:
                 await conn.execute(insert(RUN_TABLES["document_targets"][0]), targets)
     for rows in spill.events():
-        await conn.execute(insert(event_index), rows)
+        await conn.execute(insert(event_index), [dict(row, counters=json_text(row.get("counters"))) for row in rows])
+    for rows in spill.rows("event_deliveries"):
+        await conn.execute(insert(RUN_TABLES["event_deliveries"][0]), rows)
+    for name, rows in refold.history_rows().items():
+        if rows:
+            await conn.execute(insert(RUN_TABLES[name][0]), [_stored_history(name, row) for row in rows])
     return partition or 0, changes.Changed.of(owners)
+
+
+def _stored_history(name: str, row: dict[str, Any]) -> dict[str, Any]:
+    return dict(row, state=json_text(row["state"])) if name == "run_snapshots" else row
 
 
 RUN_EVENT_TYPES = ("RunCreated", "RunQueued", "RunStarted", "DocumentPassCompleted", "DocumentPassFailed",

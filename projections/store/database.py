@@ -110,7 +110,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 async def create_schema(engine: AsyncEngine) -> None:
     """Embedded default and tests; production schemas come from migrations."""
-    await create_tables(engine, metadata, _add_missing_columns)
+    await create_tables(engine, metadata, _add_missing_columns, _add_missing_indexes)
 
 
 async def create_tables(engine: AsyncEngine, tables: MetaData, *then) -> None:
@@ -163,6 +163,13 @@ def _add_missing_columns(sync_conn) -> None:
         for index in table.indexes:
             if index.name not in indexed:
                 index.create(sync_conn)
+
+
+def _add_missing_indexes(sync_conn) -> None:
+    """Likewise for indexes of tables made before them (event_index's, migration 0012)."""
+    for table in metadata.sorted_tables:
+        for index in table.indexes:
+            index.create(sync_conn, checkfirst=True)
 
 
 async def prepare_schema(url: str, engine: AsyncEngine) -> None:

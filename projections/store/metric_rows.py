@@ -156,6 +156,9 @@ class PassEvent(NamedTuple):
 
 
 PASS_EVENTS = ("DocumentPassCompleted", "DocumentPassFailed")
+_PASS_FACTS = (select(event_index.c.pass_fact, event_index.c.partition, event_index.c.offset, event_index.c.type)
+               .where(event_index.c.aggregate_id == bindparam("run_id"),
+                      event_index.c.document_id == bindparam("document_id"), event_index.c.pass_fact.isnot(None)))
 _PASS_EVENTS = (select(event_index.c.body[("payload", "pass_index")].as_integer(), event_index.c.partition,
                        event_index.c.offset, event_index.c.type)
                 .where(event_index.c.aggregate_id == bindparam("run_id"),
@@ -165,10 +168,13 @@ _PASS_EVENTS = (select(event_index.c.body[("payload", "pass_index")].as_integer(
 
 
 async def pass_events(conn: AsyncConnection, run_id: str, document_id: str) -> dict[int, PassEvent]:
-    """pass index -> the accepted event that carried it (the last one, after retries), read
-    from the event index's rows of this document alone (`ix_event_index_document`): at most
-    the document's own accepted pass events (n_consensus passes and their retries)."""
-    found: dict[int, PassEvent] = {}
-    for row in (await conn.execute(_PASS_EVENTS, {"run_id": run_id, "document_id": document_id})).all():
-        found[row[0]] = PassEvent(*row)
+    """pass index -> the event the fold recorded as that pass's fact (`event_index.pass_fact`,
+    a partial index: at most n_consensus rows). Rows indexed before migration 0012 have no
+    `pass_fact`: then the document's last accepted pass event per pass, from its own rows
+    (`ix_event_index_document`: its passes and their retries)."""
+    params = {"run_id": run_id, "document_id": document_id}
+    found = {row[0]: PassEvent(*row) for row in (await conn.execute(_PASS_FACTS, params)).all()}
+    if not found:
+        for row in (await conn.execute(_PASS_EVENTS, params)).all():
+            found[row[0]] = PassEvent(*row)
     return found

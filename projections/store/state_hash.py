@@ -23,7 +23,8 @@ from projections.store.read_columns import DERIVED
 from projections.store.row_versions import VERSIONS
 
 PROJECTED = ("runs", "run_documents", "document_targets", "event_index", "experiments", "blocks",
-             "dead_letters", "checkpoints", "quarantined", "parked_events")
+             "dead_letters", "checkpoints", "quarantined", "parked_events",
+             "history_heads", "run_snapshots", "event_deliveries")
 
 
 async def state_hashes(engine: AsyncEngine) -> dict[str, tuple[int, str]]:

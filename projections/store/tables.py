@@ -138,10 +138,21 @@ event_index = Table(
     Column("accepted", Boolean, nullable=False),
     Column("reason", NulFreeText),
     Column("body", JSON),  # NULL for a rejected event: its body is only in the log (migration 0006)
-    Column("document_id", Text),  # a pass event's document (migration 0011): one document's events
+    # The run's history, bounded per request (issue 17; projections/runtime/history_index.py,
+    # migration 0012). NULL in rows written before it (`runledger rebuild` fills them).
+    Column("document_id", Text),  # the document a pass event names (migration 0011): one document's events
+    Column("seq", BigInteger),  # the row's place in its aggregate's history, from 0
+    Column("size", Integer),  # bytes of the record on the log: a page is fitted to a byte budget before decoding
+    Column("pass_fact", Integer),  # the pass index, when the fold recorded this event as that pass's fact
+    Column("counters", JSON),  # a run's [status, done, failed, passes] after this event (the console timeline)
+    Column("deliveries", Integer),  # an accepted event that reached the log again: how many times (NULL: once)
+    Column("last_offset", BigInteger),  # ... and where it last did (same partition)
     Index("ix_event_index_aggregate", "aggregate_id", "partition", "offset"),
     Index("ix_event_index_event_id", "event_id"),
     Index("ix_event_index_document", "aggregate_id", "document_id", "offset"),
+    Index("ix_event_index_seq", "aggregate_id", "seq"),
+    Index("ix_event_index_type", "aggregate_id", "type", "partition", "offset"),
+    Index("ix_event_index_outcome", "aggregate_id", "accepted", "partition", "offset"),
 )
 
 checkpoints = Table(
@@ -240,3 +251,47 @@ org_versions = Table(
     Column("partition", Integer, primary_key=True, autoincrement=False),
     Column("version", BigInteger, nullable=False),
 )
+
+# -- a run's history, bounded per request (issue 17; migration 0012) ---------------------
+# projections/runtime/history_index.py writes these with the batch; all are projected.
+
+# Per aggregate, the running figures of its event index: the next row's `seq`, the pass
+# facts so far and the latest event time so far. `next_seq` NULL: the aggregate's rows
+# were indexed before 0012 (untracked until a rebuild or repair).
+history_heads = Table(
+    "history_heads", metadata,
+    Column("aggregate_id", Text, primary_key=True),
+    Column("next_seq", BigInteger),
+    Column("pass_facts", BigInteger, nullable=False),
+    Column("high_water", TS),
+)
+
+# A run as it was after its event `seq` (its RunCreated, and every SNAPSHOT_EVERY rows): the
+# run's lifecycle scalars and pass count (projections/domain/snapshots.py), NULL before
+# RunCreated. `high_water`: the latest event time up to it (time travel by time).
+run_snapshots = Table(
+    "run_snapshots", metadata,
+    Column("run_id", Text, primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("partition", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("high_water", TS, nullable=False),
+    Column("state", JSON),
+    Index("ix_run_snapshots_time", "run_id", "high_water", "seq"),
+)
+
+# Where the repeated deliveries of an accepted event are on the log (the event index keeps
+# one row per event, with a count): what `verify` reads back to refold exactly.
+event_deliveries = Table(
+    "event_deliveries", metadata,
+    Column("partition", Integer, primary_key=True, autoincrement=False),
+    Column("offset", BigInteger, primary_key=True, autoincrement=False),
+    Column("aggregate_id", Text, nullable=False),
+    Column("event_offset", BigInteger, nullable=False),  # the indexed row it repeats (same partition)
+    Index("ix_event_deliveries_aggregate", "aggregate_id", "offset"),
+)
+
+# The pass facts of a run's documents, for folding a tail from a snapshot (a partial index:
+# only rows that recorded a pass fact, at most n_consensus per document).
+Index("ix_event_index_facts", event_index.c.aggregate_id, event_index.c.document_id, event_index.c.pass_fact,
+      sqlite_where=event_index.c.pass_fact.isnot(None), postgresql_where=event_index.c.pass_fact.isnot(None))

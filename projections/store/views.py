@@ -354,18 +354,11 @@ async def run_documents_of(conn: AsyncConnection, run_id: str) -> list[DocumentS
     return [ser.document_from_json(row.state) for row in (await conn.execute(query)).all()]
 
 
-async def run_history(conn: AsyncConnection, run_id: str, page: PageRequest) -> Page:
-    """A run's events live in one partition, so the offset orders them (and is the cursor)."""
-    query = select(
-        event_index.c.offset.label("id_"), event_index.c.partition, event_index.c.offset,
-        event_index.c.occurred_at, event_index.c.accepted, event_index.c.reason, event_index.c.body,
-    ).where(event_index.c.aggregate_id == run_id)
-    return await paginate(conn, query, event_index.c.offset, event_index.c.offset, page, by_offset=True)
-
-
 async def run_events_until(conn: AsyncConnection, run_id: str, until_offset: int | None = None) -> list[Any]:
     """The run's indexed events in log order, up to an offset if given: `occurred_at`,
-    `accepted` and `body` (NULL for a rejected event, which never changed the state)."""
+    `accepted` and `body` (NULL for a rejected event, which never changed the state).
+    Reads the whole history: time travel on a run indexed before migration 0012 only (the
+    bounded reads are in projections/store/history.py)."""
     query = select(event_index.c.occurred_at, event_index.c.accepted, event_index.c.body).where(
         event_index.c.aggregate_id == run_id)
     if until_offset is not None:

@@ -23,21 +23,29 @@ from projections.domain.state import DocumentState, RunState
 from projections.store import database, serialize as ser
 from projections.store.database import JsonText, dumps
 from projections.store.read_columns import block_columns, experiment_columns, run_columns
+from projections.store.tables import (
+    blocks, document_targets, event_deliveries, event_index, experiments, history_heads, run_documents, run_snapshots,
+    runs
+)
 from projections.store.target_labels import label_hash
-from projections.store.tables import blocks, document_targets, event_index, experiments, run_documents, runs
 
 Key = tuple[str, str]  # (kind, aggregate id)
 
 # Tables in write order, each with the UPDATE every changed row of it goes through
 # (one compiled statement, executed with a list of parameter sets: an executemany).
 TABLES = {"experiments": experiments, "blocks": blocks, "runs": runs, "run_documents": run_documents,
-          "event_index": event_index, "document_targets": document_targets}
+          "event_index": event_index, "document_targets": document_targets,
+          # a run's history (projections/runtime/history_index.py)
+          "event_deliveries": event_deliveries, "history_heads": history_heads, "run_snapshots": run_snapshots}
 _UPDATES = {
     "experiments": update(experiments).where(experiments.c.experiment_id == bindparam("k_id")),
     "blocks": update(blocks).where(blocks.c.block_key == bindparam("k_id")),
     "runs": update(runs).where(runs.c.run_id == bindparam("k_id")),
     "run_documents": update(run_documents).where(and_(
         run_documents.c.run_id == bindparam("k_id"), run_documents.c.document_id == bindparam("k_document_id"))),
+    "event_index": update(event_index).where(and_(  # a repeated delivery, counted on its event's row
+        event_index.c.partition == bindparam("k_partition"), event_index.c.offset == bindparam("k_offset"))),
+    "history_heads": update(history_heads).where(history_heads.c.aggregate_id == bindparam("k_id")),
 }
 
 

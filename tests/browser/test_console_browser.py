@@ -60,6 +60,7 @@ def test_console_story(browser, console_server, screenshots):
     timeline_and_as_of(d, shots)
     metrics_and_votes(d, shots, docs[0])
     a_run_page_follows_its_documents_live(d, server.url, mine, experiment, shots)
+    a_long_timeline_pages_jumps_and_travels(d, server.url, mine, experiment, shots)
     cancel(d, server.url, second_id, shots)
     assert mine.run_status(second_id) == "cancelled"
     a_worker_takes_a_run_to_completed_live(d, server, mine, experiment, shots)
@@ -108,6 +109,51 @@ def timeline_and_as_of(d, shots) -> None:
     wait(d, shows("#as-of-state", str(third_pass), attribute="data-index"))
     assert text_of(d, "#as-of-passes").startswith("3 /") and text_of(d, "#as-of-done") == "1"
     shoot(d, shots, "07-timeline-as-of")
+
+
+def a_long_timeline_pages_jumps_and_travels(d, url: str, mine: Story, experiment: str, shots) -> None:
+    """A run with more events than a timeline page and than a snapshot's span (issue 17):
+    the timeline shows one page, pages on, jumps to a position, and the slider goes
+    anywhere in the history."""
+    run_id, docs = mine.run(experiment)
+    retries = [{"type": "DocumentPassFailed", "payload": {"document_id": docs[0], "pass_index": 0, "attempt": a,
+                                                          "final": False, "error": {"message": f"retry {a}"}}}
+               for a in range(1, 131)]
+    stray = {"type": "DocumentPassCompleted", "payload": {"document_id": "doc_elsewhere", "pass_index": 0,
+                                                          "output": ACME}}
+    events = [{"type": "RunStarted", "payload": {"worker": "browser-test"}}, *retries[:60], stray,
+              *passes(docs[0], [ACME, ACME, GLOBEX]), *retries[60:], *passes(docs[1], [ACME] * 3)]
+    mine.emit(run_id, events)
+    total = 1 + len(events)  # and RunCreated
+    history = wait(d, lambda _: (found := mine.client.get(f"/v1/workflows/experiments/runs/{run_id}/events",
+                                                          params={"order": "asc", "limit": 1000}).json()["data"])
+                   and len(found) == total and found)
+    d.get(f"{url}/console/runs/{run_id}/timeline")
+    wait(d, shows("#as-of"))
+    assert len(d.find_elements(By.CSS_SELECTOR, "table.timeline tbody tr")) == 50  # one page
+    assert d.find_element(By.ID, "as-of").get_attribute("max") == str(total - 1)
+    shoot(d, shots, "07b-timeline-long-first-page")
+    d.find_element(By.CSS_SELECTOR, "a[rel=next]").click()
+    wait(d, shows("a[rel=prev]"))
+    assert text_of(d, "table.timeline tbody tr td.num") == "51"  # the next page starts at the 51st event
+
+    stray_at = next(item for item in history if item["status"] == "rejected")
+    d.find_element(By.ID, "t-at").send_keys(stray_at["position"], Keys.ENTER)  # jump to the rejected pass
+    row = wait(d, shows(f"tr#ev-{stray_at['offset']}"))
+    assert "rejected" in row.get_attribute("class") and "doc_elsewhere" in row.text
+    shoot(d, shots, "07c-timeline-jump-to-position")
+
+    slider = d.find_element(By.ID, "as-of")
+    last_fact = max(i for i, item in enumerate(history) if item["type"] == "DocumentPassCompleted"
+                    and item["status"] == "accepted" and item["payload"]["document_id"] == docs[0])
+    d.execute_script("arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('change'))",
+                     slider, last_fact)  # far into the history: from the nearest snapshot
+    wait(d, shows("#as-of-state", str(last_fact), attribute="data-index"))
+    assert text_of(d, "#as-of-done") == "1" and text_of(d, "#as-of-passes").startswith("3 /")
+    slider.send_keys(Keys.END)
+    wait(d, shows("#as-of-state", str(total - 1), attribute="data-index"))
+    assert text_of(d, "#as-of-done") == "2" and text_of(d, "#as-of-passes").startswith("6 /")
+    shoot(d, shots, "07d-timeline-long-as-of")
 
 
 def metrics_and_votes(d, shots, document_id: str) -> None:

@@ -96,8 +96,9 @@ def test_the_request_header_stamps_events_without_their_own_and_a_bad_one_is_ign
 
 
 async def test_a_pass_sent_straight_to_the_log_is_followed_by_its_trace_id(server):
-    """Over Kafka with kafka+postgres, onto the embedded log otherwise; the duplicate is
-    rejected, and its trace (not indexed) is read back from the log by history and the CLI."""
+    """Over Kafka with kafka+postgres, onto the embedded log otherwise; a pass out of range is
+    rejected, and its trace (not indexed) is read back from the log by history and the CLI.
+    (A duplicate of the accepted pass would only be counted on its row: issue 17.)"""
     define_block(server)
     run_id, docs = start_run(server, batch=0, documents=1)
     log = build_log(worker_settings(server))
@@ -105,7 +106,7 @@ async def test_a_pass_sent_straight_to_the_log_is_followed_by_its_trace_id(serve
     try:
         async with Producer.over_log(log, org_id="default", producer="traced") as producer:
             await producer.pass_completed(run_id, docs[0], 0, {"total": 1}, trace=OVER_LOG)
-            await producer.pass_completed(run_id, docs[0], 0, {"total": 1}, trace=OWN)
+            await producer.pass_completed(run_id, docs[0], 3, {"total": 1}, trace=OWN)  # n_consensus is 3
     finally:
         await log.close()
     items = items_of(server, run_id, 3)

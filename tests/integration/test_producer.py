@@ -82,7 +82,8 @@ async def test_a_worker_emits_a_run_over_http_and_retried_batches_count_once(ser
     history = http(server).get(f"/v1/workflows/experiments/runs/{run.id}/events",
                                params={"order": "asc", "limit": 1000}).json()["data"]
     accepted = [h for h in history if h["type"] == "DocumentPassCompleted" and h["status"] == "accepted"]
-    assert len(accepted) == 12 and sum(h["status"] == "rejected" for h in history) == 5
+    # The retried batch: answered at the door, or counted on its events' rows (issue 17).
+    assert len(accepted) == 12 and sum(h["status"] == "rejected" for h in history) == 0
     assert {h["producer"] for h in accepted} == {"http:default"}  # the server stamps who sent it
 
 

@@ -6,12 +6,13 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
+from events.log import Position
 from events.trace import parse_header
 from projections.runtime import quarantine, retry
 from projections.store.tables import runs
 
 from ...telemetry import CONTENT_TYPE_LATEST
-from .. import commands, ingest_body
+from .. import commands, duplicates, ingest_body
 from ..auth import Caller, is_admin, require_admin
 from ..bodies import DefineBlockBody
 from ..context import Ctx, context
@@ -32,7 +33,8 @@ async def define_block(workflow_id: str, block_id: str, body: DefineBlockBody, r
     return resource
 
 
-@router.post("/v1/ledger/events", status_code=202, openapi_extra=ingest_body.OPENAPI)
+@router.post("/v1/ledger/events", status_code=202, openapi_extra=ingest_body.OPENAPI,
+             responses={200: {"description": "every event was a duplicate of an accepted one: nothing appended"}})
 async def ingest(request: Request, ctx: Ctx = Depends(context),
                  traceparent: str | None = Header(None, description="W3C trace context for events without "
                                                                     "their own `trace`; ignored if malformed")):
@@ -42,11 +44,18 @@ async def ingest(request: Request, ctx: Ctx = Depends(context),
     trace = parse_header(traceparent)
     events = [commands.ingest_event(ctx, raw, i, trace) for i, raw in enumerate(items)]
     await _require_runs(ctx, {e.aggregate_id for e in events})
-    positions = await ctx.ledger.append(events)
+    known = await duplicates.known_positions(ctx, events)  # answered with where they are: not appended again
+    fresh = [i for i in range(len(events)) if i not in known]
+    appended = dict(zip(fresh, await ctx.ledger.append([events[i] for i in fresh]))) if fresh else {}
+    where = [known.get(i, i) for i in range(len(events))]  # an accepted position, or the index of an appended one
+    positions = [w if isinstance(w, Position) else appended[w] for w in where]
     tokens = [p.token() for p in positions]
     body = {"positions": tokens,
-            "events": [{"event_id": str(e.event_id), "position": t} for e, t in zip(events, tokens)]}
-    response = Response(orjson.dumps(body), 202, media_type="application/json")
+            "events": [{"event_id": str(e.event_id), "position": t, "duplicate": i in known}
+                       for i, (e, t) in enumerate(zip(events, tokens))]}
+    response = Response(orjson.dumps(body), 202 if fresh else 200, media_type="application/json")
+    if known:
+        response.headers["x-runledger-duplicate"] = "partial" if fresh else "true"
     mark_positions(response, positions)
     return response
 

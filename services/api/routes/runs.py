@@ -7,10 +7,10 @@ from typing import Literal
 from fastapi import APIRouter, Body, Depends, Query, Response
 
 from events.envelope import trace_id
-from events.log import Position
+from events.log import Position, partition_for
 from projections.domain.state import RunState
-from projections.runtime.event_bodies import with_bodies
-from projections.store import views
+from projections.runtime.event_bodies import read_from_log
+from projections.store import history, views
 from projections.store.pagination import MAX_OFFSET, PageRequest
 
 from .. import commands
@@ -80,14 +80,44 @@ async def cancel_run(run_id: str, response: Response, reason: str | None = Body(
     return {"id": run.run_id, "lifecycle": lifecycle(run.status, run.error, run.cancel_reason)}
 
 
+HISTORY_PAGE_BYTES = 1_000_000
+"""A history page's JSON stays within this many bytes (or is one event, if that one alone is
+larger: an event may carry up to 960 KiB): fewer items than `limit` then, and `after`
+continues from the last one shown."""
+
+
 @router.get("/{run_id}/events")
-async def run_events(run_id: str, page: PageRequest = Depends(page_request), ctx: Ctx = Depends(context)):
-    await load_run(ctx, run_id)
+async def run_events(run_id: str, page: PageRequest = Depends(page_request),
+                     event_type: str | None = Query(None, alias="type", description="only events of this type"),
+                     status: Literal["accepted", "rejected"] | None = Query(None, description="only these outcomes"),
+                     ctx: Ctx = Depends(context)):
+    """One page of the run's history: read from the event index by offset (filters in SQL),
+    its rejected events' bodies from the log in one range read, at most HISTORY_PAGE_BYTES."""
     page = _offset_cursors(page)
+    partition = partition_for(run_id, ctx.runtime.log.partitions)
+    only = history.HistoryFilter(event_type, None if status is None else status == "accepted")
     async with ctx.connect() as conn:
-        found = await views.run_history(conn, run_id, page)
-    found = replace(found, rows=await with_bodies(ctx.runtime.log, found.rows))  # rejected: body from the log
-    return envelope(found, lambda pair: _history_item(*pair))
+        if await views.get_run_score(conn, ctx.org_id, run_id) is None:  # visible to the caller: no state decoded
+            raise not_found("run", run_id)
+        found = await history.history_page(conn, run_id, partition, page, only, HISTORY_PAGE_BYTES)
+        stored = await history.bodies(conn, partition, found.rows)
+    logged = await read_from_log(ctx.runtime.log, partition, [row for row in found.rows if not row.accepted])
+    items = [_history_item(row, stored.get(row.offset) or logged[row.offset]) for row in found.rows]
+    return _json(envelope(_fitted(found, items, page), lambda item: item))
+
+
+def _fitted(found, items: list[dict], page: PageRequest):
+    """The page cut to HISTORY_PAGE_BYTES as rendered (the store already fitted it by the
+    events' stored sizes; this catches what those do not tell): keeps the items nearest
+    the cursor, and the cursor continues from the last one kept."""
+    forward = page.before is None
+    ordered = items if forward else items[::-1]
+    keep = history.items_within_bytes([len(orjson.dumps(item)) for item in ordered], HISTORY_PAGE_BYTES, 0)
+    if keep == len(items):
+        return replace(found, rows=items)
+    if forward:
+        return replace(found, rows=items[:keep], after=items[keep - 1]["offset"])
+    return replace(found, rows=items[len(items) - keep:], before=items[len(items) - keep]["offset"])
 
 
 def _offset_cursors(page: PageRequest) -> PageRequest:
@@ -115,4 +145,6 @@ def _history_item(row, body: dict) -> dict:
         "producer": body["producer"], "status": "accepted" if row.accepted else "rejected",
         "accepted": row.accepted, "reason": row.reason, "payload": body["payload"],
         "trace_id": trace_id(body.get("trace")), "traceparent": body.get("trace"),
+        "deliveries": row.deliveries or 1,  # an accepted event that reached the log again is counted here
+        "last_position": Position(row.partition, row.last_offset).token() if row.last_offset is not None else None,
     }

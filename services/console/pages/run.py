@@ -2,7 +2,6 @@
 its timeline with the as-of slider, and cancel."""
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote
@@ -13,14 +12,15 @@ from fastapi.responses import RedirectResponse
 from events.bounds import MAX_DOCUMENTS
 from projections.domain.state import RUN_TERMINAL
 from projections.store import live_views
-from projections.store.pagination import PageRequest
+from projections.store.history import HistoryFilter, head as history_head
+from projections.store.pagination import MAX_OFFSET, PageRequest
 
 from ...api import commands
 from ...api.context import Ctx
-from ...api.errors import invalid, not_found
+from ...api.errors import ApiError, invalid, not_found
 from ...api.resources import result_resource, run_resource
 from ...api.routes.runs import load_run
-from ...api.time_travel import run_as_of
+from ...api.time_travel import run_then
 from .. import history, live
 from ..render import render
 from ..session import checked_form, console_ctx
@@ -145,27 +145,38 @@ async def cancel(run_id: str, request: Request, ctx: Ctx = Depends(console_ctx))
 
 @router.get("/console/runs/{run_id}/timeline")
 async def timeline_page(run_id: str, request: Request, ctx: Ctx = Depends(console_ctx)):
+    """One page of the timeline (PAGE events in log order; `after` / `before`: offsets),
+    filtered by type and outcome in SQL; `at` jumps to the page starting at a position."""
     run = await load_run(ctx, run_id)
-    entries = await history.timeline(ctx, run_id)
-    kind = request.query_params.get("type") or None
-    outcome = request.query_params.get("outcome") or None
-    shown = [e for e in entries if (kind is None or e.type == kind)
-             and (outcome is None or (outcome == "accepted") == e.accepted)]
-    types = sorted({e.type for e in entries})
-    return render(request, "timeline.html", nav="runs", tab="timeline", run=run_resource(run), entries=shown,
-                  total=len(entries), types=types, kind=kind, outcome=outcome,
-                  last=entries[-1] if entries else None)
+    params = request.query_params
+    kind, outcome = params.get("type") or None, params.get("outcome") or None
+    at = (params.get("at") or "").strip()
+    after, before = _offset(params.get("after"), "after"), _offset(params.get("before"), "before")
+    if at:
+        after, before = history.jump_offset(at, run_id, ctx.runtime.log.partitions) - 1, None
+    only = HistoryFilter(kind, None if outcome not in ("accepted", "rejected") else outcome == "accepted")
+    found = await history.timeline(ctx, run, PageRequest(history.PAGE, "asc", before, after), only)
+    return render(request, "timeline.html", nav="runs", tab="timeline", run=run_resource(run), entries=found.entries,
+                  total=found.total, types=history.TYPES, kind=kind, outcome=outcome, at=at,
+                  filters={k: v for k, v in (("type", kind), ("outcome", outcome)) if v},
+                  earlier=found.page.before, later=found.page.after)
 
 
 @router.get("/console/runs/{run_id}/as-of")
 async def as_of(run_id: str, request: Request, ctx: Ctx = Depends(console_ctx)):
-    """The run as it was after its i-th event (the slider's value), refolded by time travel."""
+    """The run as it was after its i-th event (the slider's value), from the nearest snapshot."""
     run = await load_run(ctx, run_id)
-    rows = await history.event_rows(ctx, run_id)
-    index = _index(request.query_params.get("i"), len(rows))
-    entry = (await asyncio.to_thread(history.fold_timeline, rows[: index + 1]))[-1]
-    then = await run_as_of(ctx, run, entry.position)
-    return render(request, "_as_of.html", run=run_resource(run), then=then, entry=entry, total=len(rows))
+    async with ctx.connect() as conn:
+        head = await history_head(conn, run_id)
+    total = head.next_seq if head is not None and head.next_seq is not None else None
+    if total is None:
+        raise invalid("this run's history was indexed before time travel by snapshots: rebuild the read model")
+    index = _index(request.query_params.get("i"), total)
+    entry, then = await history.entry_at(ctx, run, index), await run_then(ctx, run, index)
+    if entry is None or then.state is None:
+        raise ApiError(404, "run_not_found", f"run {run_id!r} did not exist after event {index + 1}")
+    resource = {**run_resource(then.state), "as_of": entry.position, "as_of_event_count": then.events}
+    return render(request, "_as_of.html", run=run_resource(run), then=resource, entry=entry, total=total)
 
 
 def _index(raw: str | None, count: int) -> int:
@@ -176,3 +187,15 @@ def _index(raw: str | None, count: int) -> int:
     if not 0 <= index < count:
         raise invalid(f"i must be an event index, 0..{count - 1}", field="i")
     return index
+
+
+def _offset(raw: str | None, name: str) -> int | None:
+    if not raw:
+        return None
+    try:
+        offset = int(raw)
+    except ValueError:
+        offset = -2
+    if not -1 <= offset <= MAX_OFFSET:
+        raise invalid(f"{name} must be an offset, -1..{MAX_OFFSET}", field=name)
+    return offset

@@ -3,7 +3,7 @@ API's read cache ask to learn, in constant time, whether anything of theirs chan
 (projections/store/row_versions.py).
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-05
 
 No backfill: rows written before this revision keep NULL (a version of 0; a pass count the
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
