@@ -24,7 +24,7 @@ ITEM_OVERHEAD = 512
 share, separators): what `items_within_bytes` adds to each stored size."""
 LEGACY_SIZE = 4096  # a row indexed before migration 0012 has no stored size: assumed, checked once rendered
 
-_META = (event_index.c.partition, event_index.c.offset, event_index.c.seq, event_index.c.event_id,
+_META = (event_index.c.partition, event_index.c.offset, event_index.c.offset.label("id_"), event_index.c.seq, event_index.c.event_id,
          event_index.c.type, event_index.c.occurred_at, event_index.c.producer, event_index.c.accepted,
          event_index.c.reason, event_index.c.size, event_index.c.document_id, event_index.c.pass_fact,
          event_index.c.counters,

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from typing import Literal
 
+import orjson
 from fastapi import APIRouter, Body, Depends, Query, Response
 
 from events.envelope import trace_id
@@ -19,7 +19,7 @@ from ..context import Ctx, context, require
 from ..errors import ApiError, not_found
 from ..resources import lifecycle, run_resource
 from ..time_travel import run_as_of
-from .common import envelope, fit_page, list_response, mark_positions, page_request
+from .common import fit_page, list_response, mark_positions, page_request
 
 router = APIRouter(prefix="/v1/workflows/experiments/runs", tags=["runs"])
 Status = Literal["pending", "queued", "running", "completed", "error", "cancelled"]
@@ -102,22 +102,10 @@ async def run_events(run_id: str, page: PageRequest = Depends(page_request),
         found = await history.history_page(conn, run_id, partition, page, only, HISTORY_PAGE_BYTES)
         stored = await history.bodies(conn, partition, found.rows)
     logged = await read_from_log(ctx.runtime.log, partition, [row for row in found.rows if not row.accepted])
-    items = [_history_item(row, stored.get(row.offset) or logged[row.offset]) for row in found.rows]
-    return _json(envelope(_fitted(found, items, page), lambda item: item))
-
-
-def _fitted(found, items: list[dict], page: PageRequest):
-    """The page cut to HISTORY_PAGE_BYTES as rendered (the store already fitted it by the
-    events' stored sizes; this catches what those do not tell): keeps the items nearest
-    the cursor, and the cursor continues from the last one kept."""
-    forward = page.before is None
-    ordered = items if forward else items[::-1]
-    keep = history.items_within_bytes([len(orjson.dumps(item)) for item in ordered], HISTORY_PAGE_BYTES, 0)
-    if keep == len(items):
-        return replace(found, rows=items)
-    if forward:
-        return replace(found, rows=items[:keep], after=items[keep - 1]["offset"])
-    return replace(found, rows=items[len(items) - keep:], before=items[len(items) - keep]["offset"])
+    fitted, items = await fit_page(
+        found, page, lambda row: orjson.dumps(_history_item(row, stored.get(row.offset) or logged[row.offset])),
+        HISTORY_PAGE_BYTES, by_offset=True)  # as rendered: the store fitted it by the events' stored sizes
+    return list_response(fitted, items)
 
 
 def _offset_cursors(page: PageRequest) -> PageRequest:
