@@ -36,6 +36,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.console_session import sign_in_sync  # noqa: E402
 from tests.server import ServerProcess  # noqa: E402
 
 KEY_A = "rl_bench_bounded_org_a_0123456789"
@@ -279,7 +280,7 @@ def followed(client: httpx.Client, location: str, timeout: float = 1800) -> dict
 
 def console_client(url: str, key: str) -> httpx.Client:
     client = httpx.Client(base_url=url, headers={"Api-Key": key}, timeout=LIMIT, follow_redirects=False)
-    answer = client.post("/console/login", data={"api_key": key})
+    answer = sign_in_sync(client, key)
     if answer.status_code not in (302, 303):
         raise RuntimeError(f"console login: {answer.status_code} {answer.text[:300]}")
     return client

@@ -16,7 +16,9 @@ import pytest
 from services.console.session import COOKIE, LOGIN_COOKIE
 from services.console.session_store import Session
 from tests.browser.conftest import KEY, create_key
+from tests import console_session
 from tests.browser.pages import Story, passes
+from tests.console_session import login_form, sign_in_sync as sign_in
 from tests.server import ServerProcess
 from tests.waiting import wait_for
 
@@ -25,20 +27,6 @@ from tests.waiting import wait_for
 def server(tmp_path_factory):
     with ServerProcess(tmp_path_factory.mktemp("console-http"), {"RUNLEDGER_BOOTSTRAP_KEY": KEY}) as process:
         yield process
-
-
-def login_form(client: httpx.Client) -> str:
-    """Open the sign-in page (its token goes in the form and in a cookie); the form's token."""
-    page = client.get("/console/login")
-    return re.search(r'name="login_token" value="([^"]+)"', page.text).group(1)
-
-
-def sign_in(client: httpx.Client, key: str, **headers) -> httpx.Response:
-    """As a browser does: the token in the form and in its cookie (sent even where the jar
-    would keep a Secure cookie back over http)."""
-    token = login_form(client)
-    return client.post("/console/login", data={"api_key": key, "login_token": token},
-                       headers={"Cookie": f"{LOGIN_COOKIE}={token}", **headers})
 
 
 def console(server, key: str | None = KEY) -> httpx.Client:
@@ -51,8 +39,7 @@ def console(server, key: str | None = KEY) -> httpx.Client:
 
 @contextlib.contextmanager
 def signed_in(server, key: str = KEY):
-    with httpx.Client(base_url=server.url, timeout=30) as client:
-        assert sign_in(client, key).status_code == 303
+    with console_session.signed_in(server.url, key) as client:
         yield client
 
 

@@ -26,7 +26,8 @@ def _completed_run(server, sdk: Retab) -> str:
     events = [{"type": "DocumentPassCompleted", "run_id": run.id,
                "payload": {"document_id": d, "pass_index": i, "output": {"category": "invoice"}}}
               for d in docs for i in range(3)]
-    events.append(dict(events[0]))  # a duplicate: rejected after completion
+    events.append({"type": "DocumentPassFailed", "run_id": run.id, "payload": {  # after completion: rejected
+        "document_id": docs[0], "pass_index": 0, "error": {"message": "late"}, "final": True}})
     with http(server) as client:
         assert client.post("/v1/ledger/events", json={"events": events}).status_code == 202
     wait_for(lambda: sdk.workflows.experiments.runs.get(run.id), lambda r: r.lifecycle.status == "completed")

@@ -14,7 +14,7 @@ from events.envelope import trace_id
 from events.producer import Producer
 from events.trace import use_trace
 from services.bootstrap import build_log
-from services.console.session import COOKIE
+from tests.console_session import signed_in
 from tests.e2e.conftest import KEY, http
 from tests.e2e.test_rebuild import cli
 from tests.e2e.test_worker import InProcess, define_block, history, start_run, wait_until_finished, worker_settings
@@ -88,7 +88,7 @@ def test_the_request_header_stamps_events_without_their_own_and_a_bad_one_is_ign
     assert len(items) == 4  # the refused event is nowhere
     traces = {i["payload"]["document_id"]: i["trace_id"] for i in items if i["type"] == "DocumentPassCompleted"}
     assert traces == {docs[0]: trace_id(OVER_HTTP), docs[1]: trace_id(OWN), docs[2]: None}
-    with httpx.Client(base_url=server.url, cookies={COOKIE: KEY}, timeout=30) as console:
+    with signed_in(server.url, KEY) as console:
         timeline = console.get(f"/console/runs/{run_id}/timeline")
     assert timeline.status_code == 200
     assert timeline.text.count(f"trace <span class=\"mono\">{trace_id(OVER_HTTP)}</span>") == 1

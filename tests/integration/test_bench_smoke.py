@@ -39,4 +39,6 @@ def test_the_bounded_cost_bench_prints_a_row_per_request_and_the_other_tenants(c
     names = [row.split("|")[1].strip() for row in rows]
     assert "console timeline" in names and "verify over HTTP (start)" in names and "console experiments" in names
     assert names[-1].startswith("other organisation's `GET run` p99")
-    assert all(re.search(r"\d+ ms \(1x, \d+\)", row) for row in rows[:-1]), rows  # a server time for each
+    requests = [row for row, name in zip(rows, names)
+                if not name.startswith(("other organisation", "the verification job"))]
+    assert len(requests) >= 19 and all(re.search(r"\d+ ms \(1x, \d+\)", row) for row in requests), rows

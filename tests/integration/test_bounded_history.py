@@ -22,12 +22,12 @@ from projections.domain.snapshots import SNAPSHOT_EVERY
 from projections.runtime.projector import Projector
 from services.api.app import create_app
 from services.bootstrap import start_runtime
-from services.console.session import COOKIE
 from services.keys import store_key
 from services.ledger import Ledger
 from services.settings import Settings
 from tests.builders import RunScript
 from tests.conftest import BACKENDS, fresh_database_url
+from tests.console_session import sign_in
 from tests.costs import counting
 from tests.integration.test_read_your_writes import experiment
 
@@ -62,8 +62,10 @@ async def client(runtime):
     app = create_app(runtime)
     app.state.keys.ttl = 3600  # a key looked up again (2 s TTL) on a slow machine would be counted too
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://runledger", headers={"Api-Key": KEY},
-                                 cookies={COOKIE: KEY}) as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://runledger", headers={"Api-Key": KEY}) as http:
+        assert (await sign_in(http, KEY)).status_code == 303
+        app.state.console_sessions.ttl = 3600  # likewise the console session, looked up once here:
+        assert (await http.get("/console/runs")).status_code == 200
         yield http
 
 

@@ -184,6 +184,8 @@ async def test_an_embedded_read_model_from_before_0011_gains_the_columns_indexes
         for index in ("ix_document_targets_path", "ix_document_targets_label", "ix_event_index_document"):
             await conn.execute(text(f"DROP INDEX {index}"))
         await conn.execute(text("ALTER TABLE document_targets DROP COLUMN label_hash"))
+        for index in ("ix_event_index_facts", "ix_event_index_document"):  # the indexes on it first
+            await conn.execute(text(f"DROP INDEX IF EXISTS {index}"))
         await conn.execute(text("ALTER TABLE event_index DROP COLUMN document_id"))
     await create_schema(runtime.engine)
     async with runtime.engine.connect() as conn:

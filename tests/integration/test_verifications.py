@@ -32,7 +32,9 @@ async def a_scored_run(runtime, api, docs: int = 6) -> str:
     events = [{"type": "DocumentPassCompleted", "run_id": run["id"], "payload": {
         "document_id": r["document_id"], "pass_index": i, "output": {"total": i, "vendor": "ACME"}}}
         for r in results["data"] for i in range(3)]
-    events += events[:4]  # duplicates: rejected
+    events += [{"type": "DocumentPassCompleted", "run_id": run["id"], "payload": {
+        "document_id": f"doc_unknown_{i}", "pass_index": 0, "output": {"total": 0}}}
+        for i in range(4)]  # unknown documents: rejected (a duplicate is answered at the door, not appended)
     await settled(runtime, await api.post("/v1/ledger/events", json={"events": events}))
     return run["id"]
 
@@ -137,6 +139,6 @@ async def test_a_verification_job_on_kafka_and_postgresql(request, tmp_path):
                 assert started.status_code == 202, started.text
                 job = await finished(api, started.headers["location"])
         assert job["status"] == "completed" and job["result"]["ok"], job
-        assert job["result"]["events"] == 3 * 3 + 4 + 1  # passes, duplicates, RunCreated
+        assert job["result"]["events"] == 3 * 3 + 4 + 1  # passes, rejected, RunCreated
     finally:
         await runtime.close()
