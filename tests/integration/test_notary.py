@@ -6,6 +6,7 @@ names edited, missing and inserted records; digests published on the log fold ha
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 
 import pytest
@@ -121,6 +122,27 @@ async def test_a_runs_bundle_costs_its_records_not_the_log(tmp_path):
     assert big.statements == small.statements and big.log_reads == small.log_reads == 1, (small, big)
     assert big.log_records == small.log_records == 10  # the run's records are together: read in one go
     assert big.rows <= small.rows + 3, (small, big)  # 10x the log: a level more of tiles, no more
+
+
+async def test_a_runs_bundle_comes_in_pages_that_each_check_alone_and_together_hold_every_record(tmp_path):
+    log, engine = await one_partition_ledger(tmp_path, 40)
+    try:
+        async with engine.connect() as conn:
+            whole = await proofs.run_bundle(conn, log, SIGNER, "mine_0", "org_a")
+            pages, after = [], None
+            while True:
+                page = await proofs.run_bundle(conn, log, SIGNER, "mine_0", "org_a", after=after, budget=1_200)
+                pages.append(page)
+                after = page["page"]["after"]
+                if after is None:
+                    break
+    finally:
+        await engine.dispose()
+        await log.close()
+    assert "page" not in whole and len(pages) > 2  # about 1.2 KB a page: a few records each
+    assert all(check(page, public_key=SIGNER.public_key).ok for page in pages)
+    assert [r["position"] for page in pages for r in page["records"]] == [r["position"] for r in whole["records"]]
+    assert all(len(json.dumps(page)) < 1_200 + 3_000 for page in pages)  # the budget, and one record over at most
 
 
 def edit_log(path, sql: str, *args) -> None:

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from sqlalchemy import select
 
 from projections.notary import proofs
+from projections.store.pagination import PAGE_MAX_BYTES
 from projections.store.tables import runs
 
 from ...notary import runtime_signer
@@ -34,22 +35,29 @@ async def digest(since: str | None = SINCE, ctx: Ctx = Depends(context)):
             raise invalid(str(exc), field="since") from None
 
 
+AFTER = Query(None, ge=-1, description="the offset a page of the proof starts after (the last page's `page.after`)")
+
+
 @router.get("/v1/ledger/runs/{run_id}/proof", responses={200: {"description": "a runledger-proof/1 bundle"}})
-async def run_proof(run_id: str, since: str | None = SINCE, ctx: Ctx = Depends(context)):
+async def run_proof(run_id: str, since: str | None = SINCE, after: int | None = AFTER, ctx: Ctx = Depends(context)):
     """The run's records as the log holds them, each with its inclusion proof against its
     partition's signed head, and the public key: `runledger audit check` verifies it offline.
-    The run's organisation only. Cost: O(records x log n) hashes, read from the stored tree."""
-    return Response(await run_bundle_bytes(ctx, run_id, since), media_type="application/json")
+    The run's organisation only. A page at a time (at most PAGE_MAX_BYTES, about 1 MB, and
+    proofs.PAGE_RECORDS records; `page.after` is where the next starts, null on the last),
+    each page a bundle that checks alone; `runledger audit export` writes the whole run's.
+    Cost: the page's records and O(page x log n) stored hashes."""
+    return Response(await run_bundle_bytes(ctx, run_id, since, after), media_type="application/json")
 
 
-async def run_bundle_bytes(ctx: Ctx, run_id: str, since: str | None = None) -> bytes:
+async def run_bundle_bytes(ctx: Ctx, run_id: str, since: str | None = None, after: int | None = None) -> bytes:
     key = await runtime_signer(ctx.runtime)
     async with ctx.connect() as conn:
         owner = await conn.scalar(select(runs.c.org_id).where(runs.c.run_id == run_id))
         if owner != ctx.org_id:  # another organisation's run is not there for you, admin or not
             raise not_found("run", run_id)
         try:
-            bundle = await proofs.run_bundle(conn, ctx.runtime.log, key, run_id, owner, parse_since(since))
+            bundle = await proofs.run_bundle(conn, ctx.runtime.log, key, run_id, owner, parse_since(since), after,
+                                             budget=PAGE_MAX_BYTES)
         except proofs.SinceError as exc:
             raise invalid(str(exc), field="since") from None
         except proofs.RunNotNotarised:

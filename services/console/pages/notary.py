@@ -13,7 +13,7 @@ from events.log import partition_for
 from projections.notary import proofs
 
 from ...api.context import Ctx
-from ...api.errors import ApiError
+from ...api.errors import ApiError, invalid
 from ...api.routes.notary import run_bundle_bytes
 from ...api.routes.runs import load_run
 from ...notary import runtime_signer
@@ -37,8 +37,13 @@ async def run_proven(run_id: str, request: Request, ctx: Ctx = Depends(console_c
 
 
 @router.get("/console/runs/{run_id}/proof.json")
-async def run_proof_download(run_id: str, ctx: Ctx = Depends(console_ctx)):
-    body = await run_bundle_bytes(ctx, run_id)
+async def run_proof_download(run_id: str, request: Request, ctx: Ctx = Depends(console_ctx)):
+    """A page of the run's proof bundle (as the API's: at most about 1 MB; `after` as the
+    previous page's `page.after`)."""
+    after = request.query_params.get("after")
+    if after is not None and not after.lstrip("-").isdigit():
+        raise invalid("after must be an offset", field="after")
+    body = await run_bundle_bytes(ctx, run_id, after=int(after) if after is not None else None)
     return Response(body, media_type="application/json", headers={
         "content-disposition": f"attachment; filename=\"run-{quote(run_id, safe='')}-proof.json\"",
         "cache-control": "no-store", "x-content-type-options": "nosniff"})
