@@ -23,7 +23,6 @@ import multiprocessing
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.console_session import sign_in_sync  # noqa: E402
-from tests.server import ServerProcess  # noqa: E402
+from tests.server import ServerProcess, create_key  # noqa: E402
 
 KEY_A = "rl_bench_bounded_org_a_0123456789"
 TARGET_MS, TARGET_BYTES = 300.0, 1_000_000
@@ -89,13 +88,6 @@ def say(message: str) -> None:
 
 
 # -- the scenario ------------------------------------------------------------------------
-
-def create_key(server: ServerProcess, org: str, admin: bool = False) -> str:
-    done = subprocess.run([sys.executable, "-m", "services.cli", "keys", "create", "--org", org, "--data-dir",
-                           str(server.data_dir), *(["--admin"] if admin else [])], env=server.env,
-                          capture_output=True, text=True, check=True, cwd=ROOT)
-    return done.stdout.strip().splitlines()[-1].strip()
-
 
 def ok(response: httpx.Response) -> dict:
     if response.status_code >= 400:

@@ -86,6 +86,17 @@ def server_backends() -> list:
     return params
 
 
+async def served_on(request, tmp_path, env: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """`env` and the `serve` arguments for a server on `request.param` (one of
+    server_backends()): as it is on the embedded default; on Kafka + PostgreSQL a fresh
+    database, its own topic, and the projector in the server's process."""
+    if request.param != "kafka+postgres":
+        return dict(env), []
+    return {**env, "RUNLEDGER_DATABASE_URL": await fresh_database_url("postgres", request, tmp_path),
+            "RUNLEDGER_KAFKA_BOOTSTRAP": request.getfixturevalue("kafka_bootstrap").bootstrap,
+            "RUNLEDGER_TOPIC": f"served-{uuid.uuid4().hex[:10]}"}, ["--with-projector"]
+
+
 @pytest.fixture(params=_store_params())
 async def database_url(request, tmp_path):
     return await fresh_database_url(request.param, request, tmp_path)

@@ -18,6 +18,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def create_key(server: ServerProcess, org: str, admin: bool = False) -> str:
+    """A new API key of `org` made by `runledger keys create` in the server's data dir."""
+    out = subprocess.run(
+        [sys.executable, "-m", "services.cli", "keys", "create", "--org", org, "--data-dir", str(server.data_dir),
+         *(["--admin"] if admin else [])],
+        env=server.env, capture_output=True, text=True, check=True,
+    )
+    return out.stdout.strip().splitlines()[-1].strip()
+
+
 class ServerProcess:
     def __init__(self, data_dir: Path, env: dict[str, str] | None = None, extra_args: list[str] | None = None):
         self.data_dir = data_dir

@@ -6,15 +6,12 @@ printed so a CI run can keep them as artifacts."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tempfile
-import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import fresh_database_url, server_backends
+from tests.conftest import served_on, server_backends
 from tests.server import ServerProcess
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -59,25 +56,10 @@ def screenshots() -> Path:
 
 @pytest.fixture(params=server_backends())
 async def console_server(request, tmp_path):
-    env = {"RUNLEDGER_BOOTSTRAP_KEY": KEY, "RUNLEDGER_WAIT_TIMEOUT": "30"}
-    args: list[str] = []
-    if request.param == "kafka+postgres":
-        env["RUNLEDGER_DATABASE_URL"] = await fresh_database_url("postgres", request, tmp_path)
-        env["RUNLEDGER_KAFKA_BOOTSTRAP"] = request.getfixturevalue("kafka_bootstrap").bootstrap
-        env["RUNLEDGER_TOPIC"] = f"console-{uuid.uuid4().hex[:10]}"
-        args = ["--with-projector"]
+    env, args = await served_on(request, tmp_path, {"RUNLEDGER_BOOTSTRAP_KEY": KEY, "RUNLEDGER_WAIT_TIMEOUT": "30"})
     server = ServerProcess(tmp_path / "server", env, args).start()
     server.backend = request.param
     try:
         yield server
     finally:
         server.stop()
-
-
-def create_key(server: ServerProcess, org: str, admin: bool = False) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "services.cli", "keys", "create", "--org", org, "--data-dir", str(server.data_dir),
-         *(["--admin"] if admin else [])],
-        env=server.env, capture_output=True, text=True, check=True,
-    )
-    return out.stdout.strip().splitlines()[-1]

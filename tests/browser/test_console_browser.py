@@ -12,7 +12,8 @@ from __future__ import annotations
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from tests.browser.conftest import KEY, create_key
+from tests.browser.conftest import KEY
+from tests.server import create_key
 from tests.browser.pages import Story, passes, shoot, shows, text_of, wait, worker
 
 ACME, GLOBEX = {"total": 100, "vendor": "ACME"}, {"total": 100, "vendor": "Globex"}

@@ -15,7 +15,8 @@ import pytest
 
 from services.console.session import COOKIE, LOGIN_COOKIE
 from services.console.session_store import Session
-from tests.browser.conftest import KEY, create_key
+from tests.browser.conftest import KEY
+from tests.server import create_key
 from tests import console_session
 from tests.browser.pages import Story, passes
 from tests.console_session import login_form, sign_in_sync as sign_in

@@ -8,7 +8,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 from projections.notary.bundle import check
-from tests.browser.conftest import KEY, create_key
+from tests.browser.conftest import KEY
+from tests.server import create_key
 from tests.browser.pages import Story, passes, shoot, shows, text_of, wait
 
 ACME = {"total": 100, "vendor": "ACME"}

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 
 import httpx
@@ -38,15 +36,6 @@ def server(server_env, tmp_path):
     args = [] if "RUNLEDGER_KAFKA_BOOTSTRAP" not in server_env else ["--with-projector"]
     with ServerProcess(tmp_path / "server", server_env, args) as process:
         yield process
-
-
-def create_key(server: ServerProcess, org: str, admin: bool = False) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "services.cli", "keys", "create", "--org", org, "--data-dir", str(server.data_dir),
-         *(["--admin"] if admin else [])],
-        env=server.env, capture_output=True, text=True, check=True,
-    )
-    return out.stdout.strip().splitlines()[-1]
 
 
 def http(server: ServerProcess, key: str = KEY) -> httpx.Client:

@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 
 from retab import Retab
 
-from tests.e2e.conftest import KEY, create_key, http
+from tests.e2e.conftest import KEY, http
+from tests.server import create_key
 from tests.e2e.test_sdk_scenario import DOCS, setup_experiment
 from tests.server import ServerProcess
 from tests.waiting import wait_for

@@ -13,7 +13,8 @@ from projections.runtime import versions
 from projections.store.tables import runs
 from services.bootstrap import build_log
 from services.settings import Settings
-from tests.e2e.conftest import KEY, create_key, http
+from tests.e2e.conftest import KEY, http
+from tests.server import create_key
 from tests.e2e.test_rebuild import cli
 from tests.e2e.test_sdk_scenario import setup_experiment
 from tests.waiting import wait_for

@@ -5,7 +5,8 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.e2e.conftest import KEY, create_key, http
+from tests.e2e.conftest import KEY, http
+from tests.server import create_key
 from tests.e2e.test_sdk_scenario import DOCS, setup_experiment
 
 json_values = st.recursive(

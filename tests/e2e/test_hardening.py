@@ -17,7 +17,8 @@ import httpx
 import pytest
 from retab import Retab
 
-from tests.e2e.conftest import KEY, create_key, http
+from tests.e2e.conftest import KEY, http
+from tests.server import create_key
 from tests.server import ServerProcess
 
 DOC = {"handle_inputs": {"doc": {"type": "json", "data": {"text": "invoice 1"}}}}

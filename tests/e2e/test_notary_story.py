@@ -16,15 +16,15 @@ import os
 import sqlite3
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 from retab import Retab
 
-from tests.conftest import fresh_database_url, server_backends
-from tests.e2e.conftest import KEY, create_key, http
+from tests.conftest import fresh_database_url, served_on, server_backends
+from tests.e2e.conftest import KEY, http
+from tests.server import create_key
 from tests.e2e.test_audit_cli import _completed_run
 from tests.e2e.test_rebuild import cli
 from tests.server import ServerProcess
@@ -32,13 +32,7 @@ from tests.server import ServerProcess
 
 @pytest.fixture(params=server_backends())
 async def ledger(request, tmp_path):
-    env = {"RUNLEDGER_BOOTSTRAP_KEY": KEY, "RUNLEDGER_WAIT_TIMEOUT": "30"}
-    args: list[str] = []
-    if request.param == "kafka+postgres":
-        env["RUNLEDGER_DATABASE_URL"] = await fresh_database_url("postgres", request, tmp_path)
-        env["RUNLEDGER_KAFKA_BOOTSTRAP"] = request.getfixturevalue("kafka_bootstrap").bootstrap
-        env["RUNLEDGER_TOPIC"] = f"notary-{uuid.uuid4().hex[:10]}"
-        args = ["--with-projector"]
+    env, args = await served_on(request, tmp_path, {"RUNLEDGER_BOOTSTRAP_KEY": KEY, "RUNLEDGER_WAIT_TIMEOUT": "30"})
     with ServerProcess(tmp_path / "server", env, args) as server:
         server.backend = request.param
         server.request = request

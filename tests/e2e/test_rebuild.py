@@ -22,7 +22,8 @@ from projections.store.database import create_schema, make_engine
 from projections.store.state_hash import state_hashes
 from services.bootstrap import build_log
 from services.settings import Settings
-from tests.e2e.conftest import KEY, create_key, http
+from tests.e2e.conftest import KEY, http
+from tests.server import create_key
 from tests.e2e.test_sdk_scenario import setup_experiment
 from tests.server import ServerProcess
 from tests.waiting import wait_for

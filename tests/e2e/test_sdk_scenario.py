@@ -7,7 +7,8 @@ import pytest
 from retab import Retab
 from retab.exceptions import APIError
 
-from tests.e2e.conftest import KEY, create_key, http
+from tests.e2e.conftest import KEY, http
+from tests.server import create_key
 from tests.waiting import wait_for
 
 DOCS = [{"handle_inputs": {"invoice": {"type": "json", "data": {"number": f"INV-{i}"}}}} for i in range(3)]

@@ -34,7 +34,7 @@ import pytest
 
 from tests.conftest import BACKENDS
 from tests.infra import postgres_server
-from tests.server import ServerProcess
+from tests.server import ServerProcess, create_key
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -179,15 +179,8 @@ def wait_for(check, what: str, timeout: float = 90) -> None:
         time.sleep(0.25)
 
 
-def admin_key(server: ServerProcess) -> str:
-    out = subprocess.run([sys.executable, "-m", "services.cli", "keys", "create", "--org", "default", "--admin",
-                          "--data-dir", str(server.data_dir)], env=server.env, capture_output=True, text=True,
-                         check=True)
-    return out.stdout.strip().splitlines()[-1]
-
-
 def full_disk_story(server: ServerProcess, filler: Filler) -> Story:
-    story = Story(server, admin_key(server))
+    story = Story(server, create_key(server, "default", admin=True))
     runs = setup_runs(story)
     run_ids = [run_id for run_id, _ in runs]
     todo = batches_of(runs)
@@ -222,18 +215,24 @@ def verify_clean(server: ServerProcess) -> None:
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
 
 
+def lived_through(server: ServerProcess, disk: Path) -> Story:
+    """The full-disk story told to a server, which is then stopped and verified clean."""
+    try:
+        server.start()
+        story = full_disk_story(server, Filler(disk))
+    finally:
+        server.stop()
+    verify_clean(server)
+    return story
+
+
 def test_an_embedded_data_directory_filled_again_and_again_loses_nothing(tmp_path):
     with small_filesystem(48) as disk:
         env = {"RUNLEDGER_BOOTSTRAP_KEY": TENANT, "RUNLEDGER_WAIT_TIMEOUT": "5", "RUNLEDGER_DATABASE_URL": "",
                "RUNLEDGER_KAFKA_BOOTSTRAP": ""}
         server = ServerProcess(disk / "data", env)
         server.log_path = tmp_path / "server.log"  # not on the full disk: its lines tell what happened
-        try:
-            server.start()
-            story = full_disk_story(server, Filler(disk))
-        finally:
-            server.stop()
-        verify_clean(server)
+        story = lived_through(server, disk)
     print(f"\nembedded: {dict(story.statuses)}")
     assert story.statuses[503] >= 3 * ROUNDS
 
@@ -245,12 +244,6 @@ def test_postgresql_on_a_full_disk_again_and_again_loses_nothing(tmp_path):
         with postgres_server(disk) as url:  # its data directory on the small filesystem
             env = {"RUNLEDGER_BOOTSTRAP_KEY": TENANT, "RUNLEDGER_WAIT_TIMEOUT": "5",
                    "RUNLEDGER_DATABASE_URL": url, "RUNLEDGER_KAFKA_BOOTSTRAP": ""}
-            server = ServerProcess(tmp_path / "data", env)  # the embedded log on another disk
-            try:
-                server.start()
-                story = full_disk_story(server, Filler(disk))
-            finally:
-                server.stop()
-            verify_clean(server)
+            story = lived_through(ServerProcess(tmp_path / "data", env), disk)  # the embedded log on another disk
     print(f"\npostgres: {dict(story.statuses)}")
     assert story.statuses[503] >= 3 * ROUNDS

@@ -16,7 +16,7 @@ from projections.runtime import projector as projector_module
 from projections.runtime.projector import Projector
 from projections.store.database import make_engine, prepare_schema
 from tests.conftest import BACKENDS, new_postgres_database
-from tests.e2e.conftest import create_key
+from tests.server import create_key
 from tests.fault.workload import Workload, append, assert_survived
 from tests.infra import kafka_broker, postgres_server, restart_postgres
 from tests.server import ServerProcess

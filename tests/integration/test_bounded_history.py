@@ -26,7 +26,7 @@ from services.keys import store_key
 from services.ledger import Ledger
 from services.settings import Settings
 from tests.builders import RunScript
-from tests.conftest import BACKENDS, fresh_database_url
+from tests.conftest import fresh_database_url, server_backends
 from tests.console_session import sign_in
 from tests.costs import counting
 from tests.integration.test_read_your_writes import experiment
@@ -35,14 +35,7 @@ KEY = "rl_test_bounded_history"
 SHORT, LONG = 260, 1060
 
 
-def _backends():
-    params = ["embedded"]
-    if {"kafka", "postgres"} <= BACKENDS:
-        params.append(pytest.param("kafka+postgres", marks=[pytest.mark.kafka, pytest.mark.postgres]))
-    return params
-
-
-@pytest.fixture(params=_backends())
+@pytest.fixture(params=server_backends())
 async def runtime(request, tmp_path):
     settings = Settings(data_dir=tmp_path / "data", wait_timeout=5.0, fold_processes=0)
     if request.param == "kafka+postgres":

@@ -12,7 +12,6 @@ import sqlite3
 import pytest
 from sqlalchemy import func, select, update
 
-from events.codec import encode
 from events.log import Message, Record
 from events.sqlite_log import SqliteEventLog
 from projections.notary import logcheck, merkle, proofs, storage
