@@ -20,7 +20,7 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
 fi
 set +e
-.venv/bin/python -m pytest tests -q -p no:cacheprovider -n "${RUNLEDGER_TEST_WORKERS:-3}" "$@"
+.venv/bin/python -m pytest tests -q -p no:cacheprovider --durations=25 -n "${RUNLEDGER_TEST_WORKERS:-3}" "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then

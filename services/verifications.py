@@ -136,6 +136,7 @@ class Verifications:
         try:
             future = asyncio.wrap_future(self._workers().submit(
                 run_job, self.settings, self.version_of(), verification_id, run_id))
+            future.add_done_callback(_retrieved)  # cancelled at shutdown, its worker's end is no one's error
             while True:
                 try:
                     await asyncio.wait_for(asyncio.shield(future), LEASE / 4)
@@ -178,6 +179,13 @@ class Verifications:
         if row is None:  # it finished meanwhile
             return Busy("(finished)", 1)
         return Busy(row.verification_id, _retry_after(row))
+
+
+def _retrieved(future: asyncio.Future) -> None:
+    """Marks a job's outcome as seen: when this process stops, the job's task is cancelled
+    and its worker terminated, and asyncio would report the orphaned BrokenProcessPool."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _retry_after(row) -> int:

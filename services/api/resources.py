@@ -7,6 +7,7 @@ from typing import Any
 
 from projections.domain.state import DOC_TERMINAL, BlockState, DocumentState, ExperimentState, RunState
 from projections.runtime.batch import result_id
+from projections.store.views import ResultDocument
 from projections.store.read_columns import (  # noqa: F401 - run_resource: rendered where the rows are written
     block_execution, experiment_card, lifecycle, run_resource
 )
@@ -51,7 +52,10 @@ class ResultRun:
                    {"experiment_id": resource["experiment_id"], "block_type": resource["block_type"]})
 
 
-def result_resource(run: RunState | ResultRun, doc: DocumentState) -> dict[str, Any]:
+def result_resource(run: RunState | ResultRun, doc: DocumentState | ResultDocument,
+                    stored_id: str | None = None) -> dict[str, Any]:
+    """`doc`: a state, or what a page of results read of one (`views.result_documents`);
+    `stored_id`: the row's result id when the caller has it (else derived: a hash)."""
     status = document_status(doc, run.status)
     reason = run.cancel_reason if status == "cancelled" else None
     error = doc.last_error if status == "error" else None
@@ -62,7 +66,7 @@ def result_resource(run: RunState | ResultRun, doc: DocumentState) -> dict[str, 
     if completed and doc.started_at:  # never negative: a retry may be timed after a cancel
         duration = max(0, int((completed - doc.started_at).total_seconds() * 1000))
     return {
-        "id": result_id(run.run_id, doc.document_id),
+        "id": stored_id or result_id(run.run_id, doc.document_id),
         "object": "experiment_result",
         "experiment_run_id": run.run_id,
         "experiment_id": run.spec["experiment_id"],

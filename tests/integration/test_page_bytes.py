@@ -116,6 +116,47 @@ async def test_a_page_of_large_results_fits_the_bound(runtime, api):
         await sdk.client.aclose()
 
 
+async def test_a_page_of_results_shows_what_each_result_shows_alone(runtime, api):
+    """A page reads a slice of each document's state (`views.result_documents`, the
+    database's JSON functions); one result is rendered from the whole state: they agree
+    for documents in every condition, item for item."""
+    async with projecting(runtime):
+        await settled(runtime, await api.put("/v1/workflows/wf_s/blocks/b", json={"type": "extract", "config": {}}))
+        documents = [{"handle_inputs": {"doc": {"type": "json", "data": {"n": i, "note": "é ✓"}}}} for i in range(5)]
+        exp = await settled(runtime, await api.post(EXPERIMENTS, json={
+            "workflow_id": "wf_s", "block_id": "b", "documents": documents, "n_consensus": 5}))
+        run = await settled(runtime, await api.post(f"{EXPERIMENTS}/runs", json={"experiment_id": exp["id"]}))
+        docs = [r["document_id"] for r in (await api.get(f"{EXPERIMENTS}/results", params={
+            "run_id": run["id"], "order": "asc"})).json()["data"]]
+
+        def passed(doc: str, i: int, output) -> dict:
+            return {"type": "DocumentPassCompleted", "run_id": run["id"],
+                    "payload": {"document_id": doc, "pass_index": i, "output": output}}
+
+        def failed(doc: str, i: int, final: bool) -> dict:
+            return {"type": "DocumentPassFailed", "run_id": run["id"], "payload": {
+                "document_id": doc, "pass_index": i, "final": final, "error": {"message": f"pass {i} refused"}}}
+
+        events = [passed(docs[0], i, {"total": 10 + (i == 4), "vendor": "Acme", "nested": [{"a": None}]})
+                  for i in range(5)]  # completed, a consensus
+        events += [failed(docs[1], i, True) for i in range(5)]  # error, its last error shown
+        events += [passed(docs[2], 0, {"total": 1}), failed(docs[2], 3, True)]  # running: two passes of five
+        events += [failed(docs[3], 1, False), passed(docs[3], 1, {"total": 2})]  # a pass that failed, then passed
+        await settled(runtime, await api.post("/v1/ledger/events", json={"events": events}))  # docs[4]: untouched
+        for order in ("asc", "desc"):
+            page = (await api.get(f"{EXPERIMENTS}/results", params={"run_id": run["id"], "order": order})).json()
+            assert len(page["data"]) == 5
+            for item in page["data"]:
+                alone = await api.get(f"{EXPERIMENTS}/results/{item['id']}")
+                assert alone.status_code == 200 and alone.json() == item, (item["document_id"], order)
+        shown = {item["document_id"]: item for item in page["data"]}
+        assert shown[docs[0]]["handle_outputs"]["output"]["data"]["vendor"] == "Acme"
+        assert shown[docs[1]]["lifecycle"]["status"] == "error" and shown[docs[1]]["handle_outputs"] == {}
+        assert {i: p["status"] for i, p in shown[docs[2]]["passes"].items()} == {"0": "completed", "3": "failed"}
+        assert shown[docs[3]]["passes"]["1"]["status"] == "completed"
+        assert shown[docs[4]]["passes"] == {} and shown[docs[4]]["handle_inputs"]["doc"]["data"]["note"] == "é ✓"
+
+
 def rows(n: int) -> list:
     return [SimpleNamespace(id_=f"id_{i}", sort_key_=i, size=100 + i) for i in range(n)]
 
