@@ -22,6 +22,7 @@ from projections.store.pagination import MAX_OFFSET, Page, PageRequest
 
 from ..api.context import Ctx
 from ..api.errors import invalid
+from ..fairness import breathe
 
 PAGE = 50
 PAGE_BYTES = 1_000_000  # a page's events, as stored; its HTML adds about as much again
@@ -84,7 +85,10 @@ async def timeline(ctx: Ctx, run: RunState, page: PageRequest, only: history.His
     logged = await read_from_log(ctx.runtime.log, partition, [row for row in found.rows if not row.accepted])
     after = {row.seq: row.counters for row in found.rows if row.seq is not None}
     after.update({seq: row.counters for seq, row in earlier.items()})
-    entries = [_entry(run, row, stored.get(row.offset) or logged[row.offset], after) for row in found.rows]
+    entries = []
+    for row in found.rows:
+        await breathe()
+        entries.append(_entry(run, row, stored.get(row.offset) or logged[row.offset], after))
     return Timeline(entries, found, head.next_seq if head else None)
 
 

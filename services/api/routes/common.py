@@ -10,6 +10,8 @@ from fastapi import Query, Response
 from events.log import Position
 from projections.store.pagination import PAGE_MAX_BYTES, Page, PageRequest, shrink
 
+from ...fairness import breathe
+
 POSITION_HEADER = "x-runledger-position"
 
 
@@ -57,6 +59,7 @@ async def fit_page(page: Page, request: PageRequest, render: Callable[[Any], byt
     backward = request.before is not None
     budget, used, items = max_bytes - ENVELOPE_RESERVE, 0, []
     for row in (reversed(page.rows) if backward else page.rows):
+        await breathe()  # another organisation's request may run between two items
         item = render(row)
         if inspect.isawaitable(item):
             item = await item

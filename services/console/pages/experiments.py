@@ -16,7 +16,7 @@ from projections.store.pagination import PageRequest
 from ...api.context import Ctx
 from ...api.routes.experiments import experiment_of, render_experiment
 from .. import charts
-from ..render import render
+from ..render import html_page
 from ..session import console_ctx
 
 router = APIRouter()
@@ -34,7 +34,7 @@ async def experiments_page(request: Request, ctx: Ctx = Depends(console_ctx)):
         found = await views.list_experiments(conn, ctx.org_id, workflow_id, None, page)
         experiments = [await experiment_of(conn, ctx.org_id, views.card_of(row), with_documents=False)
                        for row in found.rows]
-    return render(request, "experiments.html", nav="experiments", experiments=experiments, page=found,
+    return await html_page(request, "experiments.html", nav="experiments", experiments=experiments, page=found,
                   workflow_id=workflow_id)
 
 
@@ -49,7 +49,7 @@ async def experiment_page(experiment_id: str, request: Request, ctx: Ctx = Depen
     scored = [(run["id"], run["score"], f"/console/runs/{quote(run['id'])}/metrics")
               for run in reversed(runs) if run["lifecycle"]["status"] == "completed" and run["score"] is not None]
     shown = documents_shown(documents)
-    return render(request, "experiment.html", nav="experiments", experiment=experiment, runs=runs,
+    return await html_page(request, "experiment.html", nav="experiments", experiment=experiment, runs=runs,
                   documents=shown, more_documents=len(documents) - len(shown),
                   chart=charts.score_line(scored) if scored else None)
 

@@ -15,7 +15,7 @@ from ...api import metrics
 from ...api.context import Ctx, require
 from ...api.metrics import LABEL_BLOCKS
 from ...api.routes import metrics as api_metrics
-from ..render import render
+from ..render import html_page
 from ..session import console_ctx
 
 router = APIRouter()
@@ -49,7 +49,7 @@ async def metrics_page(run_id: str, request: Request, ctx: Ctx = Depends(console
                 values["pass_events"] = await metric_rows.pass_events(conn, run_id, document_id)
     if summary.get("kind") == "summary" and values["labels"]:
         values["matrix"] = confusion_matrix(summary["aggregate"])
-    return render(request, "metrics.html", nav="runs", tab="metrics", **values)
+    return await html_page(request, "metrics.html", nav="runs", tab="metrics", **values)
 
 
 def confusion_matrix(aggregate: dict) -> dict:

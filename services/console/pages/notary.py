@@ -17,7 +17,7 @@ from ...api.errors import ApiError, invalid
 from ...api.routes.notary import run_bundle_bytes
 from ...api.routes.runs import load_run
 from ...notary import runtime_signer
-from ..render import render
+from ..render import html_page
 from ..session import console_ctx
 
 router = APIRouter()
@@ -32,7 +32,7 @@ async def run_proven(run_id: str, request: Request, ctx: Ctx = Depends(console_c
         count = await proofs.run_record_count(conn, run_id)
         heads, _ = await proofs.signed_heads(conn, key, [partition_for(run_id, ctx.runtime.log.partitions)])
     head = heads[0].head if heads else None
-    return render(request, "_proven.html", run_id=run.run_id, records=count, head=head, key_id=key.key_id,
+    return await html_page(request, "_proven.html", run_id=run.run_id, records=count, head=head, key_id=key.key_id,
                   signed_at=_moment(head.time_ms) if head else None)
 
 
@@ -61,7 +61,7 @@ async def signed_heads(request: Request, ctx: Ctx = Depends(console_ctx)):
              "signed_at": _moment(h.head.time_ms)} for h in heads]
     if published and published["time_ms"] is not None:
         published["time"] = _moment(published["time_ms"])
-    return render(request, "_signed_heads.html", heads=rows, key_id=key.key_id, published=published,
+    return await html_page(request, "_signed_heads.html", heads=rows, key_id=key.key_id, published=published,
                   interval=ctx.runtime.settings.digest_interval)
 
 

@@ -8,7 +8,7 @@ from projections.store import views
 from ...api.context import Ctx
 from ...api.errors import ApiError
 from ...api.status import projection_status
-from ..render import render
+from ..render import html_page
 from ..session import console_ctx
 
 router = APIRouter()
@@ -25,4 +25,4 @@ async def operations_page(request: Request, ctx: Ctx = Depends(console_ctx)):
     letters = await dead_letters(ctx.runtime.engine, limit=LETTERS_SHOWN)  # the first ones; all are counted
     async with ctx.connect() as conn:
         count = sum((await views.dead_letter_counts(conn)).values())
-    return render(request, "operations.html", nav="operations", ledger=status, letters=letters, letter_count=count)
+    return await html_page(request, "operations.html", nav="operations", ledger=status, letters=letters, letter_count=count)

@@ -22,7 +22,7 @@ from ...api.resources import result_resource, run_resource
 from ...api.routes.runs import load_run
 from ...api.time_travel import run_then
 from .. import history, live
-from ..render import render
+from ..render import html_page
 from ..session import checked_form, console_ctx
 
 router = APIRouter()
@@ -85,7 +85,7 @@ async def overview(ctx: Ctx, run_id: str, page: PageRequest) -> dict:
 @router.get("/console/runs/{run_id}")
 async def run_page(run_id: str, request: Request, ctx: Ctx = Depends(console_ctx)):
     values = await overview(ctx, run_id, _document_page(request))
-    return render(request, "run.html", nav="runs", tab="overview", **values)
+    return await html_page(request, "run.html", nav="runs", tab="overview", **values)
 
 
 @router.get("/console/runs/{run_id}/live")
@@ -110,7 +110,7 @@ async def run_live(run_id: str, request: Request, ctx: Ctx = Depends(console_ctx
         run = run_values(shown)
         moved = since is None or _phase(params.get("status")) != _phase(run["lifecycle"]["status"])
         documents = await live_views.changed_documents(conn, run_id, *span, -1 if moved else since)
-    return render(request, "_run_live.html", run=run, results=document_rows(run, documents), span=span,
+    return await html_page(request, "_run_live.html", run=run, results=document_rows(run, documents), span=span,
                   token=live.token(ctx, version), terminal=run["lifecycle"]["status"] in RUN_TERMINAL)
 
 
@@ -156,7 +156,7 @@ async def timeline_page(run_id: str, request: Request, ctx: Ctx = Depends(consol
         after, before = history.jump_offset(at, run_id, ctx.runtime.log.partitions) - 1, None
     only = HistoryFilter(kind, None if outcome not in ("accepted", "rejected") else outcome == "accepted")
     found = await history.timeline(ctx, run, PageRequest(history.PAGE, "asc", before, after), only)
-    return render(request, "timeline.html", nav="runs", tab="timeline", run=run_resource(run), entries=found.entries,
+    return await html_page(request, "timeline.html", nav="runs", tab="timeline", run=run_resource(run), entries=found.entries,
                   total=found.total, types=history.TYPES, kind=kind, outcome=outcome, at=at,
                   filters={k: v for k, v in (("type", kind), ("outcome", outcome)) if v},
                   earlier=found.page.before, later=found.page.after)
@@ -176,7 +176,7 @@ async def as_of(run_id: str, request: Request, ctx: Ctx = Depends(console_ctx)):
     if entry is None or then.state is None:
         raise ApiError(404, "run_not_found", f"run {run_id!r} did not exist after event {index + 1}")
     resource = {**run_resource(then.state), "as_of": entry.position, "as_of_event_count": then.events}
-    return render(request, "_as_of.html", run=run_resource(run), then=resource, entry=entry, total=total)
+    return await html_page(request, "_as_of.html", run=run_resource(run), then=resource, entry=entry, total=total)
 
 
 def _index(raw: str | None, count: int) -> int:

@@ -12,7 +12,7 @@ from projections.store.pagination import PageRequest
 
 from ...api.context import Ctx
 from .. import live
-from ..render import render
+from ..render import html_page
 from ..session import console_ctx
 
 router = APIRouter()
@@ -94,7 +94,7 @@ async def _page(ctx: Ctx, request: Request) -> dict:
 
 @router.get("/console/runs")
 async def runs_page(request: Request, ctx: Ctx = Depends(console_ctx)):
-    return render(request, "runs.html", nav="runs", **await _page(ctx, request))
+    return await html_page(request, "runs.html", nav="runs", **await _page(ctx, request))
 
 
 @router.get("/console/runs/rows")
@@ -117,6 +117,6 @@ async def runs_rows(request: Request, ctx: Ctx = Depends(console_ctx)):
         changes = live.row_changes(before, now)
         shown = await live_views.runs_shown(conn, ctx.org_id, [ids[key] for key in changes.keys])
     runs = {key: shown_run(shown[ids[key]]) for key in changes.keys if ids[key] in shown}
-    return render(request, "_runs_changes.html", query=query, page=found, changes=changes, runs=runs,
+    return await html_page(request, "_runs_changes.html", query=query, page=found, changes=changes, runs=runs,
                   token=live.token(ctx, version), shown=live.shown_text(now), empty=not now, was_empty=not before,
                   oob=True)
