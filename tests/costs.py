@@ -70,6 +70,7 @@ def counting(*log_classes: type) -> Iterator[Cost]:
     from events.sqlite_log import SqliteEventLog
 
     cost = Cost()
+    open_ = [True]
     patches: list[tuple[Any, str, Any]] = []
 
     def patch(owner: Any, name: str, value: Any) -> None:
@@ -80,6 +81,8 @@ def counting(*log_classes: type) -> Iterator[Cost]:
 
     async def counted_execute(self, statement, *args, **kwargs):
         result = await execute(self, statement, *args, **kwargs)
+        if not open_:  # a statement that began inside the window and ended after it: not counted
+            return result
         cost.statements += 1
         cost.sql.append(str(statement)[:200])
         if not result.returns_rows:
@@ -96,6 +99,8 @@ def counting(*log_classes: type) -> Iterator[Cost]:
 
         async def counted_read(self, partition, from_offset, max_records=500, _read=read, **kwargs):
             records = await _read(self, partition, from_offset, max_records, **kwargs)
+            if not open_:
+                return records
             cost.log_reads += 1
             cost.log_records += len(records)
             return records
@@ -104,5 +109,6 @@ def counting(*log_classes: type) -> Iterator[Cost]:
     try:
         yield cost
     finally:
+        open_.clear()
         for owner, name, original in reversed(patches):
             setattr(owner, name, original)

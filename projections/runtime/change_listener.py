@@ -30,6 +30,7 @@ class ChangeListener:
     def __init__(self, engine: AsyncEngine, subscriber: Subscriber):
         self.engine, self.subscriber = engine, subscriber
         self.listening = False
+        self.lost = 0  # connections lost so far (each one forgot every cached answer)
         self.schema: str | None = None
         self._conn: AsyncConnection | None = None
         self._driver = None
@@ -96,6 +97,7 @@ class ChangeListener:
 
     def _lost(self, _connection) -> None:
         self.listening = False
+        self.lost += 1
         self.subscriber.changed(None)
         if self._closed:
             return

@@ -117,8 +117,9 @@ def projectors(server):
     if "RUNLEDGER_KAFKA_BOOTSTRAP" not in server.env:
         yield []
         return
+    logs = [open(server.data_dir / f"project-{k}.log", "ab") for k in range(2)]  # read when a test fails
     procs = [subprocess.Popen([sys.executable, "-m", "services.cli", "project", "--data-dir", str(server.data_dir)],
-                              env=server.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+                              env=server.env, stdout=out, stderr=subprocess.STDOUT) for out in logs]
     yield procs
     for proc in procs:
         proc.send_signal(signal.SIGTERM)
@@ -128,6 +129,8 @@ def projectors(server):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    for out in logs:
+        out.close()
 
 
 def test_rebuild_switches_under_load_and_equals_a_clean_replay(server, projectors, replica):
@@ -147,7 +150,7 @@ def test_rebuild_switches_under_load_and_equals_a_clean_replay(server, projector
     traffic.rebuilding.set()
     rebuilt = cli(server, "rebuild", "--json")
     traffic.rebuilt.set()
-    traffic.writing_done.wait(120)
+    assert traffic.writing_done.wait(300), f"the writer is still writing: {len(traffic.acked)} acknowledged"
     done = wait_for(lambda: sdk.workflows.experiments.runs.get(run.id), lambda r: r.lifecycle.status == "completed")
     traffic.stop.set()
     for thread in threads:

@@ -126,6 +126,11 @@ class Story:
         assert public.status_code == 503 and "storage_full" in public.json()["reasons"], public.text
         assert any("storage full" in p for p in admin.json()["problems"]), admin.text
 
+    def says_full(self) -> bool:
+        with self.client() as client:
+            public = self.answer(client.get("/healthz", headers={"Api-Key": ""}))
+        return public.status_code == 503 and "storage_full" in public.json().get("reasons", [])
+
     def present_exactly_once(self, run_ids: list[str]) -> bool:
         """Every acknowledged pass accepted once in its run's history and shown completed."""
         with self.client() as client:
@@ -189,6 +194,8 @@ def full_disk_story(server: ServerProcess, filler: Filler) -> Story:
         mine, todo = todo[:per_round], todo[per_round:]
         story.send(mine.pop(0))
         filler.fill()
+        story.send(mine.pop(0))  # work for the projector, which meets the full disk (PostgreSQL's) with it
+        wait_for(story.says_full, f"round {round_}: the server to notice the full disk")
         refusals = 0
         while mine and refusals < 3:  # keep writing until the full disk has refused three times
             refusals += story.send(mine.pop(0)) == 503

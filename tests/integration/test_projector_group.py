@@ -28,6 +28,11 @@ from tests.conftest import BACKENDS, fresh_database_url
 from tests.projector_process import ProjectorProcess
 from tests.state_hash import state_hashes
 
+DELIVERED = select(func.sum(func.coalesce(event_index.c.deliveries, 1)))
+"""Records the index accounts for: a repeated delivery of an accepted event (the scripts
+send some) has no row of its own but is counted on the first's; a record applied twice
+would be counted twice."""
+
 pytestmark = [pytest.mark.kafka, pytest.mark.skipif("kafka" not in BACKENDS, reason="needs RUNLEDGER_TEST_BACKENDS=kafka")]
 
 RUNS, DOCS, N = 24, 4, 3
@@ -146,7 +151,7 @@ async def test_a_killed_projector_is_replaced_and_the_result_equals_a_fresh_repl
 
         ends = await log.end_offsets()
         async with live.connect() as conn:
-            indexed = await conn.scalar(select(func.count()).select_from(event_index))
+            indexed = await conn.scalar(DELIVERED)
             dead = await conn.scalar(select(func.count()).select_from(dead_letters))
             for script, _, expected in runs:
                 run = await views.get_run_any(conn, script.run_id)
@@ -222,7 +227,7 @@ async def test_a_rebalance_while_a_batch_is_in_hand_loses_nothing(kafka_bootstra
 
         assert all(await waits)
         async with engine.connect() as conn:
-            indexed = await conn.scalar(select(func.count()).select_from(event_index))
+            indexed = await conn.scalar(DELIVERED)
             for script, _, expected in runs:
                 run = await views.get_run_any(conn, script.run_id)
                 assert (run.status, run.total_document_count, run.completed_document_count,

@@ -68,13 +68,19 @@ async def cost_of(api, path: str, **params) -> tuple[Cost, bytes]:
     measured request (the API key's lookup, cached for a few seconds; the read-model
     version pointer, polled every second)."""
     await api.get(path, params=params)
+    seen = []
     for _ in range(10):
         with counting() as cost:
             response = await api.get(path, params=params)
+        assert response.status_code == 200, response.text
         if not any(table in sql for sql in cost.sql for table in BACKGROUND):
-            break
-    assert response.status_code == 200, response.text
-    return cost, response.content
+            seen.append((cost.statements, cost, response.content))
+            if len(seen) == 3:
+                break
+    # the cheapest of three: a statement of another task (a heartbeat, a lease) that fell in
+    # one measurement is not in all three, the request's own statements are
+    _, cost, content = min(seen, key=lambda s: s[0])
+    return cost, content
 
 
 def same(a: Cost, b: Cost) -> bool:
@@ -118,7 +124,7 @@ async def test_pages_cost_their_page(scenes, api):
         for s in (small, large):
             asked = {**params, "run_id": s.run_id} if "results" in path else {**params, "experiment_id": s.experiment_id}
             costs.append((await cost_of(api, path, **asked))[0])
-        assert same(*costs), (path, *map(str, costs))
+        assert same(*costs), (path, *map(str, costs), [c.sql for c in costs])
     on_small, _ = await cost_of(api, "/v1/workflows/experiments", workflow_id="wf_small")
     on_large, body = await cost_of(api, "/v1/workflows/experiments", workflow_id="wf_large")
     assert on_small.statements == on_large.statements and on_small.rows == on_large.rows
