@@ -24,7 +24,7 @@ from projections.domain import clock, fold as fold_module
 from projections.domain.fold import AGGREGATE_KIND, apply
 from projections.runtime import quarantine
 from projections.runtime.transient import is_transient
-from projections.store import serialize as ser, writes as writes_module
+from projections.store import bulk_writes, serialize as ser, writes as writes_module
 from projections.store.tables import blocks, dead_letters, experiments, run_documents, runs
 from projections.store.writes import AggregateWrites, Owner, Writes, result_id  # noqa: F401  (result_id: its old home)
 
@@ -48,6 +48,7 @@ class Batch:
     poison: int = 0
     writes: Writes | None = None  # set by prepare()
     traces: list[str] = field(default_factory=list)  # the events' distinct traceparents, kept by prepare()
+    cache: Any = None  # a bulk catch-up's aggregates (projections/runtime/bulk.py): load and prepare use it
     _grouped: dict[Key, list[tuple[Record, Event]]] | None = field(default=None, repr=False)
 
     def decode_all(self) -> None:
@@ -114,6 +115,8 @@ class Batch:
         org_of = {e.aggregate_id: e.org_id for _, e, _ in self.events if e is not None}
         writes.owners = [(None, Owner(agg_id, org_id), None) for agg_id, org_id in org_of.items()]
         self.writes = writes
+        if self.cache is not None:
+            self.cache.keep(self)
         self.events, self.states, self.loaded, self.loaded_docs, self._grouped = [], {}, {}, {}, None
         return writes
 
@@ -177,10 +180,12 @@ async def load(conn: AsyncConnection, batch: Batch, honour_quarantine: bool = Tr
             document_id = getattr(event.payload, "document_id", None)
             if document_id:
                 docs.add((agg_id, document_id))
-    await _load_runs(conn, batch, wanted["run"], docs)
+    held = batch.cache.lend(batch) if batch.cache is not None else {}  # states a bulk catch-up holds
+    await _load_runs(conn, batch, wanted["run"] - held.get("run", set()), docs)
     await _load_simple(conn, batch, "experiment", experiments, experiments.c.experiment_id,
-                       wanted["experiment"], ser.experiment_from_json)
-    await _load_simple(conn, batch, "block", blocks, blocks.c.block_key, wanted["block"], ser.block_from_json)
+                       wanted["experiment"] - held.get("experiment", set()), ser.experiment_from_json)
+    await _load_simple(conn, batch, "block", blocks, blocks.c.block_key, wanted["block"] - held.get("block", set()),
+                       ser.block_from_json)
     batch.states.update(batch.loaded)
 
 
@@ -218,7 +223,8 @@ async def save(conn: AsyncConnection, batch: Batch, isolate: bool = False, park:
     quarantine rows to the caller."""
     prepared = batch.prepare()
     if not isolate:
-        await writes_module.execute(conn, prepared.aggregates.values())
+        execute = writes_module.execute if batch.cache is None else bulk_writes.execute  # COPY for a bulk flush
+        await execute(conn, prepared.aggregates.values())
     else:
         for key in list(prepared.aggregates):
             try:

@@ -1,0 +1,200 @@
+"""Bulk catch-up: a projector far behind (a rebuild, a new read-model version, a restart
+after downtime) gathers each partition's records into large flushes instead of batches.
+
+A flush is an ordinary batch (projections/runtime/batch.py, through the projector's own
+steps: decode, load, fold and prepare, one write transaction with the checkpoint's
+compare-and-set), so every row a batch writes, a flush writes, by the same code, and a flush
+that dies (a crash, a kill, a lost partition) leaves nothing behind: the next one starts
+at the stored checkpoint. What differs:
+
+- **size**: up to `FLUSH_RECORDS` records (or `FLUSH_BYTES` of them) of one partition, so
+  an aggregate's row is written once per flush, not once per batch that touches it;
+- **no state read back**: the aggregates a flush folded stay in memory (`AggregateCache`)
+  for the next flush of the catch-up, as the store holds them after the commit; only
+  aggregates not held are read (a run held only in part, as a batch loads it, is not kept);
+- **bulk writes**: new rows go in with one COPY per table on PostgreSQL, one executemany on
+  SQLite (projections/store/bulk_writes.py); changed rows with the batch's own UPDATEs;
+- the fold runs in a thread of the projector's process, never in the fold pool (the
+  aggregates it starts from are here).
+
+When: the projector is in bulk mode while its polls come back full (it is at least a poll
+behind); the first poll that comes back short flushes what was gathered and ends the mode,
+dropping the cache. The cache is also dropped for a partition whenever it is sought (an
+assignment, a resync after a lost compare-and-set, a read-model switch), so it never
+outlives the projector's hold on the partition's rows.
+
+Memory: at most `PENDING_BYTES` of gathered records (the largest partition's are flushed
+first beyond it), and the cache within `CACHE_BUDGET`, measured as the JSON its aggregates'
+rows were written as, times `OBJECT_FACTOR` for the Python objects behind it; beyond it,
+the least recently used aggregates are dropped after a flush (they are in the store).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from events.log import Record
+
+FLUSH_RECORDS = 20_000
+"""Records of one partition folded and written together."""
+FLUSH_BYTES = 32 * 2**20
+"""... or this many bytes of them, whichever comes first."""
+PENDING_BYTES = 96 * 2**20
+"""Records gathered over all partitions before the largest partition's are flushed."""
+CACHE_BUDGET = 160 * 2**20
+"""Estimated bytes of cached aggregates (JSON written x OBJECT_FACTOR), before LRU drops."""
+OBJECT_FACTOR = 4
+"""Python objects take about this many times the bytes of their JSON (measured: 3.4-3.9 for
+runs of extraction outputs, tracemalloc)."""
+
+Key = tuple[str, str]
+
+
+class AggregateCache:
+    """Folded aggregates kept between the flushes of a catch-up, per partition, least
+    recently used first out. A state is kept only once the flush that folded it committed
+    (`keep` stages it, `committed` keeps it), and only whole: a run holding every document
+    of its run (a batch's load reads only the documents it touches)."""
+
+    def __init__(self, budget: int = CACHE_BUDGET):
+        self.budget = budget
+        self.size = 0
+        self.flushes = self.lent = self.dropped = 0  # committed flushes, states lent, states dropped for room
+        self._states: OrderedDict[tuple[int, Key], tuple[Any, int]] = OrderedDict()
+        self._staged: dict[int, dict[Key, tuple[Any, int]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def lend(self, batch) -> dict[str, set[str]]:
+        """Set the held states of the batch's aggregates as loaded (not quarantined ones);
+        the ids of each kind that need no read."""
+        partition = batch.records[0].partition
+        held: dict[str, set[str]] = {}
+        for key in batch.by_aggregate():
+            found = self._states.get((partition, key))
+            if found is None or key in batch.quarantined:
+                continue
+            self._states.move_to_end((partition, key))
+            state = found[0]
+            batch.loaded[key] = state
+            self.lent += 1
+            if key[0] == "run":
+                batch.loaded_docs.update(((key[1], doc_id), doc) for doc_id, doc in state.documents.items())
+            held.setdefault(key[0], set()).add(key[1])
+        return held
+
+    def keep(self, batch) -> None:
+        """In `prepare`, once the rows are built: stage the folded states to keep."""
+        partition = batch.records[0].partition
+        staged = {}
+        for key, state in batch.states.items():
+            if state is None or key in batch.failures or key in batch.parked or not _whole(state):
+                continue
+            written = batch.writes.aggregates.get(key)
+            previous = self._states.get((partition, key))
+            size = (previous[1] if previous else 0) + (_json_bytes(written) if written else 0) * OBJECT_FACTOR
+            staged[key] = (state, size)
+        self._staged[partition] = staged
+
+    def committed(self, batch) -> None:
+        """The flush's transaction committed: what it staged is what the store holds."""
+        partition = batch.records[0].partition
+        for key, (state, size) in self._staged.pop(partition, {}).items():
+            if key in batch.failures or key in batch.parked:  # refused by the store after all
+                self._drop((partition, key))
+                continue
+            old = self._states.pop((partition, key), None)
+            self.size += size - (old[1] if old else 0)
+            self._states[(partition, key)] = (state, size)
+        for key in batch.failures:
+            self._drop((partition, key))
+        self.flushes += 1
+        while self.size > self.budget and self._states:
+            self._drop(next(iter(self._states)))
+            self.dropped += 1
+
+    def forget(self, partition: int | None = None) -> None:
+        """Drop a partition's aggregates (all of them with None)."""
+        for entry in [e for e in self._states if partition is None or e[0] == partition]:
+            self._drop(entry)
+        if partition is None:
+            self._staged.clear()
+        else:
+            self._staged.pop(partition, None)
+
+    def _drop(self, entry: tuple[int, Key]) -> None:
+        found = self._states.pop(entry, None)
+        if found is not None:
+            self.size -= found[1]
+
+
+def _whole(state: Any) -> bool:
+    documents = getattr(state, "documents", None)
+    spec = getattr(state, "spec", None)
+    return documents is None or spec is None or len(documents) == len(spec["documents"])
+
+
+def _json_bytes(written) -> int:
+    total = 0
+    for rows in (*written.inserts.values(), *written.updates.values()):
+        for row in rows:
+            for value in row.values():
+                if type(value) is not str and isinstance(value, str):  # JSON text (JsonText)
+                    total += len(value)
+    return total
+
+
+class CatchUp:
+    """A projector's bulk mode: on while its polls come back full."""
+
+    def __init__(self, flush_records: int = FLUSH_RECORDS, flush_bytes: int = FLUSH_BYTES,
+                 pending_bytes: int = PENDING_BYTES, cache_budget: int = CACHE_BUDGET, enabled: bool = True):
+        self.enabled = enabled  # False: batches only (tests compare the two)
+        self.flush_records, self.flush_bytes, self.pending_bytes = flush_records, flush_bytes, pending_bytes
+        self.cache = AggregateCache(cache_budget)
+        self.on = False
+        self.flushes = 0
+        self._pending: dict[int, list[Record]] = {}
+        self._bytes: dict[int, int] = {}
+
+    def polled(self, records: int, asked: int) -> None:
+        if records >= asked and self.enabled:
+            self.on = True
+
+    def gather(self, partition: int, records: list[Record]) -> list[Record] | None:
+        """Add a partition's fetched records: those to apply now (a flush), or None."""
+        pending = self._pending.setdefault(partition, [])
+        pending.extend(records)
+        self._bytes[partition] = self._bytes.get(partition, 0) + sum(len(r.value) for r in records)
+        if len(pending) >= self.flush_records or self._bytes[partition] >= self.flush_bytes:
+            return self.take(partition)
+        return None
+
+    def take(self, partition: int) -> list[Record]:
+        self._bytes.pop(partition, None)
+        return self._pending.pop(partition, [])
+
+    def due(self, drained: bool) -> list[int]:
+        """Partitions to flush now: all of them once a poll came back short (the mode then
+        ends), else the largest while the gathered records pass PENDING_BYTES."""
+        if drained:
+            return sorted(p for p, records in self._pending.items() if records)
+        if sum(self._bytes.values()) <= self.pending_bytes:
+            return []
+        return [max(self._bytes, key=self._bytes.get)]
+
+    def pending_from(self, partition: int) -> int | None:
+        """The offset after the records gathered for `partition`, if any."""
+        pending = self._pending.get(partition)
+        return pending[-1].offset + 1 if pending else None
+
+    def end(self) -> None:
+        """Caught up: nothing gathered is left (flushed before), the cache goes."""
+        self.on = False
+        self.cache.forget()
+
+    def drop(self, partition: int) -> None:
+        """The partition is sought again (or gone): what was gathered and kept for it goes."""
+        self.take(partition)
+        self.cache.forget(partition)

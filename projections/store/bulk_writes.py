@@ -1,0 +1,75 @@
+"""A bulk flush's rows, written in bulk: the same `AggregateWrites` a batch prepares
+(projections/store/writes.py), new rows copied in.
+
+On PostgreSQL each table's new rows go in with one `COPY ... FROM STDIN` (asyncpg's
+`copy_records_to_table`, binary, on the driver connection under SQLAlchemy's, in its
+transaction); on SQLite with one `executemany` of the table's INSERT (what `writes.execute`
+does). Changed rows go through the same compiled UPDATEs as a batch's (an executemany each):
+a catch-up writes most aggregates once, as new rows.
+
+The values a COPY sends are the ones an INSERT would have sent: each column's bind
+processor (UTC times, NUL-free text, JSON text through the engine's serialiser) applied
+here, and a column a row leaves out gets its Python default, as an INSERT gives it. So the
+stored rows are the same whichever way they went in (tests/integration/test_bulk.py compares
+every column). Every table in `writes.TABLES` is written this way, those added by later
+work included, with no change here.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+from sqlalchemy import Table, insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from projections.store import database, writes
+from projections.store.writes import AggregateWrites
+
+
+async def execute(conn: AsyncConnection, aggregates: Iterable[AggregateWrites]) -> None:
+    """`writes.execute`, with each table's new rows copied in at once."""
+    if conn.dialect._json_serializer is not database.JSON_CODEC["json_serializer"]:
+        raise RuntimeError("prepared JSON needs an engine from projections.store.database.make_engine")
+    inserts: dict[str, list] = {}
+    updates: dict[str, list] = {}
+    for aggregate in aggregates:
+        for name, rows in aggregate.inserts.items():
+            inserts.setdefault(name, []).extend(rows)
+        for name, rows in aggregate.updates.items():
+            updates.setdefault(name, []).extend(rows)
+    for name, table in writes.TABLES.items():
+        if inserts.get(name):
+            await copy_rows(conn, table, inserts[name])
+        if updates.get(name):
+            await conn.execute(writes._UPDATES[name], updates[name])  # noqa: SLF001 - the batch's own statements
+
+
+async def copy_rows(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> None:
+    if conn.dialect.name != "postgresql":
+        await conn.execute(insert(table), rows)
+        return
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    for columns, group in _by_columns(table, rows).items():
+        processors = [_processor(conn, table, name) for name in columns]
+        records = [tuple(p(row[name]) if p else row[name] for name, p in zip(columns, processors))
+                   for row in group]
+        await driver.copy_records_to_table(table.name, records=records, columns=list(columns))
+
+
+def _by_columns(table: Table, rows: list[dict[str, Any]]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+    """Rows grouped by the columns they set, with every Python default filled in (an
+    INSERT's values): rows of one table usually set the same columns, so one group."""
+    defaults = {c.name: c.default.arg for c in table.columns if c.default is not None and c.default.is_scalar}
+    if any(c.default is not None and not c.default.is_scalar for c in table.columns):
+        raise NotImplementedError(f"{table.name}: a computed column default; write it with INSERT")
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        missing = [name for name in defaults if name not in row]
+        if missing:
+            row = {**{name: defaults[name] for name in missing}, **row}
+        groups.setdefault(tuple(row), []).append(row)
+    return groups
+
+
+def _processor(conn: AsyncConnection, table: Table, name: str) -> Callable[[Any], Any] | None:
+    return table.columns[name].type._cached_bind_processor(conn.dialect)
