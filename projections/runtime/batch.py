@@ -25,6 +25,7 @@ from projections.domain.fold import AGGREGATE_KIND, apply
 from projections.runtime import quarantine
 from projections.runtime.transient import is_transient
 from projections.store import bulk_writes, serialize as ser, writes as writes_module
+from projections.store.database import JsonText
 from projections.store.tables import blocks, dead_letters, experiments, run_documents, runs
 from projections.store.writes import AggregateWrites, Owner, Writes, result_id  # noqa: F401  (result_id: its old home)
 
@@ -243,14 +244,19 @@ async def save(conn: AsyncConnection, batch: Batch, isolate: bool = False, park:
 
 def _index_row(record: Record, event: Event, accepted: bool, reason: str | None) -> dict:
     """A rejected event keeps no body here (NULL): it is in the log, at this position,
-    and readers fetch it from there (projections/runtime/event_bodies.py)."""
+    and readers fetch it from there (projections/runtime/event_bodies.py). The body is
+    written by pydantic-core's serialiser, the very text orjson makes of `model_dump(mode=
+    "json")` (tests/unit/test_writes.py), without the dict between."""
     event = clock.as_timed(event, record)  # as the fold timed it, so every refold from the index agrees
     return dict(
         partition=record.partition, offset=record.offset, event_id=str(event.event_id),
         aggregate_id=event.aggregate_id, org_id=event.org_id, type=event.type,
         occurred_at=event.occurred_at, producer=event.producer, accepted=accepted, reason=reason,
-        body=event.model_dump(mode="json") if accepted else None,
+        body=JsonText(_EVENT_JSON(event).decode()) if accepted else None,
     )
+
+
+_EVENT_JSON = Event.__pydantic_serializer__.to_json
 
 
 def _dead_row(projection: str, record: Record, reason: str) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -71,8 +72,13 @@ def refold(run_id: str, records: list[Record], projection: str = "main") -> Refo
     batch.decode_all()
     batch.fold()
     key = ("run", run_id)
-    return Refolded(batch.states.get(key), list(batch.index_rows.get(key, [])),
+    index = [{**row, "body": _parsed(row["body"])} for row in batch.index_rows.get(key, [])]  # as the store gives it
+    return Refolded(batch.states.get(key), index,
                     [doc for _, doc in batch.finished.get(key, [])], batch.failures.get(key))
+
+
+def _parsed(body: Any) -> Any:
+    return orjson.loads(str(body)) if isinstance(body, str) else body  # str(): orjson takes no subclass
 
 
 def derived_rows(refolded: Refolded) -> dict[str, list[dict[str, Any]]]:
