@@ -23,6 +23,13 @@ dropping the cache. The cache is also dropped for a partition whenever it is sou
 assignment, a resync after a lost compare-and-set, a read-model switch), so it never
 outlives the projector's hold on the partition's rows.
 
+The cyclic garbage collector is paused during the mode and run on the young generation after
+each flush: its full collections walk every object alive, and a catch-up keeps hundreds of
+thousands of them (the kept aggregates, the flush's decoded events), so with it running the
+decode took twice the CPU and the fold a third more (docs/benchmarks.md, "Bulk catch-up").
+The states are acyclic, freed as soon as unused; cyclic garbage that outlives a young
+collection waits for the end of the catch-up.
+
 Memory: at most `PENDING_BYTES` of gathered records (the largest partition's are flushed
 first beyond it), and the cache within `CACHE_BUDGET`, measured as the JSON its aggregates'
 rows were written as, times `OBJECT_FACTOR` for the Python objects behind it; beyond it,
@@ -30,6 +37,7 @@ the least recently used aggregates are dropped after a flush (they are in the st
 """
 from __future__ import annotations
 
+import gc
 from collections import OrderedDict
 from typing import Any
 
@@ -113,6 +121,7 @@ class AggregateCache:
         while self.size > self.budget and self._states:
             self._drop(next(iter(self._states)))
             self.dropped += 1
+        gc.collect(0)
 
     def forget(self, partition: int | None = None) -> None:
         """Drop a partition's aggregates (all of them with None)."""
@@ -159,8 +168,9 @@ class CatchUp:
         self._bytes: dict[int, int] = {}
 
     def polled(self, records: int, asked: int) -> None:
-        if records >= asked and self.enabled:
+        if records >= asked and self.enabled and not self.on:
             self.on = True
+            _pause_gc()
 
     def gather(self, partition: int, records: list[Record]) -> list[Record] | None:
         """Add a partition's fetched records: those to apply now (a flush), or None."""
@@ -191,6 +201,8 @@ class CatchUp:
 
     def end(self) -> None:
         """Caught up: nothing gathered is left (flushed before), the cache goes."""
+        if self.on:
+            _resume_gc()
         self.on = False
         self.cache.forget()
 
@@ -198,3 +210,22 @@ class CatchUp:
         """The partition is sought again (or gone): what was gathered and kept for it goes."""
         self.take(partition)
         self.cache.forget(partition)
+
+
+_pausers = 0
+_was_enabled = True
+
+
+def _pause_gc() -> None:
+    global _pausers, _was_enabled
+    if _pausers == 0:
+        _was_enabled = gc.isenabled()
+        gc.disable()
+    _pausers += 1
+
+
+def _resume_gc() -> None:
+    global _pausers
+    _pausers -= 1
+    if _pausers == 0 and _was_enabled:
+        gc.enable()

@@ -131,6 +131,7 @@ class Projector:
                     await self.process(records, seen)
         finally:
             self.running = False
+            self.catch_up.end()  # what it gathered is dropped (not committed); the garbage collector runs again
             beating.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await beating

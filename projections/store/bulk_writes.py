@@ -2,9 +2,8 @@
 (projections/store/writes.py), new rows copied in.
 
 On PostgreSQL each table's new rows go in with one `COPY ... FROM STDIN` (asyncpg's
-`copy_records_to_table`, binary, on the driver connection under SQLAlchemy's, in its
-transaction); on SQLite with one `executemany` of the table's INSERT (what `writes.execute`
-does). Changed rows go through the same compiled UPDATEs as a batch's (an executemany each):
+`copy_records_to_table`, binary), on SQLite with one `executemany` of the table's INSERT,
+both on the driver connection under SQLAlchemy's, in its transaction. Changed rows go through the same compiled UPDATEs as a batch's (an executemany each):
 a catch-up writes most aggregates once, as new rows.
 
 The values a COPY sends are the ones an INSERT would have sent: each column's bind
@@ -18,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from projections.store import database, writes
@@ -44,16 +43,19 @@ async def execute(conn: AsyncConnection, aggregates: Iterable[AggregateWrites]) 
 
 
 async def copy_rows(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> None:
-    if conn.dialect.name != "postgresql":
-        await conn.execute(insert(table), rows)
-        return
-    raw = await conn.get_raw_connection()
-    driver = raw.driver_connection
+    """PostgreSQL: one COPY; SQLite: one executemany of the INSERT, both on the driver's
+    connection (SQLAlchemy's statement path costs ~20 us a row more than the driver's)."""
+    driver = (await conn.get_raw_connection()).driver_connection
     for columns, group in _by_columns(table, rows).items():
         processors = [_processor(conn, table, name) for name in columns]
         records = [tuple(p(row[name]) if p else row[name] for name, p in zip(columns, processors))
                    for row in group]
-        await driver.copy_records_to_table(table.name, records=records, columns=list(columns))
+        if conn.dialect.name == "postgresql":
+            await driver.copy_records_to_table(table.name, records=records, columns=list(columns))
+        else:
+            names = ", ".join(f'"{name}"' for name in columns)
+            marks = ", ".join("?" * len(columns))
+            await driver.executemany(f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', records)
 
 
 def _by_columns(table: Table, rows: list[dict[str, Any]]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
