@@ -26,8 +26,8 @@ class Settings:
     heartbeat_interval: float = 2.0  # projector heartbeats (projections/runtime/heartbeat.py)
     heartbeat_ttl: float = 10.0  # a member silent for longer is dead to /healthz
     fold_processes: int = 1  # the projector's fold (consensus) pool; 0: a worker thread instead
-    bulk_flush_records: int = 20_000  # a catch-up's flush (projections/runtime/bulk.py)
-    bulk_cache_mb: int = 160  # a catch-up's kept aggregates, estimated
+    bulk_flush_records: int = 10_000  # a catch-up's flush (projections/runtime/bulk.py)
+    bulk_cache_mb: int = 96  # a catch-up's kept aggregates, estimated
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -46,8 +46,8 @@ class Settings:
             heartbeat_interval=float(env.get("RUNLEDGER_HEARTBEAT_INTERVAL", "2")),
             heartbeat_ttl=float(env.get("RUNLEDGER_HEARTBEAT_TTL", "10")),
             fold_processes=int(env.get("RUNLEDGER_FOLD_PROCESSES", "1")),
-            bulk_flush_records=int(env.get("RUNLEDGER_BULK_FLUSH_RECORDS", "20000")),
-            bulk_cache_mb=int(env.get("RUNLEDGER_BULK_CACHE_MB", "160")),
+            bulk_flush_records=int(env.get("RUNLEDGER_BULK_FLUSH_RECORDS", "10000")),
+            bulk_cache_mb=int(env.get("RUNLEDGER_BULK_CACHE_MB", "96")),
         )
 
     def catch_up(self):

@@ -23,12 +23,12 @@ dropping the cache. The cache is also dropped for a partition whenever it is sou
 assignment, a resync after a lost compare-and-set, a read-model switch), so it never
 outlives the projector's hold on the partition's rows.
 
-The cyclic garbage collector is paused during the mode and run on the young generation after
-each flush: its full collections walk every object alive, and a catch-up keeps hundreds of
-thousands of them (the kept aggregates, the flush's decoded events), so with it running the
-decode took twice the CPU and the fold a third more (docs/benchmarks.md, "Bulk catch-up").
-The states are acyclic, freed as soon as unused; cyclic garbage that outlives a young
-collection waits for the end of the catch-up.
+The cyclic garbage collector is paused during the mode: its collections walk every object
+alive, and a catch-up keeps hundreds of thousands of them (the kept aggregates, the flush's
+decoded events), so with it running the decode took twice the CPU and the fold a third more
+(docs/benchmarks.md, "Bulk catch-up"); even a young collection after each flush cost ~5 %.
+States, events and rows are acyclic, freed as soon as unused; what cyclic garbage the loop
+and the drivers leave waits for the end of the catch-up.
 
 Memory: at most `PENDING_BYTES` of gathered records (the largest partition's are flushed
 first beyond it), and the cache within `CACHE_BUDGET`, measured as the JSON its aggregates'
@@ -43,17 +43,19 @@ from typing import Any
 
 from events.log import Record
 
-FLUSH_RECORDS = 20_000
-"""Records of one partition folded and written together."""
-FLUSH_BYTES = 32 * 2**20
+FLUSH_RECORDS = 10_000
+"""Records of one partition folded and written together (their decoded events take ~45 MB
+for the bench's invoice passes)."""
+FLUSH_BYTES = 16 * 2**20
 """... or this many bytes of them, whichever comes first."""
-PENDING_BYTES = 96 * 2**20
+PENDING_BYTES = 32 * 2**20
 """Records gathered over all partitions before the largest partition's are flushed."""
-CACHE_BUDGET = 160 * 2**20
-"""Estimated bytes of cached aggregates (JSON written x OBJECT_FACTOR), before LRU drops."""
-OBJECT_FACTOR = 4
-"""Python objects take about this many times the bytes of their JSON (measured: 3.4-3.9 for
-runs of extraction outputs, tracemalloc)."""
+CACHE_BUDGET = 96 * 2**20
+"""Estimated bytes of kept aggregates (JSON written x OBJECT_FACTOR), before LRU drops."""
+OBJECT_FACTOR = 2
+"""The Python objects of a kept aggregate against the JSON of the rows its flushes wrote
+(event index bodies and targets included): measured ~1.8-2 with tracemalloc for the bench's
+extraction runs, consensus on (docs/benchmarks.md, "Bulk catch-up")."""
 
 Key = tuple[str, str]
 
@@ -121,7 +123,6 @@ class AggregateCache:
         while self.size > self.budget and self._states:
             self._drop(next(iter(self._states)))
             self.dropped += 1
-        gc.collect(0)
 
     def forget(self, partition: int | None = None) -> None:
         """Drop a partition's aggregates (all of them with None)."""
