@@ -17,9 +17,10 @@ at the stored checkpoint. What differs:
 - the fold runs in a thread of the projector's process, never in the fold pool (the
   aggregates it starts from are here).
 
-When: the projector is in bulk mode while its polls come back full (it is at least a poll
-behind); the first poll that comes back short flushes what was gathered and ends the mode,
-dropping the cache. The cache is also dropped for a partition whenever it is sought (an
+When: the projector enters bulk mode when a poll comes back full (it is at least a poll
+behind); once a poll comes back short and the partitions it holds are, together, no more
+than a poll behind the log's end (`EventLog.end_offsets`: a Kafka fetch can come back short mid-log), it
+flushes what was gathered and ends the mode, dropping the cache. The cache is also dropped for a partition whenever it is sought (an
 assignment, a resync after a lost compare-and-set, a read-model switch), so it never
 outlives the projector's hold on the partition's rows.
 

@@ -161,15 +161,23 @@ class Projector:
                     continue
                 await self._process_partition(partition, batch)
             if self.catch_up.on:
-                await self._flush_due(drained=len(records) < self.batch_size)
+                await self._flush_due(drained=len(records) < self.batch_size and await self._caught_up())
 
     async def _flush_due(self, drained: bool) -> None:
         """Bulk mode: apply what a partition gathered once it is a flush, or everything once
-        caught up (a short poll), which ends the mode."""
+        caught up, which ends the mode."""
         for partition in self.catch_up.due(drained):
             await self._process_partition(partition, [], flush=True)
         if drained:
             self.catch_up.end()
+
+    async def _caught_up(self) -> bool:
+        """After a short poll in bulk mode: the partitions held are, together, no more than a
+        poll behind the log's end (a fetch can come back short mid-log: Kafka's buffers)."""
+        ends = await self._transiently(self.log.end_offsets, "reading the log's end")
+        behind = sum(max(0, ends.get(p, 0) - (self.catch_up.pending_from(p) or s.next_offset))
+                     for p, s in self.partitions.items() if not s.stopped)
+        return behind <= self.batch_size
 
     async def _process_partition(self, partition: int, records: list[Record], flush: bool = False) -> None:
         status = self.partitions.get(partition)
