@@ -192,16 +192,18 @@ def parsed_within(root: Any) -> bool:
             children = node
         else:
             continue
-        if depth == MAX_JSON_DEPTH:
-            for child in children:
-                if type(child) is dict or type(child) is list:
-                    return False
+        if _CONTAINERS.isdisjoint(map(type, children)):  # scalars only (in C): the usual leaf
             continue
+        if depth == MAX_JSON_DEPTH:
+            return False
         depth += 1
         for child in children:
             if type(child) is dict or type(child) is list:
                 stack.append((child, depth))
     return True
+
+
+_CONTAINERS = frozenset((dict, list))
 
 
 def _short_key(key: Any) -> bool:
