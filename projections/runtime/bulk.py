@@ -19,15 +19,17 @@ at the stored checkpoint. What differs:
 
 When: the projector enters bulk mode when a poll comes back full (it is at least a poll
 behind); once a poll comes back short and the partitions it holds are, together, no more
-than a poll behind the log's end (`EventLog.end_offsets`: a Kafka fetch can come back short mid-log), it
-flushes what was gathered and ends the mode, dropping the cache. The cache is also dropped for a partition whenever it is sought (an
-assignment, a resync after a lost compare-and-set, a read-model switch), so it never
-outlives the projector's hold on the partition's rows.
+than a poll behind the log's end (`EventLog.end_offsets`: a Kafka fetch can come back short
+mid-log), it flushes what was gathered and ends the mode, dropping the cache. The cache is
+also dropped for a partition whenever it is sought (an assignment, a resync after a lost
+compare-and-set, a read-model switch), so it never outlives the projector's hold on the
+partition's rows.
 
 The cyclic garbage collector is paused during the mode: its collections walk every object
 alive, and a catch-up keeps hundreds of thousands of them (the kept aggregates, the flush's
 decoded events), so with it running the decode took twice the CPU and the fold a third more
-(docs/benchmarks.md, "Bulk catch-up"); even a young collection after each flush cost ~5 %.
+(docs/benchmarks.md, "Bulk catch-up and rebuild"); a young collection after each flush cost
+~5 %.
 States, events and rows are acyclic, freed as soon as unused; what cyclic garbage the loop
 and the drivers leave waits for the end of the catch-up.
 
@@ -56,7 +58,7 @@ CACHE_BUDGET = 96 * 2**20
 OBJECT_FACTOR = 2
 """The Python objects of a kept aggregate against the JSON of the rows its flushes wrote
 (event index bodies and targets included): measured ~1.8-2 with tracemalloc for the bench's
-extraction runs, consensus on (docs/benchmarks.md, "Bulk catch-up")."""
+extraction runs, consensus on (docs/benchmarks.md, "Bulk catch-up and rebuild")."""
 
 Key = tuple[str, str]
 
@@ -157,7 +159,7 @@ def _json_bytes(written) -> int:
 
 
 class CatchUp:
-    """A projector's bulk mode: on while its polls come back full."""
+    """A projector's bulk mode: on from a full poll until caught up (see the module)."""
 
     def __init__(self, flush_records: int = FLUSH_RECORDS, flush_bytes: int = FLUSH_BYTES,
                  pending_bytes: int = PENDING_BYTES, cache_budget: int = CACHE_BUDGET, enabled: bool = True):
@@ -165,7 +167,6 @@ class CatchUp:
         self.flush_records, self.flush_bytes, self.pending_bytes = flush_records, flush_bytes, pending_bytes
         self.cache = AggregateCache(cache_budget)
         self.on = False
-        self.flushes = 0
         self._pending: dict[int, list[Record]] = {}
         self._bytes: dict[int, int] = {}
 
@@ -188,8 +189,8 @@ class CatchUp:
         return self._pending.pop(partition, [])
 
     def due(self, drained: bool) -> list[int]:
-        """Partitions to flush now: all of them once a poll came back short (the mode then
-        ends), else the largest while the gathered records pass PENDING_BYTES."""
+        """Partitions to flush now: all of them once caught up (the mode then ends), else the
+        largest while the gathered records pass PENDING_BYTES."""
         if drained:
             return sorted(p for p, records in self._pending.items() if records)
         if sum(self._bytes.values()) <= self.pending_bytes:
