@@ -10,8 +10,10 @@ from the version's stored checkpoints, and afterwards goes on as a one-process r
 A job killed by a signal (an out-of-memory kill, an operator's SIGKILL) is started again:
 its flushes commit with their checkpoints, so it resumes at the last one and the rows come
 out the same. A job that fails otherwise (a bug) fails the rebuild. Partitions are spread
-by size, largest first, onto the job with the fewest events so far. A job exits when its
-parent does (services/fold_processes.exit_with_parent), so no replay outlives the command.
+by size, largest first, onto the job with the fewest events so far, and share the
+catch-up's memory budgets (each job keeps 1/N of the cache and of the gathered records;
+every job is also a whole process: ~130-200 MB before it holds anything). A job exits when
+its parent does (services/fold_processes.exit_with_parent), so no replay outlives the command.
 """
 from __future__ import annotations
 
@@ -50,10 +52,14 @@ def spread(target: dict[int, int], jobs: int) -> list[list[int]]:
 async def replay(open_log: OpenLog, location, target: dict[int, int], jobs: int,
                  tick: Callable[[], object], every: float = 0.5, bulk_options: dict | None = None) -> None:
     """Run the jobs until each has replayed its partitions up to `target`; `bulk_options`:
-    their catch-up's (bulk.CatchUp's arguments)."""
-    bulk_options = bulk_options or {}
-    context = multiprocessing.get_context("spawn")
+    the catch-up's (bulk.CatchUp's arguments), whose memory budgets the jobs share."""
+    from projections.runtime import bulk
+
     groups = spread({p: end for p, end in target.items() if end}, jobs)
+    bulk_options = dict(bulk_options or {})
+    for name, default in (("cache_budget", bulk.CACHE_BUDGET), ("pending_bytes", bulk.PENDING_BYTES)):
+        bulk_options[name] = bulk_options.get(name, default) // max(1, len(groups))
+    context = multiprocessing.get_context("spawn")
     running = {i: _start(context, open_log, location, group, target, bulk_options) for i, group in enumerate(groups)}
     restarts = 0
     try:
