@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 from sqlalchemy import Table
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from projections.store import database, writes
@@ -54,12 +55,26 @@ async def copy_rows(conn: AsyncConnection, table: Table, rows: list[dict[str, An
             if process is not None:
                 values[i] = _processed(values[i], process)
         records = list(zip(*values))
-        if conn.dialect.name == "postgresql":
-            await driver.copy_records_to_table(table.name, records=records, columns=list(columns))
-        else:
-            names = ", ".join(f'"{name}"' for name in columns)
-            marks = ", ".join("?" * len(columns))
-            await driver.executemany(f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', records)
+        try:
+            if conn.dialect.name == "postgresql":
+                await driver.copy_records_to_table(table.name, records=records, columns=list(columns))
+            else:
+                names = ", ".join(f'"{name}"' for name in columns)
+                marks = ", ".join("?" * len(columns))
+                await driver.executemany(f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', records)
+        except Exception as exc:  # noqa: BLE001 - the driver's own error, raised as SQLAlchemy's would be
+            raise as_store_error(conn, f"COPY {table.name}", exc) from exc
+
+
+def as_store_error(conn: AsyncConnection, what: str, exc: Exception) -> Exception:
+    """A driver error raised on the raw connection, wrapped as SQLAlchemy wraps the same
+    error from a statement (`DBAPIError`, named by the driver's class: InterfaceError,
+    OperationalError, ...; the driver's error as `.orig`), so the projector tells a
+    transient fault (a dropped connection, a locked file, a full disk) from a refusal as it
+    does for a batch's INSERT (projections/runtime/transient.py)."""
+    if isinstance(exc, DBAPIError):
+        return exc
+    return DBAPIError.instance(what, None, exc, Exception, dialect=conn.dialect)
 
 
 def _by_columns(table: Table, rows: list[dict[str, Any]]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
