@@ -83,7 +83,9 @@ async def test_a_job_killed_mid_flush_is_started_again_and_the_rows_come_out_the
 
     def kill_a_job_once_it_has_committed(progress) -> None:
         jobs = multiprocessing.active_children()
-        if not killed and jobs and progress.phase == "replaying" and 0 < progress.done_events < 400:
+        # any report between a job's first commit and the end (a loaded machine may report
+        # seldom: a fixed window of events was missed)
+        if not killed and jobs and progress.phase == "replaying" and 0 < progress.done_events < progress.total_events:
             os.kill(jobs[0].pid, signal.SIGKILL)
             killed.append(progress.done_events)
 
