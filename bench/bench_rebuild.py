@@ -1,19 +1,23 @@
 """Rebuild rate and memory: `runledger rebuild`'s replay of a generated embedded log.
 
-    python bench/bench_rebuild.py [--events 1000000] [--keep DIR]
+    python bench/bench_rebuild.py [--events 1000000] [--keep DIR] [--jobs N] [--postgres] [--consensus off]
     python bench/bench_rebuild.py --quick          # 20,000 events
 
 Writes a log of about `--events` events (runs of 50 documents x 3 passes of a small
 invoice extraction, 20 % of passes disagreeing, a run's passes interleaved with its
 neighbours'), then runs the rebuild (projections.runtime.rebuild, consensus on, as in
-production) in a fresh process and reports events/s and its peak RSS, with the RSS
-sampled along the way: flat RSS means the replay streams (batch by batch) instead of
-accumulating. The last line is the summary bench/run.py shows. Not a test.
+production; `--jobs N` as `runledger rebuild --jobs N`) in a fresh process and reports
+events/s and peak RSS (of the rebuild's process, and of its largest job process with
+`--jobs`), with the rebuild process's RSS sampled along the way. The read model is SQLite
+beside the log, or with `--postgres` a fresh database on a PostgreSQL server started for
+the run (scripts/postgres.sh; `--database-url` for one already running). The last line is
+the summary bench/run.py shows. Not a test.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import resource
@@ -71,18 +75,30 @@ def _run_events(rng: random.Random, run_id: str) -> list:
     return events
 
 
-async def measure(data_dir: Path) -> dict:
-    """In its own process: the rebuild of `data_dir`'s log into read-model version 2."""
+def open_log(data_dir: Path, consensus: bool = True):
+    """The log; in a job's process too, where consensus off is set up as well."""
     from events.sqlite_log import SqliteEventLog
+    from projections.domain import fold
+
+    if not consensus:
+        fold.score_document = constant_scorer
+    return SqliteEventLog(data_dir / "log.db", partitions=6)
+
+
+async def measure(data_dir: Path, jobs: int, database_url: str | None, consensus: bool) -> dict:
+    """In its own process: the rebuild of `data_dir`'s log into read-model version 2."""
+    import functools
+
     from projections.runtime import rebuild
     from projections.store import control
-    from projections.store.database import create_schema, make_engine
+    from projections.store.database import make_engine, prepare_schema
 
-    base_url = f"sqlite+aiosqlite:///{data_dir / 'readmodel.db'}"
-    base, ctrl = make_engine(base_url), make_engine(f"sqlite+aiosqlite:///{data_dir / 'control.db'}")
-    await create_schema(base)
+    base_url = database_url or f"sqlite+aiosqlite:///{data_dir / 'readmodel.db'}"
+    control_url = database_url or f"sqlite+aiosqlite:///{data_dir / 'control.db'}"
+    base, ctrl = make_engine(base_url), make_engine(control_url)
+    await prepare_schema(base_url, base)
     await control.create_control_schema(ctrl)
-    log = SqliteEventLog(data_dir / "log.db", partitions=6)
+    log = open_log(data_dir, consensus)
     await log.start()
     samples: list[tuple[int, float]] = []
 
@@ -93,18 +109,26 @@ async def measure(data_dir: Path) -> dict:
     started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
     cpu_before = before.ru_utime + before.ru_stime
     try:
-        progress = await rebuild.rebuild(log, ctrl, base_url, report=sample, linger=0.0)
+        progress = await rebuild.rebuild(log, ctrl, base_url, report=sample, linger=0.0, jobs=jobs,
+                                         open_log=functools.partial(open_log, data_dir, consensus))
     finally:
         await log.close()
         await base.dispose()
         await ctrl.dispose()
     seconds = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = usage.ru_utime + usage.ru_stime - cpu_before
-    return {"events": progress.done_events, "seconds": round(seconds, 1),
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the jobs (waited for)
+    cpu = usage.ru_utime + usage.ru_stime - cpu_before + children.ru_utime + children.ru_stime
+    return {"events": progress.done_events, "seconds": round(seconds, 1), "jobs": jobs,
             "events_per_second": round(progress.done_events / seconds), "peak_rss_mb": round(usage.ru_maxrss / 1024),
+            "job_peak_rss_mb": round(children.ru_maxrss / 1024) if jobs > 1 else None,
             "cpu_seconds": round(cpu, 1), "events_per_cpu_second": round(progress.done_events / cpu),
             "rss_mb_along_the_way": [[n, round(mb)] for n, mb in samples]}
+
+
+def constant_scorer(spec, votes):
+    """Consensus off (module level: the jobs' processes unpickle it)."""
+    return 1.0, {"targets": []}
 
 
 def _rss_mb() -> float:
@@ -119,27 +143,43 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="20,000 events")
     parser.add_argument("--keep", type=Path, help="generate into (or reuse) this directory")
+    parser.add_argument("--jobs", type=int, default=1, help="runledger rebuild --jobs N")
+    parser.add_argument("--postgres", action="store_true", help="the read model on a PostgreSQL server started here")
+    parser.add_argument("--database-url", help="the read model in this (empty) PostgreSQL database")
+    parser.add_argument("--consensus", choices=["on", "off"], default="on")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(asyncio.run(measure(args.measure))))
+        print(json.dumps(asyncio.run(measure(args.measure, args.jobs, args.database_url, args.consensus == "on"))))
         return 0
     events = 20_000 if args.quick else args.events
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as servers:
         data_dir = args.keep or Path(tmp)
         data_dir.mkdir(parents=True, exist_ok=True)
         if not (data_dir / "log.db").exists():
             started = time.perf_counter()
             written = asyncio.run(generate(data_dir, events))
             print(f"generated {written:,} events in {time.perf_counter() - started:.0f} s", flush=True)
-        done = subprocess.run([sys.executable, __file__, "--measure", str(data_dir)], capture_output=True, text=True)
+        url = args.database_url
+        if args.postgres and not url:
+            from bench.infra import Infra
+            from tests.infra import postgres_server
+
+            server = servers.enter_context(postgres_server(Path(tmp) / "pg"))
+            url = asyncio.run(Infra("", server).new_database("rebuild"))
+        command = [sys.executable, __file__, "--measure", str(data_dir), "--jobs", str(args.jobs),
+                   "--consensus", args.consensus, *(["--database-url", url] if url else [])]
+        done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             print(done.stderr[-2000:], file=sys.stderr)
             return done.returncode
         result = json.loads(done.stdout.strip().splitlines()[-1])
     print(f"RSS (MB) along the replay, [events, MB]: {result['rss_mb_along_the_way']}")
-    print(f"rebuild: {result['events']:,} events in {result['seconds']} s = {result['events_per_second']:,} events/s "
-          f"({result['events_per_cpu_second']:,} per CPU-second), peak RSS {result['peak_rss_mb']} MB")
+    store = "PostgreSQL" if url else "SQLite"
+    jobs = f", {args.jobs} jobs (largest job's peak RSS {result['job_peak_rss_mb']} MB)" if args.jobs > 1 else ""
+    print(f"rebuild into {store}, consensus {args.consensus}{jobs}: {result['events']:,} events in "
+          f"{result['seconds']} s = {result['events_per_second']:,} events/s ({result['events_per_cpu_second']:,} "
+          f"per CPU-second), peak RSS {result['peak_rss_mb']} MB")
     return 0
 
 

@@ -3,6 +3,7 @@
 and the bounded cost of requests on a long run (bench/bench_bounded_cost.py)."""
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
@@ -36,15 +37,26 @@ def consensus(args, say) -> list[Row]:
     return [Row(path, figure, "target", Figure("ms CPU", [10.0]), ratio_note="lower is better")]
 
 
-def rebuild(args, say) -> list[Row]:
+def rebuild(args, say, infra=None) -> list[Row]:
+    """The rebuild of one generated log (consensus on, as in production): into SQLite with
+    one process, and with `infra` into PostgreSQL with `--jobs 1` and `--jobs 2`."""
     if not REBUILD.exists():
         return [Row("rebuild of a large log (rate, peak RSS)", Figure("events/s", note="not yet"))]
-    say(f"rebuild: {REBUILD.name}")
-    size = ["--quick"] if args.quick else ["--events", str(args.rebuild_events)] if args.rebuild_events else []
-    done = _run(REBUILD, *size)
-    last = (done.stdout.strip().splitlines() or ["(no output)"])[-1]
-    note = last if done.returncode == 0 else f"failed ({done.returncode}): {done.stderr.strip()[-200:]}"
-    return [Row("rebuild of a large log (bench/bench_rebuild.py)", Figure("", note=note))]
+    size = ["--events", "20000"] if args.quick else ["--events", str(args.rebuild_events)] if args.rebuild_events else []
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="rl-rebuild-") as keep:
+        runs = [("SQLite, 1 process", [])]
+        if infra is not None:
+            runs += [("PostgreSQL, --jobs 1", ["--jobs", "1"]), ("PostgreSQL, --jobs 2", ["--jobs", "2"])]
+        for label, extra in runs:
+            if extra:
+                extra = [*extra, "--database-url", asyncio.run(infra.new_database("rebuild"))]
+            say(f"rebuild: {REBUILD.name}, {label}")
+            done = _run(REBUILD, *size, "--keep", keep, *extra)
+            last = (done.stdout.strip().splitlines() or ["(no output)"])[-1]
+            note = last if done.returncode == 0 else f"failed ({done.returncode}): {done.stderr.strip()[-200:]}"
+            rows.append(Row(f"rebuild of a large log (bench/bench_rebuild.py), {label}", Figure("", note=note)))
+    return rows
 
 
 def bounded_cost(args, say) -> list[Row]:

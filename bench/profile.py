@@ -68,12 +68,16 @@ class CpuProfile:
 
     STAGES = [  # (label, a frame that marks it), first match wins
         ("consensus (score_document)", "score_document ("),
-        ("decode: JSON + validation (decode_all)", "Batch.decode_all ("),
+        ("decode: compiled schema (compiled.from_parsed)", "from_parsed ("),
+        ("decode: the models (codec.from_dict)", "from_dict ("),
+        ("decode: orjson, the byte checks (decode_all)", "Batch.decode_all ("),
+        ("fold: the event index rows (_index_row)", "_index_row ("),
         ("fold (Batch.fold)", "Batch.fold ("),
         ("prepare rows: JSON encode (Batch.prepare)", "Batch.prepare ("),
         ("load: state JSON decode (database._loads)", "_loads (projections/store/database.py"),
         ("load: statements (batch.load)", "load (projections/runtime/batch.py"),
         ("write: checkpoint (checkpoints.advance)", "advance (projections/runtime/checkpoints.py"),
+        ("write: rows, COPY (bulk_writes)", "bulk_writes.py"),
         ("write: statements (batch.save)", "save (projections/runtime/batch.py"),
         ("SQLAlchemy + asyncpg outside those", "sqlalchemy/"),
         ("Kafka consumer (aiokafka, Record)", "aiokafka/"),
@@ -191,12 +195,14 @@ async def main_async(args) -> None:
     with tempfile.TemporaryDirectory(prefix="rl-profile-") as tmp:
         with infra_servers(Path(tmp)) as infra:
             await projector(infra, workload, args.out)
-            await get_run(infra, workload, args.out, 3 if args.quick else 10)
+            if not args.projector_only:
+                await get_run(infra, workload, args.out, 3 if args.quick else 10)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="bench.profile")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--projector-only", action="store_true", help="the projector's profiles, not GET run's")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "runledger-profiles")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -70,7 +70,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> list[Row]:
         rows += await projector_rows.embedded_rows(workload, args.repeat, say)
     if "consensus" not in args.skip:
         rows += external.consensus(args, say)
-    if "rebuild" not in args.skip:
+    if "rebuild" not in args.skip and args.embedded_only:
         rows += external.rebuild(args, say)
     if "bounded" not in args.skip:
         rows += external.bounded_cost(args, say)
@@ -96,6 +96,8 @@ async def _with_servers(args, infra, workload: Workload) -> list[Row]:
         from . import http_rows
 
         rows += await http_rows.rows(args, infra, workload, say)
+    if "rebuild" not in args.skip:  # SQLite beside PostgreSQL, one log
+        rows += await asyncio.to_thread(external.rebuild, args, say, infra)
     return rows
 
 

@@ -163,6 +163,59 @@ def _within(root: Any) -> bool:
     return True
 
 
+SHORT_KEY_BYTES = 23
+"""32 levels of keys of at most 23 bytes, each with its separator, stay within MAX_PATH_BYTES."""
+_SHORT_KEYS: set[str] = set()  # keys seen clean and short (field names: they repeat)
+
+
+def parsed_within(root: Any) -> bool:
+    """The compiled decode's walk (events/compiled.py): True when `root`, a value as a JSON
+    parser read it from a record the compiled decode vouches for (so its strings, numbers
+    and sizes are within bounds already), is within the bounds of its containers: depth,
+    list lengths, keys clean and short enough that no target path can pass its bound. Only
+    containers are visited, and a dict whose keys were all seen before costs one set
+    comparison. False also when it cannot tell (a longer key): `json_problem` then decides."""
+    stack: list[tuple[Any, int]] = [(root, 1)]
+    short = _SHORT_KEYS
+    while stack:
+        node, depth = stack.pop()
+        kind = type(node)
+        if kind is dict:
+            if not node.keys() <= short:
+                for key in node:
+                    if key not in short and not _short_key(key):
+                        return False
+            children = node.values()
+        elif kind is list:
+            if len(node) > MAX_JSON_LIST_LENGTH:
+                return False
+            children = node
+        else:
+            continue
+        if _CONTAINERS.isdisjoint(map(type, children)):  # scalars only (in C): the usual leaf
+            continue
+        if depth == MAX_JSON_DEPTH:
+            return False
+        depth += 1
+        for child in children:
+            if type(child) is dict or type(child) is list:
+                stack.append((child, depth))
+    return True
+
+
+_CONTAINERS = frozenset((dict, list))
+
+
+def _short_key(key: Any) -> bool:
+    if type(key) is not str or len(key) > SHORT_KEY_BYTES or _CONTROL.search(key):
+        return False
+    if not key.isascii() and (len(key.encode("utf-8", "surrogatepass")) > SHORT_KEY_BYTES or text_problem(key)):
+        return False
+    if len(_SHORT_KEYS) < _GOOD_KEYS_MAX:
+        _SHORT_KEYS.add(key)
+    return True
+
+
 def _walk(root: Any) -> str | None:
     """One pass with an explicit stack of containers; each child is checked where it sits
     (inline: this loop runs once per value of every event decoded). A container's path

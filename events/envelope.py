@@ -57,6 +57,7 @@ def _identifier(max_bytes: int):
         if len(value.encode("utf-8")) > max_bytes:
             raise ValueError(f"must be at most {max_bytes} bytes as UTF-8")
         return value
+    check.identifier_bytes = max_bytes  # events/compiled.py checks these in its schema
     return check
 
 

@@ -42,6 +42,8 @@ class Settings:
     digest_interval: float = 3600.0  # seconds between signed heads published on the log; 0: never
     read_cache_mb: int = 64  # the API's cache of rendered reads (services/api/read_cache.py); 0: off
     read_cache_ttl: float = 2.0  # its answers' greatest age (the bound for changes nobody announced)
+    bulk_flush_records: int = 10_000  # a catch-up's flush (projections/runtime/bulk.py)
+    bulk_cache_mb: int = 96  # a catch-up's kept aggregates, estimated
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -74,6 +76,8 @@ class Settings:
             digest_interval=float(env.get("RUNLEDGER_DIGEST_INTERVAL", "3600")),
             read_cache_mb=int(env.get("RUNLEDGER_READ_CACHE_MB", "64")),
             read_cache_ttl=float(env.get("RUNLEDGER_READ_CACHE_TTL", "2")),
+            bulk_flush_records=int(env.get("RUNLEDGER_BULK_FLUSH_RECORDS", "10000")),
+            bulk_cache_mb=int(env.get("RUNLEDGER_BULK_CACHE_MB", "96")),
         )
 
     @property
@@ -88,6 +92,12 @@ class Settings:
         """projections.store.database.StoreTimeouts of these settings."""
         from projections.store.database import StoreTimeouts
         return StoreTimeouts(postgres=self.postgres_timeout, sqlite_busy=self.sqlite_busy_timeout)
+
+    def catch_up(self):
+        """A projector's bulk mode as configured (projections/runtime/bulk.py)."""
+        from projections.runtime.bulk import CatchUp
+
+        return CatchUp(flush_records=self.bulk_flush_records, cache_budget=self.bulk_cache_mb * 2**20)
 
     def with_(self, **changes) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -16,11 +16,29 @@ _SEP = "\u2192"  # source→target key of a flow
 
 
 def add_score(total: str, score: float) -> str:
-    return str(Fraction(total) + Fraction(score))
+    return _text(_fraction(total) + Fraction(score))
+
+
+def _text(value: Fraction) -> str:
+    text = str(value)
+    _PARSED[text] = value
+    if len(_PARSED) > 8192:
+        _PARSED.clear()
+    return text
+
+
+_PARSED: dict[str, Fraction] = {}
+
+
+def _fraction(text: str) -> Fraction:
+    """`Fraction(text)`: the sum written last for a run is read back on its next finished
+    document, so it is remembered rather than parsed again (a regular expression a time)."""
+    found = _PARSED.get(text)
+    return found if found is not None else Fraction(text)
 
 
 def mean(total: str, count: int) -> float | None:
-    return float(Fraction(total) / count) if count else None
+    return float(_fraction(total) / count) if count else None
 
 
 def add_document(agg: Mapping[str, Any], consensus: Mapping[str, Any]) -> dict[str, Any]:

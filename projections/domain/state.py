@@ -114,19 +114,33 @@ def _document_ids(spec: Mapping[str, Any]) -> frozenset[str]:
 
 
 def evolve(obj: Any, **changes: Any) -> Any:
-    """`dataclasses.replace` for these frozen, slotted, validator-free states, about 3x
-    faster (the fold evolves a state several times per event). Unknown names raise."""
-    cls = type(obj)
-    unknown = changes.keys() - _FIELDS.get(cls, ())
-    if unknown:
-        raise TypeError(f"{cls.__name__} has no field {sorted(unknown)[0]!r}")
-    new = cls.__new__(cls)
-    for name in cls.__slots__:
-        _set(new, name, changes[name] if name in changes else getattr(obj, name))
-    return new
+    """`dataclasses.replace` for these frozen, slotted, validator-free states, about 5x
+    faster (the fold evolves a state several times per event): one function per class,
+    generated once, that sets each slot through its descriptor. Unknown names raise."""
+    try:
+        return _EVOLVERS[type(obj)](obj, **changes)
+    except TypeError:
+        unknown = sorted(changes.keys() - set(type(obj).__slots__))
+        if unknown:
+            raise TypeError(f"{type(obj).__name__} has no field {unknown[0]!r}") from None
+        raise
 
 
-_set = object.__setattr__
+_UNSET = object()
+
+
+def _evolver(cls: type) -> Any:
+    slots = cls.__slots__
+    source = "\n".join([
+        f"def evolve_{cls.__name__}(obj, {', '.join(f'{n}=_UNSET' for n in slots)}):",
+        "    new = _new(cls)",
+        *(f"    _set_{n}(new, obj.{n} if {n} is _UNSET else {n})" for n in slots),
+        "    return new",
+    ])
+    namespace = {"_UNSET": _UNSET, "_new": object.__new__, "cls": cls,
+                 **{f"_set_{n}": getattr(cls, n).__set__ for n in slots}}
+    exec(source, namespace)  # noqa: S102 - generated from the class's own slot names
+    return namespace[f"evolve_{cls.__name__}"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,5 +190,5 @@ class Applied:
     finished_documents: tuple[str, ...] = ()
 
 
-_FIELDS = {cls: frozenset(cls.__slots__) for cls in
-           (PassFact, DocumentState, RunState, ExperimentState, BlockVersion, BlockState, Applied)}
+_EVOLVERS = {cls: _evolver(cls) for cls in
+             (PassFact, DocumentState, RunState, ExperimentState, BlockVersion, BlockState, Applied)}

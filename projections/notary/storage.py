@@ -86,7 +86,11 @@ async def tail(conn: AsyncConnection, partition: int, expected: int) -> Tail | N
         return Tail(partition, found.size, found.next_offset, out_of_step=(
             f"partition {partition}: the Merkle tree ends at offset {found.next_offset}, the checkpoint at {expected}"))
     stored = await read_tiles(conn, partition, tiles_module.right_edge(found.size))
-    return tiles_module.tail_at(partition, found.size, found.next_offset, stored)
+    try:
+        return tiles_module.tail_at(partition, found.size, found.next_offset, stored)
+    except LookupError as exc:  # tiles committed between the two reads (another projector of this
+        # version: a zombie, whose compare-and-set fails first; `save` raises it otherwise)
+        return Tail(partition, found.size, found.next_offset, out_of_step=str(exc))
 
 
 async def save(conn: AsyncConnection, tail: Tail | None) -> None:

@@ -28,7 +28,8 @@ from projections.domain.fold import AGGREGATE_KIND, apply
 from projections.domain.snapshots import SNAPSHOT_EVERY
 from projections.runtime import changes, history_index, quarantine
 from projections.runtime.transient import is_transient
-from projections.store import row_versions, serialize as ser, writes as writes_module
+from projections.store import bulk_writes, row_versions, serialize as ser, writes as writes_module
+from projections.store.database import JsonText
 from projections.store.tables import blocks, dead_letters, experiments, run_documents, runs
 from projections.store.writes import AggregateWrites, Owner, Writes, result_id  # noqa: F401  (result_id: its old home)
 
@@ -59,6 +60,7 @@ class Batch:
     history: history_index.Loaded = field(default_factory=history_index.Loaded)  # set by load()
     trackers: dict[Key, history_index.Tracker] = field(default_factory=dict)  # by fold(), dropped by prepare()
     snapshot_every: int = SNAPSHOT_EVERY
+    cache: Any = None  # a bulk catch-up's aggregates (projections/runtime/bulk.py): load and prepare use it
     _grouped: dict[Key, list[tuple[Record, Event]]] | None = field(default=None, repr=False)
 
     def decode_all(self) -> None:
@@ -133,6 +135,8 @@ class Batch:
         org_of = {e.aggregate_id: e.org_id for _, e, _ in self.events if e is not None}
         writes.owners = [(None, Owner(agg_id, org_id), None) for agg_id, org_id in org_of.items()]
         self.writes = writes
+        if self.cache is not None:
+            self.cache.keep(self)
         self.events, self.states, self.loaded, self.loaded_docs, self._grouped = [], {}, {}, {}, None
         self.history, self.trackers = history_index.Loaded(), {}
         return writes
@@ -203,12 +207,14 @@ async def load(conn: AsyncConnection, batch: Batch, honour_quarantine: bool = Tr
             document_id = getattr(event.payload, "document_id", None)
             if document_id:
                 docs.add((agg_id, document_id))
-    await _load_runs(conn, batch, wanted["run"], docs)
+    held = batch.cache.lend(batch) if batch.cache is not None else {}  # states a bulk catch-up holds
+    await _load_runs(conn, batch, wanted["run"] - held.get("run", set()), docs)
     batch.history = await history_index.load(conn, {agg for ids in wanted.values() for agg in ids},
                                              [pair for pairs in grouped.values() for pair in pairs], batch.loaded_docs)
     await _load_simple(conn, batch, "experiment", experiments, experiments.c.experiment_id,
-                       wanted["experiment"], ser.experiment_from_json)
-    await _load_simple(conn, batch, "block", blocks, blocks.c.block_key, wanted["block"], ser.block_from_json)
+                       wanted["experiment"] - held.get("experiment", set()), ser.experiment_from_json)
+    await _load_simple(conn, batch, "block", blocks, blocks.c.block_key, wanted["block"] - held.get("block", set()),
+                       ser.block_from_json)
     batch.states.update(batch.loaded)
 
 
@@ -248,7 +254,8 @@ async def save(conn: AsyncConnection, batch: Batch, isolate: bool = False, park:
     quarantine rows to the caller."""
     prepared = batch.prepare()
     if not isolate:
-        await writes_module.execute(conn, prepared.aggregates.values())
+        execute = writes_module.execute if batch.cache is None else bulk_writes.execute  # COPY for a bulk flush
+        await execute(conn, prepared.aggregates.values())
     else:
         for key in list(prepared.aggregates):
             await _isolated(conn, batch, key)
@@ -301,14 +308,19 @@ async def _isolated(conn: AsyncConnection, batch: Batch, key: Key) -> None:
 def _index_row(record: Record, event: Event, accepted: bool, reason: str | None) -> dict:
     """`event` as the fold timed it, so every refold from the index agrees. A rejected
     event keeps no body here (NULL): it is in the log, at this position, and readers
-    fetch it from there, timed as this row says (projections/runtime/event_bodies.py)."""
+    fetch it from there, timed as this row says (projections/runtime/event_bodies.py).
+    The body is written by pydantic-core's serialiser, the very text orjson makes of
+    `model_dump(mode="json")` (tests/unit/test_writes.py), without the dict between."""
     return dict(
         partition=record.partition, offset=record.offset, event_id=str(event.event_id),
         aggregate_id=event.aggregate_id, org_id=event.org_id, type=event.type,
         occurred_at=event.occurred_at, producer=event.producer, accepted=accepted, reason=reason,
-        body=event.model_dump(mode="json") if accepted else None,
+        body=JsonText(_EVENT_JSON(event).decode()) if accepted else None,
         document_id=getattr(event.payload, "document_id", None),  # a pass's document (one document's events)
     )
+
+
+_EVENT_JSON = Event.__pydantic_serializer__.to_json
 
 
 def _dead_row(projection: str, record: Record, reason: str) -> dict:

@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from events.log import EventLog, LogConsumer, Position, Record
 from projections.notary import storage as notary
-from projections.runtime import changes, checkpoints, heartbeat, tracing
+from projections.runtime import bulk, changes, checkpoints, heartbeat, tracing
 from projections.runtime.batch import Batch, TransactionLost, load, save
 from projections.runtime.checkpoints import LostPartition
 from projections.runtime.storage_full import describe
@@ -91,7 +91,7 @@ def fold_elsewhere(batch: Batch) -> Batch:
 class Projector:
     def __init__(self, log_: EventLog, engine: AsyncEngine, name: str = "main", batch_size: int = BATCH_SIZE,
                  observer: Observer | None = None, heartbeat_interval: float = 2.0,
-                 fold_pool: Executor | None = None):
+                 fold_pool: Executor | None = None, catch_up: bulk.CatchUp | None = None):
         self.log = log_
         self.engine = engine
         self.name = name
@@ -99,6 +99,7 @@ class Projector:
         self.observer = observer or Observer()
         self.heartbeat_interval = heartbeat_interval
         self.fold_pool = fold_pool
+        self.catch_up = catch_up or bulk.CatchUp()  # bulk mode while behind (projections/runtime/bulk.py)
         self.member = heartbeat.Member(name)
         self.partitions: dict[int, PartitionStatus] = {}
         self.batches = self.applied_total = self.poison_total = 0
@@ -131,10 +132,11 @@ class Projector:
                 seen = {p: s.seek for p, s in self.partitions.items()}
                 records = await self._transiently(lambda: consumer.poll(timeout=0.5, max_records=self.batch_size),
                                                   "polling the log")
-                if records:
+                if records or self.catch_up.on:
                     await self.process(records, seen)
         finally:
             self.running = False
+            self.catch_up.end()  # what it gathered is dropped (not committed); the garbage collector runs again
             beating.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await beating
@@ -155,6 +157,7 @@ class Projector:
         by_partition: dict[int, list[Record]] = defaultdict(list)
         for record in records:
             by_partition[record.partition].append(record)
+        self.catch_up.polled(len(records), self.batch_size)
         async with self._batch_lock:
             for partition, batch in sorted(by_partition.items()):
                 status = self.partitions.get(partition)
@@ -162,12 +165,34 @@ class Projector:
                     self._seek(partition, status.next_offset)  # fetched before a seek: fetch again
                     continue
                 await self._process_partition(partition, batch)
+            if self.catch_up.on:
+                await self._flush_due(drained=len(records) < self.batch_size and await self._caught_up())
 
-    async def _process_partition(self, partition: int, records: list[Record]) -> None:
+    async def _flush_due(self, drained: bool) -> None:
+        """Bulk mode: apply what a partition gathered once it is a flush, or everything once
+        caught up, which ends the mode."""
+        for partition in self.catch_up.due(drained):
+            await self._process_partition(partition, [], flush=True)
+        if drained:
+            self.catch_up.end()
+
+    async def _caught_up(self) -> bool:
+        """After a short poll in bulk mode: the partitions held are, together, no more than a
+        poll behind the log's end (a fetch can come back short mid-log: Kafka's buffers)."""
+        ends = await self._transiently(self.log.end_offsets, "reading the log's end")
+        behind = sum(max(0, ends.get(p, 0) - (self.catch_up.pending_from(p) or s.next_offset))
+                     for p, s in self.partitions.items() if not s.stopped)
+        return behind <= self.batch_size
+
+    async def _process_partition(self, partition: int, records: list[Record], flush: bool = False) -> None:
         status = self.partitions.get(partition)
         if status is None or status.stopped:
+            self.catch_up.drop(partition)
             return  # revoked since the fetch, or stopped
-        records = [r for r in records if r.offset >= status.next_offset]  # re-fetched after a seek
+        after = self.catch_up.pending_from(partition) or status.next_offset
+        records = [r for r in records if r.offset >= after]  # re-fetched after a seek
+        if self.catch_up.on:
+            records = self.catch_up.take(partition) if flush else self.catch_up.gather(partition, records)
         if not records:
             return
         expected, new = status.next_offset, records[-1].offset + 1
@@ -185,13 +210,15 @@ class Projector:
             log.exception("partition %s stopped at offset %s", partition, expected)
             status.stopped = f"offset {expected}: {type(exc).__name__}: {exc}"
             return
+        if batch.cache is not None:
+            batch.cache.committed(batch)
         self._applied(status, batch, new, time.perf_counter() - started)
         changes.published(batch.changed)  # committed: this process's caches forget it before any waiter wakes
         async with self._progress:
             self._progress.notify_all()
 
     async def _apply(self, partition: int, records: list[Record], expected: int, new: int) -> Batch:
-        batch = Batch(self.name, records)
+        batch = Batch(self.name, records, cache=self.catch_up.cache if self.catch_up.on else None)
         await asyncio.to_thread(batch.decode_all)  # validation walks every value: CPU, off the loop
         async with self.engine.connect() as conn:
             await load(conn, batch)
@@ -212,7 +239,7 @@ class Projector:
         records or more) in `fold_pool` (a process pool: the consensus engine's C code cannot
         hold the API's GIL there), anything else in a worker thread (no pickling, no process
         start-up)."""
-        if self.fold_pool is None or sum(len(r.value) for r in batch.records) < POOL_FROM_BYTES:
+        if self.fold_pool is None or batch.cache is not None or sum(len(r.value) for r in batch.records) < POOL_FROM_BYTES:
             return await asyncio.to_thread(fold_and_prepare, batch)
         return await asyncio.get_running_loop().run_in_executor(self.fold_pool, fold_elsewhere, batch)
 
@@ -323,6 +350,7 @@ class Projector:
         self._seek(partition, stored)
 
     def _seek(self, partition: int, offset: int, assigned: bool = False) -> None:
+        self.catch_up.drop(partition)  # gathered records and kept aggregates are of the old position
         status = self.partitions.get(partition)
         if status is not None:
             self._seeks += 1

@@ -3,7 +3,10 @@ the live one keeps serving and projecting, then make the new one active.
 
 1. register version N+1 (`building`) and create its tables;
 2. project every partition into it with an ordinary `Projector` (no group, so the live
-   group is untouched), streaming batch by batch: memory stays flat;
+   group is untouched), in bulk while it is behind (projections/runtime/bulk.py: flushes
+   written with COPY, aggregates kept between flushes within a memory budget); with
+   `jobs` > 1 the partitions are first replayed up to the log's end in that many processes
+   (projections/runtime/rebuild_jobs.py), and this process goes on from there;
 3. once it has reached both the log's end as of the start and every checkpoint of the
    live version, flip the pointer (`versions.activate`);
 4. keep projecting until the old version has stopped moving for `linger` seconds
@@ -22,7 +25,7 @@ from typing import Callable
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from events.log import EventLog
-from projections.runtime import checkpoints, versions
+from projections.runtime import bulk, checkpoints, rebuild_jobs, versions
 from projections.runtime.projector import BATCH_SIZE, Projector
 
 log = logging.getLogger("runledger.rebuild")
@@ -62,17 +65,25 @@ Report = Callable[[Progress], None]
 
 
 async def rebuild(log: EventLog, control: AsyncEngine, base_url: str, report: Report | None = None,
-                  tick: float = 0.5, linger: float = 3.0, batch_size: int = BATCH_SIZE) -> Progress:
+                  tick: float = 0.5, linger: float = 3.0, batch_size: int = BATCH_SIZE, jobs: int = 1,
+                  open_log: rebuild_jobs.OpenLog | None = None, bulk_options: dict | None = None) -> Progress:
+    """`jobs` > 1 replays in that many processes first; they open the log with `open_log`.
+    `bulk_options`: the catch-up's flush size and memory budget (bulk.CatchUp's arguments)."""
+    bulk_options = bulk_options or {}
+    if jobs > 1 and open_log is None:
+        raise ValueError("a rebuild in several processes needs open_log, to open the log in each")
     location = await versions.create_version(control, base_url)
     engine = versions.open_engine(location)
     live_location = versions.locate(base_url, await versions.active_version(control))
     live_engine = versions.open_engine(live_location)
     try:
         await versions.prepare(location, engine)
-        projector = Projector(log, engine, batch_size=batch_size)
+        progress = Progress(location.version, "replaying", target=await log.end_offsets())
+        if jobs > 1:
+            await _replay_in_jobs(open_log, location, engine, live_engine, progress, report, jobs, tick, bulk_options)
+        projector = Projector(log, engine, batch_size=batch_size, catch_up=bulk.CatchUp(**bulk_options))
         task = asyncio.create_task(projector.run(partitions=list(range(log.partitions))))
         try:
-            progress = Progress(location.version, "replaying", target=await log.end_offsets())
             await _replay(projector, task, live_engine, progress, report, tick)
             progress.phase = "switching"
             _report(report, progress)
@@ -88,6 +99,30 @@ async def rebuild(log: EventLog, control: AsyncEngine, base_url: str, report: Re
     finally:
         await engine.dispose()
         await live_engine.dispose()
+
+
+async def _replay_in_jobs(open_log, location, engine, live_engine, progress: Progress, report, jobs: int,
+                          tick: float, bulk_options: dict) -> None:
+    async def measured() -> None:
+        async with engine.connect() as conn:
+            applied = await checkpoints.load(conn, "main")
+        await _measure(progress, applied, live_engine, tick)
+        _report(report, progress)
+
+    try:
+        await rebuild_jobs.replay(open_log, location, progress.target, jobs, measured, every=tick,
+                                  bulk_options=bulk_options)
+    except rebuild_jobs.JobFailed as exc:
+        raise RebuildFailed(str(exc)) from None
+
+
+async def _measure(progress: Progress, applied: dict[int, int], live_engine, seconds: float) -> None:
+    before = progress.done_events
+    progress.applied = applied
+    async with live_engine.connect() as conn:
+        progress.live = await checkpoints.load(conn, "main")
+    rate = (progress.done_events - before) / max(1e-6, seconds)
+    progress.rate = rate if progress.rate == 0 else 0.7 * progress.rate + 0.3 * rate
 
 
 async def _replay(projector, task, live_engine, progress: Progress, report, tick: float) -> None:
@@ -117,7 +152,7 @@ async def _linger(projector, task, live_engine, progress: Progress, report, tick
 
 
 async def _step(projector: Projector, task: asyncio.Task, live_engine, progress: Progress, tick: float) -> None:
-    before, started = progress.done_events, time.monotonic()
+    started = time.monotonic()
     await asyncio.sleep(tick)
     if task.done():
         task.result()  # raises what stopped the projector
@@ -125,11 +160,8 @@ async def _step(projector: Projector, task: asyncio.Task, live_engine, progress:
     stopped = {p: s.stopped for p, s in projector.partitions.items() if s.stopped}
     if stopped:
         raise RebuildFailed(f"replay stopped on a bug: {stopped}")
-    progress.applied = {p: s.next_offset for p, s in projector.partitions.items()}
-    async with live_engine.connect() as conn:
-        progress.live = await checkpoints.load(conn, projector.name)
-    rate = (progress.done_events - before) / max(1e-6, time.monotonic() - started)
-    progress.rate = rate if progress.rate == 0 else 0.7 * progress.rate + 0.3 * rate
+    applied = {p: s.next_offset for p, s in projector.partitions.items()}
+    await _measure(progress, applied, live_engine, time.monotonic() - started)
 
 
 def _reached(applied: dict[int, int], target: dict[int, int]) -> bool:

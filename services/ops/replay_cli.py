@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 from pathlib import Path
 
@@ -18,6 +19,8 @@ def add_parsers(commands) -> None:
     rebuild = commands.add_parser("rebuild", help="replay the log into a new read-model version and switch to it "
                                                   "(--run: repair one run in place)")
     rebuild.add_argument("--run", metavar="RUN_ID", help="refold this run from its events and rewrite its rows")
+    rebuild.add_argument("--jobs", type=int, default=1, metavar="N",
+                         help="replay the partitions in N processes (default 1)")
     rebuild.add_argument("--json", action="store_true", help="machine-readable output (no live display)")
     rebuild.add_argument("--data-dir", type=Path)
 
@@ -54,16 +57,23 @@ def handle(settings: Settings, args: argparse.Namespace) -> int:
 async def _rebuild(settings: Settings, args) -> int:
     from projections.runtime import rebuild, versions
 
+    from ..bootstrap import build_log
+
     for name in ("runledger.projector", "runledger.follow"):  # the live display says it all
         logging.getLogger(name).setLevel(logging.WARNING)
+    if args.jobs < 1:
+        return fail("--jobs must be at least 1")
+    jobs = dict(jobs=args.jobs, open_log=functools.partial(build_log, settings),
+                bulk_options=dict(flush_records=settings.bulk_flush_records,
+                                  cache_budget=settings.bulk_cache_mb * 2**20))
     async with local_runtime(settings) as runtime:
         try:
             if args.json:
-                progress = await rebuild.rebuild(runtime.log, runtime.control, settings.read_model_url)
+                progress = await rebuild.rebuild(runtime.log, runtime.control, settings.read_model_url, **jobs)
             else:
                 with Live(console=console, refresh_per_second=4) as live:
                     progress = await rebuild.rebuild(runtime.log, runtime.control, settings.read_model_url,
-                                                     report=lambda p: live.update(_progress_table(p)))
+                                                     report=lambda p: live.update(_progress_table(p)), **jobs)
         except (versions.VersionError, rebuild.RebuildFailed) as exc:
             return fail(str(exc), 1)
     location = versions.locate(settings.read_model_url, progress.version)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+import orjson
 from hypothesis import given, settings, strategies as st
 
 from events.codec import encode, from_dict
@@ -74,6 +75,7 @@ def project(records: list[Record], cuts: list[int], every: int):
         for indexed in tracker.repeats.values():  # a stored row counting new deliveries: the UPDATE
             index[indexed.offset].update(deliveries=indexed.deliveries, last_offset=indexed.last_offset)
         for row in batch.index_rows[("run", run_id)]:
+            row = {**row, "body": orjson.loads(str(row["body"])) if row["body"] is not None else None}  # as stored
             index[row["offset"]] = row
             if row["accepted"]:
                 accepted[(run_id, row["event_id"], row["type"])] = row
