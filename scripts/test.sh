@@ -3,7 +3,8 @@
 # the embedded default, a real Kafka broker (jars from Maven Central) and a real
 # PostgreSQL (from apt when absent). The tests start and stop the servers themselves.
 # Extra arguments go to pytest. RUNLEDGER_TEST_BACKENDS narrows the backends.
-# Tests run in parallel (pytest-xdist, RUNLEDGER_TEST_WORKERS processes, default 3: most
+# Tests run in parallel (pytest-xdist, RUNLEDGER_TEST_WORKERS processes, default 3, idle ones steal
+# queued tests from busy ones so the long fault tests do not end the run alone: most
 # of a test's time is spent waiting on servers, so 3 keep 2 cores busy); each worker
 # starts its own Kafka broker and PostgreSQL when it first needs them.
 set -euo pipefail
@@ -20,7 +21,7 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
 fi
 set +e
-.venv/bin/python -m pytest tests -q -p no:cacheprovider --durations=25 -n "${RUNLEDGER_TEST_WORKERS:-3}" "$@"
+.venv/bin/python -m pytest tests -q -p no:cacheprovider --durations=25 -n "${RUNLEDGER_TEST_WORKERS:-3}" --dist worksteal "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then

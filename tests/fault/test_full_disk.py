@@ -199,7 +199,9 @@ def full_disk_story(server: ServerProcess, filler: Filler) -> Story:
         refusals = 0
         while mine and refusals < 3:  # keep writing until the full disk has refused three times
             refusals += story.send(mine.pop(0)) == 503
-        assert refusals == 3, f"round {round_}: the full disk was never noticed ({story.statuses})"
+        # embedded, every write meets the full log; on PostgreSQL a write may still fit in its
+        # files' free pages, so a round's batches may meet fewer than three refusals
+        assert refusals >= 1, f"round {round_}: the full disk never refused a write ({story.statuses})"
         story.read_while_full(run_ids[0])
         filler.free()
         if round_ % 2 == 1:

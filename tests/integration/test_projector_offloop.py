@@ -65,7 +65,9 @@ async def test_as_of_refolds_from_stored_results_without_rescoring(tmp_path, mon
         positions = await append(runtime.log, events)
         assert await runtime.projector.wait(positions[-1], 30)
         headers = {"Api-Key": secret}
-        now = (await client.get(f"/v1/workflows/experiments/runs/{script.run_id}", headers=headers)).json()
+        answer = await client.get(f"/v1/workflows/experiments/runs/{script.run_id}", headers=headers)
+        assert answer.status_code == 200, (answer.status_code, answer.headers, answer.text)
+        now = answer.json()
         assert now["lifecycle"]["status"] == "completed", now
 
         def no_rescoring(spec, votes):
