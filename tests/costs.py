@@ -34,6 +34,14 @@ class Cost:
     log_reads: int = 0
     log_records: int = 0
     sql: list[str] = field(default_factory=list)  # the statements, for a failing assertion's message
+    rows_of: list[int] = field(default_factory=list)  # rows each statement returned, as `sql`
+
+    def without(self, *tables: str) -> Cost:
+        """This cost less the statements that name any of `tables`: a caller's session or
+        key looked up again when its few seconds of cache ran out is not the page's cost."""
+        kept = [(sql, rows) for sql, rows in zip(self.sql, self.rows_of) if not any(t in sql for t in tables)]
+        return Cost(len(kept), sum(rows for _, rows in kept), self.json_values, self.json_bytes, self.log_reads,
+                    self.log_records, [sql for sql, _ in kept], [rows for _, rows in kept])
 
     def __str__(self) -> str:
         return (f"{self.statements} statements, {self.rows} rows, {self.json_values} JSON values "
@@ -86,9 +94,11 @@ def counting(*log_classes: type) -> Iterator[Cost]:
         cost.statements += 1
         cost.sql.append(str(statement)[:200])
         if not result.returns_rows:
+            cost.rows_of.append(0)
             return result
         frozen = result.freeze()
         cost.rows += len(frozen.data)
+        cost.rows_of.append(len(frozen.data))
         return frozen()
 
     patch(AsyncConnection, "execute", counted_execute)
