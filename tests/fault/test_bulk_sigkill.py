@@ -13,12 +13,11 @@ import asyncio
 import random
 import uuid
 
-from projections.runtime.projector import Projector
 from projections.store.database import make_engine, prepare_schema
 from tests.fault.test_sigkill_storm import (
-    _applied, _replay_url, _until_assigned, start_projector, stream,  # noqa: F401  (stream: a fixture)
+    _applied, _until_assigned, caught_up_and_survived, start_projector, stream,  # noqa: F401  (stream: a fixture)
 )
-from tests.fault.workload import Workload, append, assert_survived
+from tests.fault.workload import Workload, append
 
 KILLS = 8
 
@@ -51,18 +50,7 @@ async def test_a_bulk_catch_up_killed_mid_flush_resumes_to_the_same_rows(stream,
     assert progressed >= 3 and pending >= 3, "the kills must land inside the catch-up"
 
 
-    catch_up = Projector(log, live)
-    task = asyncio.create_task(catch_up.run(group=f"bulk-final-{uuid.uuid4().hex[:6]}"))
-    try:
-        for position in positions:
-            assert await catch_up.wait(position, 120), f"the catch-up did not reach {position}"
-    finally:
-        catch_up.stop()
-        await asyncio.wait_for(task, 60)
-    replay_url = await _replay_url(url, tmp_path)
-    replay = make_engine(replay_url)
-    await prepare_schema(replay_url, replay)
-    await assert_survived(log, live, replay, workload, positions)
+    await caught_up_and_survived(log, live, url, tmp_path, workload, positions, "bulk-final")
 
 
 async def _until_moved(engine, before: int, process, timeout: float = 60) -> None:

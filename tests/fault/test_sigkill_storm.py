@@ -85,8 +85,14 @@ async def test_a_projector_killed_20_times_mid_stream_loses_nothing_and_counts_n
     # Both kinds of kill must have happened, or the story proved nothing.
     assert killed_after_progress > 0 and killed_with_work_pending > 0
 
+    await caught_up_and_survived(log, live, url, tmp_path, workload, positions, "storm-final")
+
+
+async def caught_up_and_survived(log, live, url: str, tmp_path, workload: Workload, positions, group: str) -> None:
+    """A last projector catches the read model up to `positions`; it must then hold the
+    workload's ground truth and equal a clean replay of the log (`assert_survived`)."""
     catch_up = Projector(log, live)
-    task = asyncio.create_task(catch_up.run(group=f"storm-final-{uuid.uuid4().hex[:6]}"))
+    task = asyncio.create_task(catch_up.run(group=f"{group}-{uuid.uuid4().hex[:6]}"))
     try:
         for position in positions:
             assert await catch_up.wait(position, 120), f"the catch-up did not reach {position}"
