@@ -86,6 +86,8 @@ def test_the_auditors_story(ledger, tmp_path):
         assert digest["key_id"] == bundle["key_id"] and digest["public_key"] == public_key
         over_http = client.get(f"/v1/ledger/runs/{run_id}/proof")
         assert over_http.status_code == 200 and len(over_http.json()["records"]) == len(bundle["records"])
+        for hostile in (str(2**63), "-2", "x"):  # a cursor out of the log's range: a clear 422, never a 500
+            assert client.get(f"/v1/ledger/runs/{run_id}/proof", params={"after": hostile}).status_code == 422
     assert http(server, create_key(server, "org_other")).get(f"/v1/ledger/runs/{run_id}/proof").status_code == 404
     admin = http(server, create_key(server, "ops", admin=True))  # another organisation's admin: not its run either
     assert admin.get(f"/v1/ledger/runs/{run_id}/proof").status_code == 404

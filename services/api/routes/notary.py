@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from sqlalchemy import select
 
 from projections.notary import proofs
-from projections.store.pagination import PAGE_MAX_BYTES
+from projections.store.pagination import MAX_OFFSET, PAGE_MAX_BYTES
 from projections.store.tables import runs
 
 from ...notary import runtime_signer
@@ -35,7 +35,7 @@ async def digest(since: str | None = SINCE, ctx: Ctx = Depends(context)):
             raise invalid(str(exc), field="since") from None
 
 
-AFTER = Query(None, ge=-1, description="the offset a page of the proof starts after (the last page's `page.after`)")
+AFTER = Query(None, ge=-1, le=MAX_OFFSET, description="the offset a page of the proof starts after (the last page's `page.after`)")
 
 
 @router.get("/v1/ledger/runs/{run_id}/proof", responses={200: {"description": "a runledger-proof/1 bundle"}})
