@@ -54,6 +54,10 @@ async def measure(infra, workdir: Path, rate: float, seconds: float) -> None:
     print(f"projector: {len(times)} batches, median {statistics.median(b['events'] for b in batches):.0f} events; "
           f"time p50 {statistics.median(times):.1f} ms, p90 {times[int(len(times) * 0.9)]:.1f}, "
           f"p99 {times[int(len(times) * 0.99)]:.1f}, max {times[-1]:.1f}")
+    for step in ("decode", "load", "fold", "write"):
+        spent = sorted(b.get("steps", {}).get(step, 0.0) for b in batches)
+        print(f"  {step}: p50 {statistics.median(spent):.1f} ms, p90 {spent[int(len(spent) * 0.9)]:.1f}, "
+              f"p99 {spent[int(len(spent) * 0.99)]:.1f}")
 
 
 def main() -> None:

@@ -61,6 +61,7 @@ class Batch:
     trackers: dict[Key, history_index.Tracker] = field(default_factory=dict)  # by fold(), dropped by prepare()
     snapshot_every: int = SNAPSHOT_EVERY
     cache: Any = None  # a bulk catch-up's aggregates (projections/runtime/bulk.py): load and prepare use it
+    steps: dict[str, float] = field(default_factory=dict)  # seconds per step (decode, load, fold, write), logged
     _grouped: dict[Key, list[tuple[Record, Event]]] | None = field(default=None, repr=False)
 
     def decode_all(self) -> None:

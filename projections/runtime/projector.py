@@ -219,13 +219,18 @@ class Projector:
 
     async def _apply(self, partition: int, records: list[Record], expected: int, new: int) -> Batch:
         batch = Batch(self.name, records, cache=self.catch_up.cache if self.catch_up.on else None)
+        clock = time.perf_counter()
         await asyncio.to_thread(batch.decode_all)  # validation walks every value: CPU, off the loop
+        clock = _step(batch, "decode", clock)
         async with self.engine.connect() as conn:
             await load(conn, batch)
             batch.tree = await notary.tail(conn, partition, expected)
+        clock = _step(batch, "load", clock)
         batch = await self._fold(batch)
+        clock = _step(batch, "fold", clock)
         try:
             await self._write(batch, partition, expected, new, isolate=False)
+            _step(batch, "write", clock)
         except Exception as exc:
             if is_transient(exc) or isinstance(exc, LostPartition):
                 raise
@@ -378,3 +383,10 @@ class Projector:
                 return True
         return await checkpoints.wait_until_stored(self.engine, self.name, position.partition,
                                                    position.offset, deadline)
+
+
+def _step(batch: Batch, name: str, since: float) -> float:
+    """Note the seconds a batch's step took since `since` (its log line's `steps`); now."""
+    now = time.perf_counter()
+    batch.steps[name] = now - since
+    return now

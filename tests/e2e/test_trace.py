@@ -66,6 +66,9 @@ async def test_a_pass_sent_over_http_is_followed_by_its_trace_id(server):
     assert (passes[docs[0], 1]["traceparent"], passes[docs[1], 1]["traceparent"]) == (OWN, OVER_LOG)
     [line] = [b for b in traced_in_batches(server, OVER_HTTP) if trace_id(OVER_HTTP) in b["trace_ids"]]
     assert line["first_offset"] <= int(passes[docs[0], 0]["offset"]) <= line["last_offset"]
+    # where the batch's time went, step by step, within its whole
+    assert set(line["steps"]) == {"decode", "load", "fold", "write"}
+    assert all(ms >= 0 for ms in line["steps"].values()) and sum(line["steps"].values()) <= line["ms"] + 0.5
 
 
 def test_the_request_header_stamps_events_without_their_own_and_a_bad_one_is_ignored(server):
