@@ -91,7 +91,8 @@ async def start_runtime(settings: Settings, log: EventLog | None = None, with_pr
     telemetry = Telemetry()
     projector = Projector(log, read_model.engine, observer=telemetry.observer(),
                           heartbeat_interval=settings.heartbeat_interval,
-                          fold_pool=fold_pool(settings), catch_up=settings.catch_up()) if run_projector else None
+                          fold_pool=fold_pool(settings), catch_up=settings.catch_up(),
+                          live_cache=settings.live_cache()) if run_projector else None
     runtime = Runtime(settings, log, engine, projector, control, read_model, telemetry=telemetry,
                       grace=grace or Grace(settings.shutdown_grace),
                       verifications=Verifications(settings, control, lambda: read_model.version))

@@ -44,6 +44,7 @@ class Settings:
     read_cache_ttl: float = 2.0  # its answers' greatest age (the bound for changes nobody announced)
     bulk_flush_records: int = 10_000  # a catch-up's flush (projections/runtime/bulk.py)
     bulk_cache_mb: int = 96  # a catch-up's kept aggregates, estimated
+    live_cache_mb: int = 64  # the runs a live projector keeps between batches, estimated; 0: off
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -78,6 +79,7 @@ class Settings:
             read_cache_ttl=float(env.get("RUNLEDGER_READ_CACHE_TTL", "2")),
             bulk_flush_records=int(env.get("RUNLEDGER_BULK_FLUSH_RECORDS", "10000")),
             bulk_cache_mb=int(env.get("RUNLEDGER_BULK_CACHE_MB", "96")),
+            live_cache_mb=int(env.get("RUNLEDGER_LIVE_CACHE_MB", "64")),
         )
 
     @property
@@ -98,6 +100,12 @@ class Settings:
         from projections.runtime.bulk import CatchUp
 
         return CatchUp(flush_records=self.bulk_flush_records, cache_budget=self.bulk_cache_mb * 2**20)
+
+    def live_cache(self):
+        """The runs a live projector keeps between batches (projections/runtime/bulk.py), or None."""
+        from projections.runtime.bulk import LiveCache
+
+        return LiveCache(self.live_cache_mb * 2**20) if self.live_cache_mb > 0 else None
 
     def with_(self, **changes) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -26,6 +26,7 @@ from events.log import Record
 from projections.domain import clock, fold as fold_module
 from projections.domain.fold import AGGREGATE_KIND, apply
 from projections.domain.snapshots import SNAPSHOT_EVERY
+from projections.domain.state import evolve
 from projections.runtime import changes, history_index, quarantine
 from projections.runtime.transient import is_transient
 from projections.store import bulk_writes, row_versions, serialize as ser, writes as writes_module
@@ -60,7 +61,9 @@ class Batch:
     history: history_index.Loaded = field(default_factory=history_index.Loaded)  # set by load()
     trackers: dict[Key, history_index.Tracker] = field(default_factory=dict)  # by fold(), dropped by prepare()
     snapshot_every: int = SNAPSHOT_EVERY
-    cache: Any = None  # a bulk catch-up's aggregates (projections/runtime/bulk.py): load and prepare use it
+    cache: Any = None  # kept aggregates (projections/runtime/bulk.py: a catch-up's, or a live projector's)
+    bulk: bool = False  # a bulk catch-up's flush: new rows copied in (projections/store/bulk_writes.py)
+    lent: dict[str, int] = field(default_factory=dict)  # runs lent by the cache: the version each was kept at
     steps: dict[str, float] = field(default_factory=dict)  # seconds per step (decode, load, fold, write), logged
     _grouped: dict[Key, list[tuple[Record, Event]]] | None = field(default=None, repr=False)
 
@@ -208,8 +211,9 @@ async def load(conn: AsyncConnection, batch: Batch, honour_quarantine: bool = Tr
             document_id = getattr(event.payload, "document_id", None)
             if document_id:
                 docs.add((agg_id, document_id))
-    held = batch.cache.lend(batch) if batch.cache is not None else {}  # states a bulk catch-up holds
+    held = batch.cache.lend(batch) if batch.cache is not None else {}  # states kept from earlier batches
     await _load_runs(conn, batch, wanted["run"] - held.get("run", set()), docs)
+    await _load_missing_documents(conn, batch, held.get("run", set()), docs)
     batch.history = await history_index.load(conn, {agg for ids in wanted.values() for agg in ids},
                                              [pair for pairs in grouped.values() for pair in pairs], batch.loaded_docs)
     await _load_simple(conn, batch, "experiment", experiments, experiments.c.experiment_id,
@@ -247,6 +251,51 @@ async def _load_runs(conn, batch: Batch, run_ids: set[str], docs: set[tuple[str,
         batch.marks[run_id] = (version or 0, passes)
 
 
+async def _load_missing_documents(conn, batch: Batch, held: set[str], docs: set[tuple[str, str]]) -> None:
+    """The documents the batch touches that a kept run does not hold (a run is kept as far
+    as batches loaded it), read as `_load_runs` reads them and added to the kept state."""
+    missing = [(run_id, doc_id) for run_id, doc_id in docs
+               if run_id in held and doc_id not in batch.loaded[("run", run_id)].documents]
+    if not missing:
+        return
+    batch.cache.missing += len(missing)
+    query = select(run_documents.c.run_id, run_documents.c.state).where(
+        tuple_(run_documents.c.run_id, run_documents.c.document_id).in_(missing))
+    found: dict[str, dict] = {}
+    for run_id, state in (await conn.execute(query)).all():
+        doc = ser.document_from_json(state)
+        found.setdefault(run_id, {})[doc.document_id] = doc
+        batch.loaded_docs[(run_id, doc.document_id)] = doc
+    for run_id, documents in found.items():
+        run = batch.loaded[("run", run_id)]
+        batch.loaded[("run", run_id)] = evolve(run, documents={**run.documents, **documents})
+
+
+class StaleAggregates(RuntimeError):
+    """Runs the cache lent were written by someone else since it kept them (their stored
+    version moved): the cache let them go, and the batch is loaded and folded again."""
+
+    transient = True  # retried like a transient fault (projections.runtime.transient)
+
+
+async def check_lent(conn: AsyncConnection, batch: Batch) -> None:
+    """In the write's transaction, before any row: every run the cache lent is still at the
+    version it was kept at. On PostgreSQL the rows are locked until the commit (FOR UPDATE),
+    so nobody writes them between this read and the batch's own writes; SQLite's write
+    transaction holds the whole file."""
+    if not batch.lent:
+        return
+    query = select(runs.c.run_id, runs.c.version).where(runs.c.run_id.in_(batch.lent))
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    stored = {run_id: version or 0 for run_id, version in (await conn.execute(query)).all()}
+    stale = sorted(run_id for run_id, version in batch.lent.items() if stored.get(run_id) != version)
+    if stale:
+        batch.cache.stale += len(stale)
+        batch.cache.forget(batch.records[0].partition)
+        raise StaleAggregates(f"runs written elsewhere since they were kept: {', '.join(stale[:5])}")
+
+
 async def save(conn: AsyncConnection, batch: Batch, isolate: bool = False, park: bool = True) -> None:
     """Write the batch (prepared here unless `batch.prepare()` ran already): one statement
     per table for the whole batch. With `isolate`, each aggregate in its own savepoint
@@ -254,8 +303,9 @@ async def save(conn: AsyncConnection, batch: Batch, isolate: bool = False, park:
     quarantined, the others commit. `park=False` (a retry of parked events) leaves
     quarantine rows to the caller."""
     prepared = batch.prepare()
+    await check_lent(conn, batch)
     if not isolate:
-        execute = writes_module.execute if batch.cache is None else bulk_writes.execute  # COPY for a bulk flush
+        execute = bulk_writes.execute if batch.bulk else writes_module.execute  # COPY for a bulk flush
         await execute(conn, prepared.aggregates.values())
     else:
         for key in list(prepared.aggregates):

@@ -12,8 +12,10 @@ at the stored checkpoint. What differs:
 - **no state read back**: the aggregates a flush folded stay in memory (`AggregateCache`)
   for the next flush of the catch-up, as the store holds them after the commit, a run with
   the `(version, passes)` its row was stamped with (projections/store/row_versions.py);
-  only aggregates not held are read (a run held only in part, as a batch loads it, is not
-  kept). The history's heads and earlier accepted rows are read per flush as per batch;
+  only aggregates not held are read (a run held in part, as a batch loads it, has the
+  documents it lacks read when a flush touches them), and every lent run's stored version is
+  checked in the flush's transaction (`batch.check_lent`). The history's heads and earlier
+  accepted rows are read per flush as per batch;
 - row versions count writes: a flush writes an aggregate's row once, so a catch-up leaves
   lower versions than batches would (state hashes and verify leave them out);
 - **bulk writes**: new rows go in with one COPY per table on PostgreSQL, one executemany on
@@ -68,17 +70,25 @@ Key = tuple[str, str]
 
 
 class AggregateCache:
-    """Folded aggregates kept between the flushes of a catch-up, per partition, least
-    recently used first out. A state is kept only once the flush that folded it committed
-    (`keep` stages it, `committed` keeps it), and only whole: a run holding every document
-    of its run (a batch's load reads only the documents it touches)."""
+    """Folded aggregates kept between the flushes of a catch-up (or the batches of a live
+    projector: `LiveCache`), per partition, least recently used first out. A state is kept
+    only once the flush that folded it committed (`keep` stages it, `committed` keeps it).
+    A run may be held in part (a batch loads only the documents it touches): the documents a
+    later batch touches and the run does not hold are read then (`missing`), and kept too.
 
-    def __init__(self, budget: int = CACHE_BUDGET):
+    Lent runs are checked in the write's transaction (`batch.check_lent`): the run's stored
+    version must still be the one its kept state was written with, or the partition's
+    aggregates are dropped and the batch is loaded and folded again from the store."""
+
+    def __init__(self, budget: int = CACHE_BUDGET, kinds: frozenset[str] | None = None):
         self.budget = budget
+        self.kinds = kinds  # None: every kind; else only these (a live projector keeps runs only)
         self.size = 0
         self.flushes = self.lent = self.dropped = 0  # committed flushes, states lent, states dropped for room
-        self._states: OrderedDict[tuple[int, Key], tuple[Any, int]] = OrderedDict()
-        self._staged: dict[int, dict[Key, tuple[Any, int]]] = {}
+        self.stale = 0  # lent runs found written by someone else (their version moved): read again
+        self.missing = 0  # documents read for runs held in part (a batch touched documents they did not hold)
+        self._states: OrderedDict[tuple[int, Key], tuple] = OrderedDict()  # (state, size, mark, sizes)
+        self._staged: dict[int, dict[Key, tuple]] = {}
 
     def __len__(self) -> int:
         return len(self._states)
@@ -98,6 +108,7 @@ class AggregateCache:
             self.lent += 1
             if key[0] == "run":
                 batch.marks[key[1]] = mark  # the run's (version, passes) as its last flush wrote them
+                batch.lent[key[1]] = mark[0]  # ... checked against the store in the write (check_lent)
                 batch.loaded_docs.update(((key[1], doc_id), doc) for doc_id, doc in state.documents.items())
             held.setdefault(key[0], set()).add(key[1])
         return held
@@ -107,25 +118,32 @@ class AggregateCache:
         partition = batch.records[0].partition
         staged = {}
         for key, state in batch.states.items():
-            if state is None or key in batch.failures or key in batch.parked or not _whole(state):
+            if state is None or key in batch.failures or key in batch.parked:
+                continue
+            if self.kinds is not None and key[0] not in self.kinds:
                 continue
             written = batch.writes.aggregates.get(key)
-            previous = self._states.get((partition, key))
-            size = (previous[1] if previous else 0) + (_json_bytes(written) if written else 0) * OBJECT_FACTOR
-            staged[key] = (state, size, _mark(key, written, batch.marks))
+            size, sizes = self._measure(self._states.get((partition, key)), written)
+            staged[key] = (state, size, _mark(key, written, batch.marks), sizes)
         self._staged[partition] = staged
+
+    def _measure(self, previous, written) -> tuple[int, Any]:
+        """The kept state's estimated bytes (and what a later estimate starts from). A flush
+        writes an aggregate once: what it wrote (event index bodies included: the events the
+        state now holds) adds to its estimate."""
+        return (previous[1] if previous else 0) + (_json_bytes(written) if written else 0) * OBJECT_FACTOR, None
 
     def committed(self, batch) -> None:
         """The flush's transaction committed: what it staged is what the store holds."""
         partition = batch.records[0].partition
-        for key, (state, size, mark) in self._staged.pop(partition, {}).items():
+        for key, entry in self._staged.pop(partition, {}).items():
             if key in batch.failures or key in batch.parked:  # refused by the store after all
                 self._drop((partition, key))
                 continue
             old = self._states.pop((partition, key), None)
-            self.size += size - (old[1] if old else 0)
-            self._states[(partition, key)] = (state, size, mark)
-        for key in batch.failures:
+            self.size += entry[1] - (old[1] if old else 0)
+            self._states[(partition, key)] = entry
+        for key in (*batch.failures, *batch.parked):  # set aside: read again once the quarantine is lifted
             self._drop((partition, key))
         self.flushes += 1
         while self.size > self.budget and self._states:
@@ -147,10 +165,31 @@ class AggregateCache:
             self.size -= found[1]
 
 
-def _whole(state: Any) -> bool:
-    documents = getattr(state, "documents", None)
-    spec = getattr(state, "spec", None)
-    return documents is None or spec is None or len(documents) == len(spec["documents"])
+class LiveCache(AggregateCache):
+    """The runs a projector that keeps up folded, kept across its batches (issue 20 item 2):
+    a batch reads from the store only the runs and documents it does not hold, and writes
+    as before. Runs only (their rows carry the version `check_lent` compares); within
+    `LIVE_CACHE_BUDGET`, estimated as the JSON of the rows that hold each run (its row and
+    its documents' rows as last written) times `OBJECT_FACTOR`: a live run's rows are
+    written again by every batch that touches it, so what was written is not added up."""
+
+    def __init__(self, budget: int | None = None):
+        super().__init__(LIVE_CACHE_BUDGET if budget is None else budget, kinds=frozenset({"run"}))
+
+    def _measure(self, previous, written) -> tuple[int, Any]:
+        if written is None:
+            return (previous[1], previous[3]) if previous else (0, {})
+        sizes = dict(previous[3]) if previous else {}  # document id (None: the run's row) -> JSON bytes
+        for rows in (written.inserts, written.updates):
+            for row in rows.get("run_documents", ()):
+                sizes[row.get("document_id") or row.get("k_document_id")] = len(row["state"])
+            for row in rows.get("runs", ()):
+                sizes[None] = len(row["state"])
+        return sum(sizes.values()) * OBJECT_FACTOR, sizes
+
+
+LIVE_CACHE_BUDGET = 64 * 2**20
+"""Estimated bytes of the runs a live projector keeps between batches (`LiveCache`)."""
 
 
 def _mark(key: Key, written, marks: dict) -> tuple[int, int | None] | None:

@@ -91,7 +91,8 @@ def fold_elsewhere(batch: Batch) -> Batch:
 class Projector:
     def __init__(self, log_: EventLog, engine: AsyncEngine, name: str = "main", batch_size: int = BATCH_SIZE,
                  observer: Observer | None = None, heartbeat_interval: float = 2.0,
-                 fold_pool: Executor | None = None, catch_up: bulk.CatchUp | None = None):
+                 fold_pool: Executor | None = None, catch_up: bulk.CatchUp | None = None,
+                 live_cache: bulk.LiveCache | None | bool = True):
         self.log = log_
         self.engine = engine
         self.name = name
@@ -100,6 +101,8 @@ class Projector:
         self.heartbeat_interval = heartbeat_interval
         self.fold_pool = fold_pool
         self.catch_up = catch_up or bulk.CatchUp()  # bulk mode while behind (projections/runtime/bulk.py)
+        # runs kept between live batches (True: the default budget; False or None: none)
+        self.live_cache = bulk.LiveCache() if live_cache is True else None if live_cache is False else live_cache
         self.member = heartbeat.Member(name)
         self.partitions: dict[int, PartitionStatus] = {}
         self.batches = self.applied_total = self.poison_total = 0
@@ -212,13 +215,15 @@ class Projector:
             return
         if batch.cache is not None:
             batch.cache.committed(batch)
+        elif self.live_cache is not None:
+            self.live_cache.forget(partition)  # folded without it (in the fold pool): what it kept is behind
         self._applied(status, batch, new, time.perf_counter() - started)
         changes.published(batch.changed)  # committed: this process's caches forget it before any waiter wakes
         async with self._progress:
             self._progress.notify_all()
 
     async def _apply(self, partition: int, records: list[Record], expected: int, new: int) -> Batch:
-        batch = Batch(self.name, records, cache=self.catch_up.cache if self.catch_up.on else None)
+        batch = Batch(self.name, records, cache=self._cache_for(partition, records), bulk=self.catch_up.on)
         clock = time.perf_counter()
         await asyncio.to_thread(batch.decode_all)  # validation walks every value: CPU, off the loop
         clock = _step(batch, "decode", clock)
@@ -239,12 +244,27 @@ class Projector:
             await self._write(batch, partition, expected, new, isolate=True)
         return batch
 
+    def _cache_for(self, partition: int, records: list[Record]):
+        """A bulk flush folds from the catch-up's kept aggregates; a live batch from the live
+        cache's, unless it is heavy enough for the fold pool (another process: its states
+        cannot come back here cheaply), which then starts from the store."""
+        if self.catch_up.on:
+            if self.live_cache is not None:
+                self.live_cache.forget(partition)  # the flushes write these runs now
+            return self.catch_up.cache
+        if self.live_cache is None or self._pooled(records):
+            return None
+        return self.live_cache
+
+    def _pooled(self, records: list[Record]) -> bool:
+        return self.fold_pool is not None and sum(len(r.value) for r in records) >= POOL_FROM_BYTES
+
     async def _fold(self, batch: Batch) -> Batch:
         """Fold and prepare, off the event loop either way: a heavy batch (POOL_FROM_BYTES of
         records or more) in `fold_pool` (a process pool: the consensus engine's C code cannot
         hold the API's GIL there), anything else in a worker thread (no pickling, no process
         start-up)."""
-        if self.fold_pool is None or batch.cache is not None or sum(len(r.value) for r in batch.records) < POOL_FROM_BYTES:
+        if batch.cache is not None or not self._pooled(batch.records):
             return await asyncio.to_thread(fold_and_prepare, batch)
         return await asyncio.get_running_loop().run_in_executor(self.fold_pool, fold_elsewhere, batch)
 
@@ -338,6 +358,8 @@ class Projector:
         async with self._batch_lock:  # the batch in hand commits first
             for partition in partitions:
                 self.partitions.pop(partition, None)
+                if self.live_cache is not None:
+                    self.live_cache.forget(partition)  # another member writes its runs now
         async with self._progress:
             self._progress.notify_all()  # waiters on those partitions go to the stored checkpoint
         log.info("projector %s: released partitions %s", self.name, sorted(partitions))
@@ -356,6 +378,8 @@ class Projector:
 
     def _seek(self, partition: int, offset: int, assigned: bool = False) -> None:
         self.catch_up.drop(partition)  # gathered records and kept aggregates are of the old position
+        if self.live_cache is not None:
+            self.live_cache.forget(partition)
         status = self.partitions.get(partition)
         if status is not None:
             self._seeks += 1

@@ -150,7 +150,7 @@ async def test_the_golden_corpus_folds_in_bulk_to_the_rows_batches_write(store, 
 async def test_a_restart_after_downtime_catches_up_in_bulk_to_the_rows_batches_write(store, request, tmp_path):
     """Half the log projected in batches, the rest appended while no projector ran, then
     caught up in bulk: the runs it finds in the store are read as a batch reads them (only
-    the documents touched), and such a partial run is never kept for the next flush."""
+    the documents touched), kept so, and the documents later flushes touch are read then."""
     scripts = [RunScript(run_id=f"r{i}", docs=4, n=3, block_type="extract") for i in range(5)]
     first = [e for s in scripts for e in (s.created(), s.started(), s.passed("doc_0", 0, {"v": 1}))]
     rest = [s.passed(d, p, {"v": p % 2}) for p in range(3) for d in ("doc_1", "doc_2", "doc_3", "doc_0")
