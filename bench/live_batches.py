@@ -1,8 +1,9 @@
 """The live path's cost per batch: small batches, as a projector sees them when it keeps up.
 
     .venv/bin/python bench/live_batches.py [--batch 27] [--repeat 3] [--consensus off] [--live-cache on|off|both]
+                                           [--runs 40 --docs 50 --n 5]
 
-The bench workload (bench/workload.py, 10,122 events) on an embedded log, projected into
+The bench workload (bench/workload.py, 10,122 events; `--runs/--docs/--n` another shape) on an embedded log, projected into
 a fresh PostgreSQL database (a server started here, fsync on) by one projector polling at
 most `--batch` records at a time with bulk catch-up off: every batch goes the way a live
 batch goes (load, fold, write, commit). Prints per repetition the batches' time (decode to
@@ -78,7 +79,7 @@ async def main_async(args) -> None:
     from bench.infra import Infra
     from tests.infra import postgres_server
 
-    workload = Workload()
+    workload = Workload(args.runs, args.docs, args.n)
     with tempfile.TemporaryDirectory() as tmp:
         log = SqliteEventLog(Path(tmp) / "log.db", partitions=6)
         await log.start()
@@ -116,6 +117,9 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=27)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--consensus", choices=["on", "off"], default="on")
+    parser.add_argument("--runs", type=int, default=40, help="runs of the workload (bench/workload.py)")
+    parser.add_argument("--docs", type=int, default=50, help="documents per run")
+    parser.add_argument("--n", type=int, default=5, help="passes per document")
     parser.add_argument("--live-cache", choices=["on", "off", "both"], default="both",
                         help="the projector's live cache (both: off and on alternately)")
     asyncio.run(main_async(parser.parse_args()))

@@ -233,7 +233,7 @@ async def _load_simple(conn, batch, kind, table, id_col, ids, from_json) -> None
 async def _load_runs(conn, batch: Batch, run_ids: set[str], docs: set[tuple[str, str]]) -> None:
     if not run_ids:
         return
-    found = (await conn.execute(select(runs.c.run_id, runs.c.state, runs.c.version, runs.c.passes)
+    found = (await conn.execute(select(runs.c.run_id, runs.c.state, runs.c.version, runs.c.passes, runs.c.spec)
                                 .where(runs.c.run_id.in_(run_ids)))).all()
     known = {row.run_id for row in found}
     wanted_docs = [pair for pair in docs if pair[0] in known]
@@ -246,8 +246,8 @@ async def _load_runs(conn, batch: Batch, run_ids: set[str], docs: set[tuple[str,
             doc = ser.document_from_json(state)
             by_run[run_id][doc.document_id] = doc
             batch.loaded_docs[(run_id, doc.document_id)] = doc
-    for run_id, state, version, passes in found:
-        batch.loaded[("run", run_id)] = ser.run_from_json(state, by_run[run_id])
+    for run_id, state, version, passes, spec in found:
+        batch.loaded[("run", run_id)] = ser.run_from_json(state, by_run[run_id], spec)
         batch.marks[run_id] = (version or 0, passes)
 
 

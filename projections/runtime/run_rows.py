@@ -185,7 +185,7 @@ def run_row(run: RunState, passes: int | None) -> dict[str, Any]:
         workflow_id=spec["workflow_id"], block_id=spec["block_id"], trigger_type=spec["trigger_type"],
         status=run.status, created_at=run.created_at, started_at=run.started_at,
         completed_at=run.completed_at, score=run.score, state=ser.run_to_json(run), **run_columns(run),
-        passes=passes,
+        passes=passes, spec=run.spec,
     )
 
 

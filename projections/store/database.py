@@ -148,6 +148,7 @@ def _add_missing_columns(sync_conn) -> None:
     experiments.freshness, blocks.execution, 0008) gets it here, and an index column its
     rows' values (projections/store/backfill.py, 0011). Missing indexes are made too."""
     inspector = inspect(sync_conn)
+    added = set()
     for table in metadata.sorted_tables:
         if not inspector.has_table(table.name):
             continue
@@ -156,13 +157,14 @@ def _add_missing_columns(sync_conn) -> None:
             if column.name not in present and column.nullable:
                 kind = column.type.compile(sync_conn.dialect)
                 sync_conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
-                backfill = AFTER_ADDING.get((table.name, column.name))
-                if backfill is not None:
-                    backfill(sync_conn)
+                added.add((table.name, column.name))
         indexed = {index["name"] for index in inspector.get_indexes(table.name)}
         for index in table.indexes:
             if index.name not in indexed:
                 index.create(sync_conn)
+    for column, backfill in AFTER_ADDING.items():  # in the migrations' order, once every column is there
+        if column in added:
+            backfill(sync_conn)
 
 
 def _add_missing_indexes(sync_conn) -> None:

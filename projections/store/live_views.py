@@ -53,7 +53,7 @@ async def run_page(conn: AsyncConnection, org_id: str, filters: RunFilters, page
     return found, await _shown(conn, found.rows)
 
 
-_SHOWN = (runs.c.resource, _STATE_IF_NO_RESOURCE, runs.c.passes, runs.c.version)
+_SHOWN = (runs.c.resource, *_STATE_IF_NO_RESOURCE, runs.c.passes, runs.c.version)
 
 
 async def runs_shown(conn: AsyncConnection, org_id: str, run_ids: list[str]) -> dict[str, RunShown]:

@@ -18,11 +18,10 @@ import orjson
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from projections.store import serialize as ser
 from projections.store.read_columns import run_resource
 from projections.store.tables import document_targets as dt, event_index, run_documents as rd, runs
 from projections.store.target_labels import digest
-from projections.store.views import _STATE_IF_NO_RESOURCE, _visible_runs
+from projections.store.views import _STATE_IF_NO_RESOURCE, _visible_runs, run_from_row
 
 
 class RunHead(NamedTuple):
@@ -45,7 +44,7 @@ class RunHead(NamedTuple):
 
 
 _RUN_HEAD = select(runs.c.run_id, runs.c.experiment_id, runs.c.created_at, runs.c.resource,
-                   _STATE_IF_NO_RESOURCE).where(runs.c.run_id == bindparam("run_id"),
+                   *_STATE_IF_NO_RESOURCE).where(runs.c.run_id == bindparam("run_id"),
                                                 _visible_runs(bindparam("org_id")))
 
 
@@ -54,7 +53,7 @@ async def get_run_head(conn: AsyncConnection, org_id: str, run_id: str) -> RunHe
     if row is None:
         return None
     fields = (orjson.loads(row.resource) if row.resource is not None
-              else run_resource(ser.run_from_json(row.state, {})))  # a row older than migration 0007
+              else run_resource(run_from_row(row)))  # a row older than migration 0007
     return RunHead(row.run_id, row.experiment_id, row.created_at, fields)
 
 

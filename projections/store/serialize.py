@@ -7,7 +7,7 @@ from typing import Any
 
 from projections.domain.state import BlockState, BlockVersion, DocumentState, ExperimentState, PassFact, RunState
 
-_RUN_SCALARS = [f.name for f in fields(RunState) if f.name != "documents"]
+_RUN_SCALARS = [f.name for f in fields(RunState) if f.name not in ("documents", "spec")]
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -51,17 +51,22 @@ def document_from_json(data: dict[str, Any]) -> DocumentState:
 
 
 def run_to_json(run: RunState) -> dict[str, Any]:
-    """The run-level state; documents are stored in their own rows."""
+    """The run-level state that changes: documents are stored in their own rows, the spec
+    (the RunCreated payload) once in `runs.spec`."""
     data = {name: getattr(run, name) for name in _RUN_SCALARS}
     for name in ("created_at", "started_at", "completed_at", "latest_fact_at"):
         data[name] = _ts(data[name])
     return data
 
 
-def run_from_json(data: dict[str, Any], documents: dict[str, DocumentState]) -> RunState:
+def run_from_json(data: dict[str, Any], documents: dict[str, DocumentState],
+                  spec: dict[str, Any] | None = None) -> RunState:
+    """`spec`: the row's `runs.spec`; a state written before migration 0015 holds its own."""
     values = dict(data)
     for name in ("created_at", "started_at", "completed_at", "latest_fact_at"):
         values[name] = _dt(values[name])
+    if spec is not None:
+        values["spec"] = spec
     return RunState(**values, documents=documents)
 
 

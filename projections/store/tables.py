@@ -70,6 +70,9 @@ runs = Table(
     Column("summary", Text),  # what its metrics summary shows (read_columns.run_summary; migration 0008)
     Column("version", BigInteger),  # +1 at every write of the row (projections/store/row_versions.py; 0013)
     Column("passes", Integer),  # pass facts recorded over its documents (row_versions; NULL: before 0013)
+    # The RunCreated payload, written once with the row: it grows with the run's documents and
+    # never changes, so `state` leaves it out and a batch does not write it again (0015).
+    Column("spec", JSON),
     Index("ix_runs_org_created", "org_id", "created_at", "run_id"),
     Index("ix_runs_experiment", "experiment_id", "created_at"),
 )

@@ -28,7 +28,14 @@ def _state_if_null(column, state):
     return case((column.is_(None), state), else_=null()).label("state")
 
 
-_STATE_IF_NO_RESOURCE = _state_if_null(runs.c.resource, runs.c.state)  # rows older than migration 0007
+def _spec_if_null(column):
+    """... and its spec (`runs.spec`, which the state leaves out), to derive it with."""
+    return case((column.is_(None), runs.c.spec), else_=null()).label("spec")
+
+
+_STATE_IF_NO_RESOURCE = (_state_if_null(runs.c.resource, runs.c.state),  # rows older than migration 0007
+                         _spec_if_null(runs.c.resource))
+_RUN_STATE = (runs.c.state, runs.c.spec)  # what `run_from_row` decodes a run from
 SORTABLE = {"created_at": runs.c.created_at, "started_at": runs.c.started_at,
             "completed_at": runs.c.completed_at, "score": runs.c.score}
 _EPOCH = datetime(1970, 1, 1)
@@ -146,7 +153,7 @@ class LatestRun(NamedTuple):
     documents_fingerprint: str
 
 
-_LATEST = (select(runs.c.run_id, runs.c.status, runs.c.score, runs.c.resource, _STATE_IF_NO_RESOURCE)
+_LATEST = (select(runs.c.run_id, runs.c.status, runs.c.score, runs.c.resource, *_STATE_IF_NO_RESOURCE)
            .where(runs.c.org_id == bindparam("org_id"), runs.c.experiment_id == bindparam("experiment_id"))
            .order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(1))
 _LATEST_SCORED = (select(runs.c.score).where(
@@ -177,7 +184,7 @@ def _visible_runs(org_id):
 
 
 # Built once: the hottest read builds no statement and computes no cache key per request.
-_RUN_RESOURCE = select(runs.c.resource, _STATE_IF_NO_RESOURCE).where(
+_RUN_RESOURCE = select(runs.c.resource, *_STATE_IF_NO_RESOURCE).where(
     runs.c.run_id == bindparam("run_id"), _visible_runs(bindparam("org_id")))
 
 
@@ -191,7 +198,7 @@ class RunSummary(NamedTuple):
 
 
 _RUN_SUMMARY = select(runs.c.run_id, runs.c.experiment_id, runs.c.created_at, runs.c.summary,
-                      _state_if_null(runs.c.summary, runs.c.state)).where(
+                      _state_if_null(runs.c.summary, runs.c.state), _spec_if_null(runs.c.summary)).where(
     runs.c.run_id == bindparam("run_id"), _visible_runs(bindparam("org_id")))
 
 
@@ -205,17 +212,17 @@ async def get_run_summary(conn: AsyncConnection, org_id: str, run_id: str) -> Ru
 
 
 async def get_run(conn: AsyncConnection, org_id: str, run_id: str) -> RunState | None:
-    query = select(runs.c.state).where(runs.c.run_id == run_id, _visible_runs(org_id))
+    query = select(*_RUN_STATE).where(runs.c.run_id == run_id, _visible_runs(org_id))
     row = (await conn.execute(query)).first()
-    return ser.run_from_json(row.state, {}) if row else None
+    return run_from_row(row) if row else None
 
 
 async def latest_run(conn: AsyncConnection, org_id: str, experiment_id: str, status: str | None = None) -> RunState | None:
-    query = select(runs.c.state).where(runs.c.org_id == org_id, runs.c.experiment_id == experiment_id)
+    query = select(*_RUN_STATE).where(runs.c.org_id == org_id, runs.c.experiment_id == experiment_id)
     if status:
         query = query.where(runs.c.status == status)
     row = (await conn.execute(query.order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(1))).first()
-    return ser.run_from_json(row.state, {}) if row else None
+    return run_from_row(row) if row else None
 
 
 async def latest_run_id(conn: AsyncConnection, org_id: str, experiment_id: str) -> str | None:
@@ -240,13 +247,13 @@ class RunFilters:
 
 async def list_runs(conn: AsyncConnection, org_id: str, filters: RunFilters, page: PageRequest) -> Page:
     """Rows with the run's `state` (decode with `run_from_row`)."""
-    return await _page_of_runs(conn, org_id, filters, page, runs.c.state)
+    return await _page_of_runs(conn, org_id, filters, page, *_RUN_STATE)
 
 
 async def list_run_resources(conn: AsyncConnection, org_id: str, filters: RunFilters, page: PageRequest) -> Page:
     """Rows whose `resource_text` is the run's rendered resource: the state is decoded
     only for a row written before runs.resource existed."""
-    return await _page_of_runs(conn, org_id, filters, page, runs.c.resource, _STATE_IF_NO_RESOURCE)
+    return await _page_of_runs(conn, org_id, filters, page, runs.c.resource, *_STATE_IF_NO_RESOURCE)
 
 
 def resource_text(row) -> str:
@@ -447,21 +454,23 @@ async def dead_letter_counts(conn: AsyncConnection) -> dict[str, int]:
 
 
 def run_from_row(row) -> RunState:
-    return ser.run_from_json(row.state, {})
+    """A run from a row with its `state` and `spec` (NULL in a row written before migration
+    0015 without it: its state holds its spec)."""
+    return ser.run_from_json(row.state, {}, row._mapping.get("spec"))
 
 
 async def get_run_any(conn: AsyncConnection, run_id: str) -> RunState | None:
     """A run by id, whatever its organisation (projector-side checks and tests)."""
-    row = (await conn.execute(select(runs.c.state).where(runs.c.run_id == run_id))).first()
-    return ser.run_from_json(row.state, {}) if row else None
+    row = (await conn.execute(select(*_RUN_STATE).where(runs.c.run_id == run_id))).first()
+    return run_from_row(row) if row else None
 
 
 async def prior_completed_run(conn: AsyncConnection, org_id: str, run: RunState) -> RunState | None:
     """The latest completed run of the same experiment created before `run`."""
-    query = _prior_completed(runs.c.state).params(
+    query = _prior_completed(*_RUN_STATE).params(
         org_id=org_id, experiment_id=run.spec["experiment_id"], run_id=run.run_id, created_at=run.created_at)
     row = (await conn.execute(query)).first()
-    return ser.run_from_json(row.state, {}) if row else None
+    return run_from_row(row) if row else None
 
 
 class RunScore(NamedTuple):

@@ -110,7 +110,7 @@ def run_writes(writes: AggregateWrites, run: RunState, exists: bool, loaded_docs
     if exists:
         writes.update("runs", dict(values, k_id=run.run_id))
     else:
-        writes.insert("runs", [run_row(run, values)])
+        writes.insert("runs", [run_row(run, dict(values, spec=json_text(run.spec)))])  # the spec: once
     for doc_id, doc in run.documents.items():
         original = loaded_docs.get((run.run_id, doc_id))
         if doc is original:

@@ -154,17 +154,18 @@ async def derived_columns(engine) -> dict[str, dict[str, tuple[str, str]]]:
     """Per table, per row: the stored derived column text and the text rendered from the row's state."""
     render = read_columns.render
     renderers = {
-        "runs": (runs, runs.c.run_id, "summary", lambda s: render(read_columns.run_summary(ser.run_from_json(s, {})))),
+        "runs": (runs, runs.c.run_id, "summary", lambda row: render(read_columns.run_summary(views.run_from_row(row)))),
         "experiments": (experiments, experiments.c.experiment_id, "freshness",
-                        lambda s: render(read_columns.experiment_freshness(ser.experiment_from_json(s)))),
+                        lambda row: render(read_columns.experiment_freshness(ser.experiment_from_json(row.state)))),
         "blocks": (blocks, blocks.c.block_key, "execution",
-                   lambda s: render(read_columns.block_execution(ser.block_from_json(s)))),
+                   lambda row: render(read_columns.block_execution(ser.block_from_json(row.state)))),
     }
     found = {}
     async with engine.connect() as conn:
         for name, (table, key, column, rendered) in renderers.items():
-            rows = (await conn.execute(select(key, table.c[column], table.c.state))).all()
-            found[name] = {row[0]: (row[1], rendered(row[2])) for row in rows}
+            spec = [table.c.spec] if name == "runs" else []  # a run's spec is kept apart from its state (0015)
+            rows = (await conn.execute(select(key, table.c[column], table.c.state, *spec))).all()
+            found[name] = {row[0]: (row[1], rendered(row)) for row in rows}
     return found
 
 

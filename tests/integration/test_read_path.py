@@ -41,7 +41,8 @@ async def project_a_run(runtime, *run_ids: str) -> RunScript:
 
 async def stored(runtime, run_id: str):
     async with runtime.engine.connect() as conn:
-        return (await conn.execute(select(runs.c.resource, runs.c.state).where(runs.c.run_id == run_id))).one()
+        return (await conn.execute(select(runs.c.resource, runs.c.state, runs.c.spec)
+                                   .where(runs.c.run_id == run_id))).one()
 
 
 async def test_get_and_list_answer_the_resource_the_projector_stored(runtime, api):
