@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import statistics
 import sys
 import tempfile
@@ -45,11 +46,12 @@ async def one(log: SqliteEventLog, url: str, events: int, batch: int, group: str
     real = tracing.batch_applied
 
     def noted(b, projection, seconds):
-        seen.append((len(b.records), seconds, dict(b.steps)))
+        seen.append((len(b.records), seconds, dict(getattr(b, "steps", {}))))
         real(b, projection, seconds)
 
     tracing.batch_applied = noted
-    projector = Projector(log, engine, batch_size=batch, catch_up=bulk.CatchUp(enabled=False), live_cache=live_cache)
+    cached = {"live_cache": live_cache} if "live_cache" in inspect.signature(Projector).parameters else {}
+    projector = Projector(log, engine, batch_size=batch, catch_up=bulk.CatchUp(enabled=False), **cached)
     task = asyncio.create_task(projector.run(group=group))
     try:
         while not projector.partitions:

@@ -211,7 +211,7 @@ async def load(conn: AsyncConnection, batch: Batch, honour_quarantine: bool = Tr
             document_id = getattr(event.payload, "document_id", None)
             if document_id:
                 docs.add((agg_id, document_id))
-    held = batch.cache.lend(batch) if batch.cache is not None else {}  # states kept from earlier batches
+    held = batch.cache.lend(batch, docs) if batch.cache is not None else {}  # states kept from earlier batches
     await _load_runs(conn, batch, wanted["run"] - held.get("run", set()), docs)
     await _load_missing_documents(conn, batch, held.get("run", set()), docs)
     batch.history = await history_index.load(conn, {agg for ids in wanted.values() for agg in ids},

@@ -51,6 +51,7 @@ from collections import OrderedDict
 from typing import Any
 
 from events.log import Record
+from projections.domain.state import evolve
 
 FLUSH_RECORDS = 10_000
 """Records of one partition folded and written together (their decoded events take ~45 MB
@@ -87,29 +88,37 @@ class AggregateCache:
         self.flushes = self.lent = self.dropped = 0  # committed flushes, states lent, states dropped for room
         self.stale = 0  # lent runs found written by someone else (their version moved): read again
         self.missing = 0  # documents read for runs held in part (a batch touched documents they did not hold)
-        self._states: OrderedDict[tuple[int, Key], tuple] = OrderedDict()  # (state, size, mark, sizes)
+        self._states: OrderedDict[tuple[int, Key], tuple] = OrderedDict()  # (state, size, mark, sizes, documents)
         self._staged: dict[int, dict[Key, tuple]] = {}
 
     def __len__(self) -> int:
         return len(self._states)
 
-    def lend(self, batch) -> dict[str, set[str]]:
+    def lend(self, batch, touched: set[tuple[str, str]]) -> dict[str, set[str]]:
         """Set the held states of the batch's aggregates as loaded (not quarantined ones);
-        the ids of each kind that need no read."""
+        the ids of each kind that need no read. A run is lent with the documents the batch
+        touches (`touched`: (run id, document id) pairs) that it holds, as a load reads it:
+        the fold copies a run's documents map on every pass, so a lent map of all 2,000
+        documents of a long run would make each event cost the run's size."""
         partition = batch.records[0].partition
         held: dict[str, set[str]] = {}
+        wanted: dict[str, set[str]] = {}
+        for run_id, doc_id in touched:
+            wanted.setdefault(run_id, set()).add(doc_id)
         for key in batch.by_aggregate():
             found = self._states.get((partition, key))
             if found is None or key in batch.quarantined:
                 continue
             self._states.move_to_end((partition, key))
             state, mark = found[0], found[2]
-            batch.loaded[key] = state
             self.lent += 1
             if key[0] == "run":
+                documents = found[4]
+                state = evolve(state, documents={d: documents[d] for d in wanted.get(key[1], ()) if d in documents})
                 batch.marks[key[1]] = mark  # the run's (version, passes) as its last flush wrote them
                 batch.lent[key[1]] = mark[0]  # ... checked against the store in the write (check_lent)
                 batch.loaded_docs.update(((key[1], doc_id), doc) for doc_id, doc in state.documents.items())
+            batch.loaded[key] = state
             held.setdefault(key[0], set()).add(key[1])
         return held
 
@@ -123,8 +132,10 @@ class AggregateCache:
             if self.kinds is not None and key[0] not in self.kinds:
                 continue
             written = batch.writes.aggregates.get(key)
-            size, sizes = self._measure(self._states.get((partition, key)), written)
-            staged[key] = (state, size, _mark(key, written, batch.marks), sizes)
+            previous = self._states.get((partition, key))
+            size, sizes = self._measure(previous, written)
+            documents = state.documents if key[0] == "run" else None  # merged into what it held, at the commit
+            staged[key] = (state, size, _mark(key, written, batch.marks), sizes, documents)
         self._staged[partition] = staged
 
     def _measure(self, previous, written) -> tuple[int, Any]:
@@ -142,6 +153,10 @@ class AggregateCache:
                 continue
             old = self._states.pop((partition, key), None)
             self.size += entry[1] - (old[1] if old else 0)
+            if entry[4] is not None:  # a run: the documents it held (the cache's own map), with the batch's
+                documents = old[4] if old else {}
+                documents.update(entry[4])
+                entry = (*entry[:4], documents)
             self._states[(partition, key)] = entry
         for key in (*batch.failures, *batch.parked):  # set aside: read again once the quarantine is lifted
             self._drop((partition, key))

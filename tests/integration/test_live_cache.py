@@ -179,3 +179,44 @@ def _messages(events):
     from events.codec import encode
     from events.log import Message
     return [Message(e.aggregate_id, encode(e)) for e in events]
+
+
+async def test_a_long_run_is_lent_with_the_documents_a_batch_touches(store, request, tmp_path):
+    """The fold copies a run's documents map on every pass: lent whole, a run of 300
+    documents would make each event cost 300 entries. It is lent with the documents the
+    batch touches, and keeps the others for later batches."""
+    script = RunScript(run_id="r_long", docs=300, n=3, block_type="extract")
+    log = SqliteEventLog(tmp_path / "log.db", partitions=1)
+    await log.start()
+    engine = await fresh_engine(store, request, tmp_path, "live")
+    clean = await fresh_engine(store, request, tmp_path, "clean")
+    cache = bulk.LiveCache()
+    lent: list[int] = []
+    real = cache.lend
+
+    def lend(batch, touched):
+        held = real(batch, touched)
+        lent.extend(len(state.documents) for key, state in batch.loaded.items() if key[0] == "run")
+        return held
+
+    cache.lend = lend
+    passes = [script.passed(f"doc_{d}", p, {"total": p}) for d in (0, 7, 299) for p in range(3)]
+    projector = Projector(log, engine, batch_size=2, catch_up=bulk.CatchUp(enabled=False), live_cache=cache)
+    task = asyncio.create_task(projector.run(partitions=[0]))
+    try:
+        created = await log.append(_messages([script.created(), script.started()]))
+        assert await projector.wait(created[-1], 60)  # created in the cache: all 300 documents held
+        done = await log.append(_messages(passes))
+        assert await projector.wait(done[-1], 60)
+    finally:
+        projector.stop()
+        await asyncio.wait_for(task, 30)
+    try:
+        await project(log, clean, 100, live_cache=None)
+        assert await all_rows(engine) == await all_rows(clean)
+        assert await state_hashes(engine) == await state_hashes(clean)
+    finally:
+        await log.close()
+        await engine.dispose()
+        await clean.dispose()
+    assert lent and max(lent) <= 2  # a batch of 2 passes touches at most 2 documents
