@@ -89,21 +89,31 @@ async def all_rows(engine) -> dict[str, list]:
     return rows
 
 
+async def assert_same_rows(store, request, tmp_path, reference, candidate, *also) -> None:
+    """`candidate(engine)` and `reference(engine)`, each projecting into an empty read model,
+    leave the same rows (every column but the write counters) and state hashes, and the same
+    value of each of `also(engine)`."""
+    first = await fresh_engine(store, request, tmp_path, "reference")
+    second = await fresh_engine(store, request, tmp_path, "candidate")
+    try:
+        await reference(first)
+        await candidate(second)
+        assert await all_rows(second) == await all_rows(first)
+        assert await state_hashes(second) == await state_hashes(first)
+        for measure in also:
+            assert await measure(second) == await measure(first)
+    finally:
+        await first.dispose()
+        await second.dispose()
+
+
 async def assert_bulk_equals_batches(log, store, request, tmp_path, *, batch_size=7, flush_records=23,
                                      cache_budget=200_000) -> bulk.AggregateCache:
-    batches = await fresh_engine(store, request, tmp_path, "batches")
-    in_bulk = await fresh_engine(store, request, tmp_path, "bulk")
-    try:
-        await project_all(log, batches, bulk.CatchUp(enabled=False), batch_size)
-        catch_up = bulk.CatchUp(flush_records=flush_records, cache_budget=cache_budget)
-        cache = catch_up.cache
-        await project_all(log, in_bulk, catch_up, batch_size)
-        assert await all_rows(in_bulk) == await all_rows(batches)
-        assert await state_hashes(in_bulk) == await state_hashes(batches)
-        return cache
-    finally:
-        await batches.dispose()
-        await in_bulk.dispose()
+    catch_up = bulk.CatchUp(flush_records=flush_records, cache_budget=cache_budget)
+    await assert_same_rows(store, request, tmp_path,
+                           lambda engine: project_all(log, engine, bulk.CatchUp(enabled=False), batch_size),
+                           lambda engine: project_all(log, engine, catch_up, batch_size))
+    return catch_up.cache
 
 
 async def test_the_recorded_log_folds_in_bulk_to_the_rows_batches_write(store, request, tmp_path):
@@ -151,27 +161,35 @@ async def test_a_restart_after_downtime_catches_up_in_bulk_to_the_rows_batches_w
     """Half the log projected in batches, the rest appended while no projector ran, then
     caught up in bulk: the runs it finds in the store are read as a batch reads them (only
     the documents touched), kept so, and the documents later flushes touch are read then."""
+    catch_up = bulk.CatchUp(flush_records=6)
+    await assert_a_restart_projects_as_a_clean_replay(
+        store, request, tmp_path, lambda log, engine: project_all(log, engine, catch_up, 3),
+        lambda log, engine: project_all(log, engine, bulk.CatchUp(enabled=False), 100))
+    assert catch_up.cache.flushes >= 5
+
+
+async def assert_a_restart_projects_as_a_clean_replay(store, request, tmp_path, after_restart, clean) -> None:
+    """Half the log (each run created, one pass of its first document) projected by `clean`,
+    the rest appended while nothing ran, then projected by `after_restart`: the rows a clean
+    replay (`clean`) leaves. `after_restart` finds the runs in the store, read as a batch
+    reads them (the documents touched)."""
     scripts = [RunScript(run_id=f"r{i}", docs=4, n=3, block_type="extract") for i in range(5)]
     first = [e for s in scripts for e in (s.created(), s.started(), s.passed("doc_0", 0, {"v": 1}))]
     rest = [s.passed(d, p, {"v": p % 2}) for p in range(3) for d in ("doc_1", "doc_2", "doc_3", "doc_0")
             for s in scripts if (d, p) != ("doc_0", 0)]
     log = SqliteEventLog(tmp_path / "log.db", partitions=2)
     await log.start()
-    restarted = await fresh_engine(store, request, tmp_path, "restarted")
-    clean = await fresh_engine(store, request, tmp_path, "clean")
-    try:
+
+    async def restarted(engine) -> None:
         await append(log, first)
-        await project_all(log, restarted, bulk.CatchUp(enabled=False), 100)
+        await clean(log, engine)
         await append(log, rest)
-        catch_up = bulk.CatchUp(flush_records=6)
-        await project_all(log, restarted, catch_up, 3)
-        assert catch_up.cache.flushes >= 5
-        await project_all(log, clean, bulk.CatchUp(enabled=False), 100)
-        assert await all_rows(restarted) == await all_rows(clean)
+        await after_restart(log, engine)
+
+    try:
+        await assert_same_rows(store, request, tmp_path, restarted, lambda engine: clean(log, engine))
     finally:
         await log.close()
-        await restarted.dispose()
-        await clean.dispose()
 
 
 @st.composite

@@ -10,6 +10,7 @@ the cache (a write made elsewhere) is read again, never folded over.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 
 import pytest
@@ -20,12 +21,13 @@ from events.log import Position
 from events.sqlite_log import SqliteEventLog
 from projections.runtime import bulk
 from projections.runtime.projector import Projector
-from projections.store.state_hash import state_hashes
 from projections.store.tables import runs
 from tests.builders import RunScript
 from tests.conftest import _store_params
 from tests.fixtures.recorded_log.replay import embedded_log, read_records
-from tests.integration.test_bulk import all_rows, append, fresh_engine, golden_runs, histories, run_versions
+from tests.integration.test_bulk import (
+    append, assert_a_restart_projects_as_a_clean_replay, assert_same_rows, golden_runs, histories, run_versions,
+)
 
 
 @pytest.fixture(params=_store_params())
@@ -52,20 +54,18 @@ async def project(log, engine, batch_size: int, live_cache) -> Projector:
 
 async def assert_cached_equals_uncached(log, store, request, tmp_path, *, batch_size: int,
                                         budget: int) -> bulk.LiveCache:
-    uncached = await fresh_engine(store, request, tmp_path, "uncached")
-    cached = await fresh_engine(store, request, tmp_path, "cached")
+    """Folded from kept runs, the same rows as from the store, row versions included (the
+    same writes), with the cache within its budget."""
     cache = bulk.LiveCache(budget)
-    try:
-        await project(log, uncached, batch_size, live_cache=None)
-        await project(log, cached, batch_size, live_cache=cache)
-        assert await all_rows(cached) == await all_rows(uncached)
-        assert await state_hashes(cached) == await state_hashes(uncached)
-        assert sorted(await run_versions(cached)) == sorted(await run_versions(uncached))  # the same writes
-        assert cache.size <= budget
-        return cache
-    finally:
-        await uncached.dispose()
-        await cached.dispose()
+    await assert_same_rows(store, request, tmp_path, lambda engine: project(log, engine, batch_size, live_cache=None),
+                           lambda engine: project(log, engine, batch_size, live_cache=cache),
+                           lambda engine: sorted_versions(engine))
+    assert cache.size <= budget
+    return cache
+
+
+async def sorted_versions(engine) -> list:
+    return sorted(await run_versions(engine))
 
 
 async def test_the_recorded_log_folds_from_kept_runs_to_the_rows_batches_write(store, request, tmp_path):
@@ -91,27 +91,10 @@ async def test_the_golden_corpus_folds_from_kept_runs_to_the_rows_batches_write(
 async def test_runs_found_in_the_store_are_held_in_part_and_read_on_as_touched(store, request, tmp_path):
     """After a restart the cache is empty: a run is read as a batch reads it (the documents it
     touches), kept so, and the documents later batches touch are read then."""
-    scripts = [RunScript(run_id=f"r{i}", docs=4, n=3, block_type="extract") for i in range(4)]
-    first = [e for s in scripts for e in (s.created(), s.started(), s.passed("doc_0", 0, {"v": 1}))]
-    rest = [s.passed(d, p, {"v": p % 2}) for p in range(3) for d in ("doc_1", "doc_2", "doc_3", "doc_0")
-            for s in scripts if (d, p) != ("doc_0", 0)]
-    log = SqliteEventLog(tmp_path / "log.db", partitions=2)
-    await log.start()
-    restarted = await fresh_engine(store, request, tmp_path, "restarted")
-    clean = await fresh_engine(store, request, tmp_path, "clean")
     cache = bulk.LiveCache()
-    try:
-        await append(log, first)
-        await project(log, restarted, 100, live_cache=None)
-        await append(log, rest)
-        await project(log, restarted, 2, live_cache=cache)
-        await project(log, clean, 2, live_cache=None)
-        assert await all_rows(restarted) == await all_rows(clean)
-        assert await state_hashes(restarted) == await state_hashes(clean)
-    finally:
-        await log.close()
-        await restarted.dispose()
-        await clean.dispose()
+    await assert_a_restart_projects_as_a_clean_replay(
+        store, request, tmp_path, lambda log, engine: project(log, engine, 2, live_cache=cache),
+        lambda log, engine: project(log, engine, 100, live_cache=None))
     assert cache.lent > 0 and cache.missing > 0
 
 
@@ -141,44 +124,25 @@ async def test_a_run_written_elsewhere_is_read_again_not_folded_over(store, requ
     script = RunScript(run_id="r_elsewhere", docs=3, n=3, block_type="extract")
     rng = random.Random(3)
     passes = [script.passed(d, p, {"total": rng.choice([1, 2])}) for p in range(3) for d in script.doc_ids]
-    log = SqliteEventLog(tmp_path / "log.db", partitions=1)
-    await log.start()
-    engine = await fresh_engine(store, request, tmp_path, "live")
-    clean = await fresh_engine(store, request, tmp_path, "clean")
     cache = bulk.LiveCache()
-    projector = Projector(log, engine, batch_size=2, catch_up=bulk.CatchUp(enabled=False), live_cache=cache)
-    task = asyncio.create_task(projector.run(partitions=[0]))
-    try:
-        first = await log.append(_messages([script.created(), script.started(), *passes[:4]]))
-        assert await projector.wait(first[-1], 60)
-        assert cache.lent > 0 and len(cache) == 1  # it holds the run
-        async with engine.begin() as conn:
-            moved = (await conn.execute(update(runs).where(runs.c.run_id == script.run_id)
-                                        .values(version=runs.c.version + 5).returning(runs.c.version))).scalar()
-        rest = await log.append(_messages(passes[4:]))
-        assert await projector.wait(rest[-1], 60)
+
+    async def live(log, engine) -> None:
+        async with running(Projector(log, engine, batch_size=2, catch_up=bulk.CatchUp(enabled=False),
+                                     live_cache=cache)) as projector:
+            first = await log.append(_messages([script.created(), script.started(), *passes[:4]]))
+            assert await projector.wait(first[-1], 60)
+            assert cache.lent > 0 and len(cache) == 1  # it holds the run
+            async with engine.begin() as conn:
+                moved = (await conn.execute(update(runs).where(runs.c.run_id == script.run_id)
+                                            .values(version=runs.c.version + 5).returning(runs.c.version))).scalar()
+            rest = await log.append(_messages(passes[4:]))
+            assert await projector.wait(rest[-1], 60)
         assert cache.stale == 1  # seen in the write's transaction, once
         async with engine.connect() as conn:
             version = (await conn.execute(select(runs.c.version).where(runs.c.run_id == script.run_id))).scalar()
         assert version > moved  # the batches after it wrote on from the stored version, not the kept one
-    finally:
-        projector.stop()
-        await asyncio.wait_for(task, 30)
-    try:
-        assert not [p for p, s in projector.partitions.items() if s.stopped] and projector.quarantined_total == 0
-        await project(log, clean, 100, live_cache=None)
-        assert await all_rows(engine) == await all_rows(clean)
-        assert await state_hashes(engine) == await state_hashes(clean)
-    finally:
-        await log.close()
-        await engine.dispose()
-        await clean.dispose()
 
-
-def _messages(events):
-    from events.codec import encode
-    from events.log import Message
-    return [Message(e.aggregate_id, encode(e)) for e in events]
+    await assert_live_equals_a_replay(store, request, tmp_path, live)
 
 
 async def test_a_long_run_is_lent_with_the_documents_a_batch_touches(store, request, tmp_path):
@@ -186,10 +150,6 @@ async def test_a_long_run_is_lent_with_the_documents_a_batch_touches(store, requ
     documents would make each event cost 300 entries. It is lent with the documents the
     batch touches, and keeps the others for later batches."""
     script = RunScript(run_id="r_long", docs=300, n=3, block_type="extract")
-    log = SqliteEventLog(tmp_path / "log.db", partitions=1)
-    await log.start()
-    engine = await fresh_engine(store, request, tmp_path, "live")
-    clean = await fresh_engine(store, request, tmp_path, "clean")
     cache = bulk.LiveCache()
     lent: list[int] = []
     real = cache.lend
@@ -201,22 +161,45 @@ async def test_a_long_run_is_lent_with_the_documents_a_batch_touches(store, requ
 
     cache.lend = lend
     passes = [script.passed(f"doc_{d}", p, {"total": p}) for d in (0, 7, 299) for p in range(3)]
-    projector = Projector(log, engine, batch_size=2, catch_up=bulk.CatchUp(enabled=False), live_cache=cache)
+
+    async def live(log, engine) -> None:
+        async with running(Projector(log, engine, batch_size=2, catch_up=bulk.CatchUp(enabled=False),
+                                     live_cache=cache)) as projector:
+            created = await log.append(_messages([script.created(), script.started()]))
+            assert await projector.wait(created[-1], 60)  # created in the cache: all 300 documents held
+            done = await log.append(_messages(passes))
+            assert await projector.wait(done[-1], 60)
+
+    await assert_live_equals_a_replay(store, request, tmp_path, live)
+    assert lent and max(lent) <= 2  # a batch of 2 passes touches at most 2 documents
+
+
+async def assert_live_equals_a_replay(store, request, tmp_path, live) -> None:
+    """`live(log, engine)` appends to an empty one-partition log and projects it as it goes;
+    a clean replay of the log then leaves the same rows."""
+    log = SqliteEventLog(tmp_path / "log.db", partitions=1)
+    await log.start()
+    try:
+        await assert_same_rows(store, request, tmp_path, lambda engine: live(log, engine),
+                               lambda engine: project(log, engine, 100, live_cache=None))
+    finally:
+        await log.close()
+
+
+@contextlib.asynccontextmanager
+async def running(projector: Projector):
+    """The projector on partition 0, stopped on the way out; no partition stopped, nothing quarantined."""
     task = asyncio.create_task(projector.run(partitions=[0]))
     try:
-        created = await log.append(_messages([script.created(), script.started()]))
-        assert await projector.wait(created[-1], 60)  # created in the cache: all 300 documents held
-        done = await log.append(_messages(passes))
-        assert await projector.wait(done[-1], 60)
+        yield projector
     finally:
         projector.stop()
         await asyncio.wait_for(task, 30)
-    try:
-        await project(log, clean, 100, live_cache=None)
-        assert await all_rows(engine) == await all_rows(clean)
-        assert await state_hashes(engine) == await state_hashes(clean)
-    finally:
-        await log.close()
-        await engine.dispose()
-        await clean.dispose()
-    assert lent and max(lent) <= 2  # a batch of 2 passes touches at most 2 documents
+    assert not [p for p, s in projector.partitions.items() if s.stopped] and projector.quarantined_total == 0
+
+
+def _messages(events):
+    from events.codec import encode
+    from events.log import Message
+    return [Message(e.aggregate_id, encode(e)) for e in events]
+
