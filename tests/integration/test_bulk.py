@@ -11,6 +11,7 @@ and PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import uuid
@@ -53,9 +54,10 @@ async def fresh_engine(store: str, request, tmp_path, name: str):
     return engine
 
 
-async def project_all(log, engine, catch_up: bulk.CatchUp, batch_size: int) -> Projector:
+async def project_all(log, engine, catch_up: bulk.CatchUp, batch_size: int, live_cache=True) -> Projector:
+    """Every record of `log` into `engine`, polls of at most `batch_size`; no partition stopped."""
     ends = await log.end_offsets()
-    projector = Projector(log, engine, batch_size=batch_size, catch_up=catch_up)
+    projector = Projector(log, engine, batch_size=batch_size, catch_up=catch_up, live_cache=live_cache)
     task = asyncio.create_task(projector.run(partitions=sorted(ends)))
     try:
         for partition, end in ends.items():
@@ -64,6 +66,7 @@ async def project_all(log, engine, catch_up: bulk.CatchUp, batch_size: int) -> P
     finally:
         projector.stop()
         await asyncio.wait_for(task, 30)
+    assert not [p for p, s in projector.partitions.items() if s.stopped]
     return projector
 
 
@@ -146,14 +149,21 @@ def golden_runs() -> list:
     return events
 
 
-async def test_the_golden_corpus_folds_in_bulk_to_the_rows_batches_write(store, request, tmp_path):
+@contextlib.asynccontextmanager
+async def golden_log(tmp_path):
+    """An embedded log of `golden_runs()`, closed on the way out."""
     log = SqliteEventLog(tmp_path / "golden.db", partitions=3)
     await log.start()
     try:
         await append(log, golden_runs())
-        cache = await assert_bulk_equals_batches(log, store, request, tmp_path, batch_size=9, flush_records=40)
+        yield log
     finally:
         await log.close()
+
+
+async def test_the_golden_corpus_folds_in_bulk_to_the_rows_batches_write(store, request, tmp_path):
+    async with golden_log(tmp_path) as log:
+        cache = await assert_bulk_equals_batches(log, store, request, tmp_path, batch_size=9, flush_records=40)
     assert cache.flushes >= 3 and cache.dropped > 0  # the budget made it drop states and read them back
 
 
@@ -241,6 +251,14 @@ def script_started_payload():
 @given(history=histories())
 async def test_generated_histories_fold_in_bulk_to_the_rows_batches_write(store, request, tmp_path_factory, history):
     tmp_path = tmp_path_factory.mktemp("history")
+    async with history_log(tmp_path, history) as log:
+        await assert_bulk_equals_batches(log, store, request, tmp_path, batch_size=4, flush_records=9,
+                                         cache_budget=50_000)
+
+
+@contextlib.asynccontextmanager
+async def history_log(tmp_path, history):
+    """An embedded log of a generated history (`histories()`): its events, then its poison."""
     events, poison = history
     log = SqliteEventLog(tmp_path / "log.db", partitions=2)
     await log.start()
@@ -248,8 +266,7 @@ async def test_generated_histories_fold_in_bulk_to_the_rows_batches_write(store,
         await append(log, events)
         if poison:
             await log.append([Message("h0", raw) for raw in poison])
-        await assert_bulk_equals_batches(log, store, request, tmp_path, batch_size=4, flush_records=9,
-                                         cache_budget=50_000)
+        yield log
     finally:
         await log.close()
 

@@ -17,7 +17,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from sqlalchemy import select, update
 
-from events.log import Position
 from events.sqlite_log import SqliteEventLog
 from projections.runtime import bulk
 from projections.runtime.projector import Projector
@@ -26,7 +25,8 @@ from tests.builders import RunScript
 from tests.conftest import _store_params
 from tests.fixtures.recorded_log.replay import embedded_log, read_records
 from tests.integration.test_bulk import (
-    append, assert_a_restart_projects_as_a_clean_replay, assert_same_rows, golden_runs, histories, run_versions,
+    assert_a_restart_projects_as_a_clean_replay, assert_same_rows, golden_log, histories, history_log, project_all,
+    run_versions,
 )
 
 
@@ -37,19 +37,7 @@ def store(request):
 
 async def project(log, engine, batch_size: int, live_cache) -> Projector:
     """Every record of `log` into `engine`, in batches of at most `batch_size` (no bulk mode)."""
-    ends = await log.end_offsets()
-    projector = Projector(log, engine, batch_size=batch_size, catch_up=bulk.CatchUp(enabled=False),
-                          live_cache=live_cache)
-    task = asyncio.create_task(projector.run(partitions=sorted(ends)))
-    try:
-        for partition, end in ends.items():
-            if end:
-                assert await projector.wait(Position(partition, end - 1), 120), f"partition {partition} stuck"
-    finally:
-        projector.stop()
-        await asyncio.wait_for(task, 30)
-    assert not [p for p, s in projector.partitions.items() if s.stopped]
-    return projector
+    return await project_all(log, engine, bulk.CatchUp(enabled=False), batch_size, live_cache=live_cache)
 
 
 async def assert_cached_equals_uncached(log, store, request, tmp_path, *, batch_size: int,
@@ -78,13 +66,8 @@ async def test_the_recorded_log_folds_from_kept_runs_to_the_rows_batches_write(s
 
 
 async def test_the_golden_corpus_folds_from_kept_runs_to_the_rows_batches_write(store, request, tmp_path):
-    log = SqliteEventLog(tmp_path / "golden.db", partitions=3)
-    await log.start()
-    try:
-        await append(log, golden_runs())
+    async with golden_log(tmp_path) as log:
         cache = await assert_cached_equals_uncached(log, store, request, tmp_path, batch_size=5, budget=40_000)
-    finally:
-        await log.close()
     assert cache.lent > 0 and cache.dropped > 0  # the budget made it drop runs and read them back
 
 
@@ -103,17 +86,8 @@ async def test_runs_found_in_the_store_are_held_in_part_and_read_on_as_touched(s
 async def test_generated_histories_fold_from_kept_runs_to_the_rows_batches_write(store, request, tmp_path_factory,
                                                                                  history):
     tmp_path = tmp_path_factory.mktemp("history")
-    events, poison = history
-    log = SqliteEventLog(tmp_path / "log.db", partitions=2)
-    await log.start()
-    try:
-        await append(log, events)
-        if poison:
-            from events.log import Message
-            await log.append([Message("h0", raw) for raw in poison])
+    async with history_log(tmp_path, history) as log:
         await assert_cached_equals_uncached(log, store, request, tmp_path, batch_size=3, budget=20_000)
-    finally:
-        await log.close()
 
 
 async def test_a_run_written_elsewhere_is_read_again_not_folded_over(store, request, tmp_path):
