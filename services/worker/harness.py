@@ -149,7 +149,8 @@ class Worker:
         key = (getattr(event.payload, "document_id", None), getattr(event.payload, "pass_index", None))
         if event.type == "DocumentPassFailed" and not event.payload.final:
             work.retried[key] = max(work.retried.get(key, 0), event.payload.attempt)
-        work.emitted.discard(key)
+        else:  # the pass's fact is back from the log: the state shows it from now on
+            work.emitted.discard(key)  # (an earlier attempt's retry read back late must not: the pass would run again)
 
     # -- doing the work -------------------------------------------------------------
 
