@@ -30,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import procstat  # noqa: E402
 from events.codec import decode  # noqa: E402
 from events.envelope import Event  # noqa: E402
 
@@ -37,25 +38,6 @@ CHUNK = 10_000
 _EVENT_JSON = Event.__pydantic_serializer__.to_json
 COLUMNS = ["partition", "offset", "event_id", "aggregate_id", "org_id", "type", "occurred_at", "producer",
            "accepted", "body", "document_id"]
-
-
-def _server_cpu(pid: int) -> float:
-    """CPU seconds of the PostgreSQL server: the postmaster's own and its reaped children's
-    (backends that ended), and every live child's."""
-    import os
-
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if stat.parent.name == str(pid):
-            total += sum(int(f) for f in fields[11:15]) / ticks
-        elif int(fields[1]) == pid:
-            total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
 
 
 def _postmaster(pg_dir: Path) -> int | None:
@@ -133,9 +115,9 @@ def main() -> int:
         pid = _postmaster(Path(tmp) / "pg")
         results = []
         for _ in range(args.repeat):
-            server_before = _server_cpu(pid) if pid else 0.0
+            server_before = procstat.cpu_seconds(pid, reaped=True) if pid else 0.0
             result = asyncio.run(one_pass(args.log, url, body=not args.no_body))
-            result["server_cpu"] = (_server_cpu(pid) - server_before) if pid else float("nan")
+            result["server_cpu"] = (procstat.cpu_seconds(pid, reaped=True) - server_before) if pid else float("nan")
             results.append(result)
             n = result["events"]
             per = {k: f"{1e6 * v / n:.1f}" for k, v in result["steps"].items()}
