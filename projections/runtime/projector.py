@@ -215,8 +215,8 @@ class Projector:
             return
         if batch.cache is not None:
             batch.cache.committed(batch)
-        elif self.live_cache is not None:
-            self.live_cache.forget(partition)  # folded without it (in the fold pool): what it kept is behind
+        else:
+            self._forget_kept(partition)  # folded without it (in the fold pool): what it kept is behind
         self._applied(status, batch, new, time.perf_counter() - started)
         changes.published(batch.changed)  # committed: this process's caches forget it before any waiter wakes
         async with self._progress:
@@ -249,12 +249,16 @@ class Projector:
         cache's, unless it is heavy enough for the fold pool (another process: its states
         cannot come back here cheaply), which then starts from the store."""
         if self.catch_up.on:
-            if self.live_cache is not None:
-                self.live_cache.forget(partition)  # the flushes write these runs now
+            self._forget_kept(partition)  # the flushes write these runs now
             return self.catch_up.cache
         if self.live_cache is None or self._pooled(records):
             return None
         return self.live_cache
+
+    def _forget_kept(self, partition: int) -> None:
+        """The live cache lets the partition's runs go (read from the store when next touched)."""
+        if self.live_cache is not None:
+            self.live_cache.forget(partition)
 
     def _pooled(self, records: list[Record]) -> bool:
         return self.fold_pool is not None and sum(len(r.value) for r in records) >= POOL_FROM_BYTES
@@ -358,8 +362,7 @@ class Projector:
         async with self._batch_lock:  # the batch in hand commits first
             for partition in partitions:
                 self.partitions.pop(partition, None)
-                if self.live_cache is not None:
-                    self.live_cache.forget(partition)  # another member writes its runs now
+                self._forget_kept(partition)  # another member writes its runs now
         async with self._progress:
             self._progress.notify_all()  # waiters on those partitions go to the stored checkpoint
         log.info("projector %s: released partitions %s", self.name, sorted(partitions))
@@ -378,8 +381,7 @@ class Projector:
 
     def _seek(self, partition: int, offset: int, assigned: bool = False) -> None:
         self.catch_up.drop(partition)  # gathered records and kept aggregates are of the old position
-        if self.live_cache is not None:
-            self.live_cache.forget(partition)
+        self._forget_kept(partition)
         status = self.partitions.get(partition)
         if status is not None:
             self._seeks += 1
