@@ -10,6 +10,15 @@ end-offsets request are bounded by `timeout` (RUNLEDGER_KAFKA_TIMEOUT); past it 
 `LogUnavailable` naming the brokers. A read has its own bound (READ_TIMEOUT). The producer's
 `request_timeout_ms` is the same bound, so a batch the brokers never took expires in the
 producer instead of landing long after the caller was told 503.
+
+The producer is idempotent: the broker keeps, per producer id and partition, the next
+sequence number it expects. When the two fall out of step the broker refuses every later
+batch to that partition (OUT_OF_ORDER_SEQUENCE_NUMBER, or UNKNOWN_PRODUCER_ID when it has
+forgotten the producer id). aiokafka causes such a gap itself: a batch whose partition had no
+leader for longer than `request_timeout_ms` (a broker restart) is failed after its sequence
+numbers were counted. A broker also forgets an idle producer id (`producer.id.expiration.ms`,
+a day by default). An append refused that way replaces the producer (a new producer id starts
+from 0) and sends again once, within the same bound.
 """
 from __future__ import annotations
 
@@ -20,7 +29,8 @@ from typing import Iterable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.errors import (InvalidProducerEpoch, KafkaConnectionError, KafkaError, OutOfOrderSequenceNumber,
+                             ProducerClosed, ProducerFenced, TopicAlreadyExistsError, UnknownProducerId, for_code)
 
 from .log import LogUnavailable, Message, OnPartitions, Position, Record, partition_for
 
@@ -29,6 +39,8 @@ log = logging.getLogger("runledger.kafka")
 TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete",
                 "message.timestamp.type": "LogAppendTime"}  # the broker's clock bounds producers' (projections/domain/clock.py)
 READ_TIMEOUT = 30.0
+# The broker no longer accepts this producer's sequence numbers (see the module's docstring).
+OUT_OF_STEP = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch, ProducerFenced)
 
 
 def default_min_insync_replicas(replication_factor: int) -> int:
@@ -51,6 +63,9 @@ class KafkaEventLog:
         self._client_id = client_id
         self._session_timeout_ms = session_timeout_ms
         self._producer: AIOKafkaProducer | None = None
+        self._producer_lock = asyncio.Lock()
+        self._retired: set[asyncio.Task] = set()  # replaced producers, stopping
+        self.producers_replaced = 0
         self._reader: AIOKafkaConsumer | None = None
         self._reader_lock = asyncio.Lock()
 
@@ -60,17 +75,23 @@ class KafkaEventLog:
 
     async def start(self) -> None:
         self._partitions = await self._ensure_topic()
-        self._producer = AIOKafkaProducer(
+        self._producer = await self._new_producer()
+
+    async def _new_producer(self) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, client_id=self._client_id,
             enable_idempotence=True, acks="all", request_timeout_ms=int(self.timeout * 1000),
         )
-        await self._producer.start()
+        await producer.start()
+        return producer
 
     async def close(self) -> None:
         for client in (self._producer, self._reader):
             if client is not None:
                 await client.stop()
         self._producer = self._reader = None
+        if self._retired:
+            await asyncio.gather(*self._retired, return_exceptions=True)
 
     async def append(self, messages: Sequence[Message]) -> list[Position]:
         """All sends are queued first (the producer batches them), then every ack is awaited,
@@ -80,10 +101,48 @@ class KafkaEventLog:
         return await self._bounded(self._append(messages), "append")
 
     async def _append(self, messages: Sequence[Message]) -> list[Position]:
+        producer = self._producer
+        try:
+            return await self._send(producer, messages)
+        except ProducerClosed:
+            if producer is self._producer:
+                raise  # the log was closed, not a producer replaced under this append
+        except OUT_OF_STEP as exc:
+            log.warning("Kafka (%s) refused the producer's sequence numbers (%r): sending again "
+                        "through a new producer", self.bootstrap, exc)
+            await self._replace_producer(producer)
+        try:
+            return await self._send(self._producer, messages)
+        except OUT_OF_STEP as exc:
+            await self._replace_producer(self._producer)
+            raise LogUnavailable("Kafka", f"Kafka ({self.bootstrap}) refused an append twice for the "
+                                          f"producer's sequence numbers: {exc!r}") from exc
+
+    async def _replace_producer(self, failed: AIOKafkaProducer) -> None:
+        """A new producer in place of `failed`, once however many appends saw it fail. The old
+        one is stopped in the background: its own pending batches fail the same way, and their
+        appends send again through the new one."""
+        async with self._producer_lock:
+            if self._producer is not failed:
+                return
+            self._producer = await self._new_producer()
+            self.producers_replaced += 1
+        task = asyncio.create_task(self._stop_retired(failed))
+        self._retired.add(task)
+        task.add_done_callback(self._retired.discard)
+
+    async def _stop_retired(self, producer: AIOKafkaProducer) -> None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                await producer.stop()
+        except Exception as exc:  # a broker away: its connections are dropped with it
+            log.info("a replaced Kafka producer did not stop cleanly: %r", exc)
+
+    async def _send(self, producer: AIOKafkaProducer, messages: Sequence[Message]) -> list[Position]:
         acks = []
         for message in messages:
             partition = partition_for(message.key, self._partitions)
-            acks.append(await self._producer.send(
+            acks.append(await producer.send(
                 self.topic, value=message.value, key=message.key.encode(), partition=partition))
         results = await asyncio.gather(*acks, return_exceptions=True)
         for result in results:
