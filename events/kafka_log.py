@@ -82,7 +82,11 @@ class KafkaEventLog:
             bootstrap_servers=self.bootstrap, client_id=self._client_id,
             enable_idempotence=True, acks="all", request_timeout_ms=int(self.timeout * 1000),
         )
-        await producer.start()
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()  # its connections, however far it got
+            raise
         return producer
 
     async def close(self) -> None:
@@ -110,11 +114,12 @@ class KafkaEventLog:
         except OUT_OF_STEP as exc:
             log.warning("Kafka (%s) refused the producer's sequence numbers (%r): sending again "
                         "through a new producer", self.bootstrap, exc)
-            await self._replace_producer(producer)
+            # shielded: an append timing out meanwhile does not leave a producer half started
+            await asyncio.shield(self._replace_producer(producer))
         try:
             return await self._send(self._producer, messages)
         except OUT_OF_STEP as exc:
-            await self._replace_producer(self._producer)
+            await asyncio.shield(self._replace_producer(self._producer))
             raise LogUnavailable("Kafka", f"Kafka ({self.bootstrap}) refused an append twice for the "
                                           f"producer's sequence numbers: {exc!r}") from exc
 
