@@ -13,12 +13,11 @@ producer instead of landing long after the caller was told 503.
 
 The producer is idempotent: the broker keeps, per producer id and partition, the next
 sequence number it expects. When the two fall out of step the broker refuses every later
-batch to that partition (OUT_OF_ORDER_SEQUENCE_NUMBER, or UNKNOWN_PRODUCER_ID when it has
-forgotten the producer id). aiokafka causes such a gap itself: a batch whose partition had no
-leader for longer than `request_timeout_ms` (a broker restart) is failed after its sequence
-numbers were counted. A broker also forgets an idle producer id (`producer.id.expiration.ms`,
-a day by default). An append refused that way replaces the producer (a new producer id starts
-from 0) and sends again once, within the same bound.
+batch to that partition (OUT_OF_ORDER_SEQUENCE_NUMBER; older brokers may answer
+UNKNOWN_PRODUCER_ID or a fenced epoch instead). aiokafka causes such a gap itself: a batch
+whose partition had no leader for longer than `request_timeout_ms` (a broker restart) is
+failed after its sequence numbers were counted. An append refused that way replaces the
+producer (a new producer id starts from 0) and sends again once, within the same bound.
 """
 from __future__ import annotations
 

@@ -179,8 +179,8 @@ async def test_over_kafka_creates_the_topic_and_event_ids_are_deterministic(kafk
 async def test_an_append_refused_for_its_sequence_numbers_lands_through_a_new_producer(kafka_bootstrap):
     """The idempotent producer's sequence numbers can fall out of step with the broker's: aiokafka
     fails a batch whose partition had no leader for longer than its timeout (a broker restart)
-    after counting the batch's numbers, and a broker forgets an idle producer id after a day.
-    From then on the broker refuses every batch to that partition. The log starts a new
+    after counting the batch's numbers. From then on the broker refuses every batch to that
+    partition. The log starts a new
     producer and the append lands, once, in order; later appends land too."""
     from aiokafka import TopicPartition
 
