@@ -198,6 +198,14 @@ async def test_an_append_refused_for_its_sequence_numbers_lands_through_a_new_pr
         await log.append([Message("run_a", b"4")])
         assert log.producers_replaced == 1
         assert [r.value for r in await log.read(0, 0)] == [b"1", b"2", b"3", b"4"]
+
+        # Appends in flight together when it happens: one new producer, each lands once.
+        log._producer._txn_manager.increment_sequence_number(TopicPartition(topic, 0), 3)
+        together = [[Message(f"run_{i}", f"{i}{j}".encode()) for j in range(3)] for i in range(5)]
+        await asyncio.gather(*(log.append(messages) for messages in together))
+        assert log.producers_replaced == 2
+        landed = sorted(r.value for r in await log.read(0, 4, 100))
+        assert landed == sorted(m.value for messages in together for m in messages)
     finally:
         await log.close()
 
