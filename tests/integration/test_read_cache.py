@@ -53,6 +53,32 @@ async def client(app, key: str = KEY):
         yield c
 
 
+async def echoes_heard(app, runtime) -> None:
+    """Once the app's listener (PostgreSQL) has heard every change committed so far. A write
+    is forgotten in this process at its commit, and again when its notification comes back
+    over the listener, which also forgets what was read in between: a test counting cache
+    hits waits for those echoes first. Notifications arrive in commit order, so a marker
+    sent now comes after every one of them."""
+    cache = app.state.read_cache
+    if cache.listener is None:
+        return  # SQLite: told in this process only, at the commit
+    marker, told, arrived = ("run_marker", "org_marker", ""), cache.changed, asyncio.Event()
+
+    def changed(what: changes.Changed | None) -> None:
+        told(what)
+        if what is not None and marker in what.runs:
+            arrived.set()
+
+    cache.changed = changed
+    try:
+        payload = changes.Changed(runs=(marker,), orgs=frozenset({"org_marker"})).payloads()[0]
+        async with runtime.engine.begin() as conn:
+            await conn.execute(select(func.pg_notify(changes.CHANNEL, func.concat(func.current_schema(), "\n" + payload))))
+        await asyncio.wait_for(arrived.wait(), 30)
+    finally:
+        del cache.changed
+
+
 def hits(app) -> int:
     layer = app.middleware_stack
     while not isinstance(layer, CachedReads):
@@ -71,6 +97,7 @@ READS = [f"{RUNS}/run_cache_b", RUNS, f"{METRICS}?run_id=run_cache_b", f"{METRIC
 async def test_a_cached_answer_is_the_routes_answer_byte_for_byte(runtime):
     async with projecting(runtime), serving(runtime) as app, serving(runtime, cache=False) as plain:
         await completed(runtime, "run_cache_a", "run_cache_b")
+        await echoes_heard(app, runtime)
         async with client(app) as cached, client(plain) as route:
             for path in READS:
                 first, second, expected = await cached.get(path), await cached.get(path), await route.get(path)
@@ -87,6 +114,7 @@ async def test_a_cached_answer_is_the_routes_answer_byte_for_byte(runtime):
 async def test_requests_for_an_answer_being_read_wait_for_it_instead_of_reading_too(runtime):
     async with projecting(runtime), serving(runtime) as app, client(app) as api:
         await completed(runtime, "run_cache_c")
+        await echoes_heard(app, runtime)
         await api.get(RUNS + "/run_missing")  # the key, looked up once
         answers = await asyncio.gather(*(api.get(f"{RUNS}/run_cache_c") for _ in range(5)))
         assert len({answer.content for answer in answers}) == 1 and answers[0].status_code == 200
@@ -145,6 +173,7 @@ async def half_done(runtime, run_id: str) -> RunScript:
 async def test_a_write_in_this_process_is_seen_by_the_next_read(runtime):
     async with projecting(runtime), serving(runtime) as app, client(app) as api:
         script = await half_done(runtime, "run_cache_w")
+        await echoes_heard(app, runtime)
         path, summary_path = f"{RUNS}/run_cache_w", f"{METRICS}?run_id=run_cache_w"
         before, summary = (await api.get(path)).json(), (await api.get(summary_path)).json()
         assert (await api.get(path)).json() == before and (await api.get(summary_path)).json() == summary
@@ -160,6 +189,7 @@ async def test_a_write_in_this_process_is_seen_by_the_next_read(runtime):
 async def test_a_position_token_is_never_answered_older_than_it(runtime):
     async with projecting(runtime), serving(runtime) as app, client(app) as api:
         script = await half_done(runtime, "run_cache_t")
+        await echoes_heard(app, runtime)
         for _ in range(2):
             assert (await api.get(f"{RUNS}/run_cache_t")).json()["completed_document_count"] == 1
         assert hits(app) == 1
@@ -238,6 +268,7 @@ async def test_a_lost_listener_forgets_everything_and_steps_aside_until_it_liste
     postgres_only(runtime)
     async with projecting(runtime), serving(runtime) as app, client(app) as api:
         script = await half_done(runtime, "run_cache_l")
+        await echoes_heard(app, runtime)
         cache = app.state.read_cache
         changes._feed.subscribers.discard(cache)
         for _ in range(2):
