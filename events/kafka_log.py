@@ -104,23 +104,23 @@ class KafkaEventLog:
         return await self._bounded(self._append(messages), "append")
 
     async def _append(self, messages: Sequence[Message]) -> list[Position]:
-        producer = self._producer
-        try:
-            return await self._send(producer, messages)
-        except ProducerClosed:
-            if producer is self._producer:
-                raise  # the log was closed, not a producer replaced under this append
-        except OUT_OF_STEP as exc:
-            log.warning("Kafka (%s) refused the producer's sequence numbers (%r): sending again "
-                        "through a new producer", self.bootstrap, exc)
-            # shielded: an append timing out meanwhile does not leave a producer half started
-            await asyncio.shield(self._replace_producer(producer))
-        try:
-            return await self._send(self._producer, messages)
-        except OUT_OF_STEP as exc:
-            await asyncio.shield(self._replace_producer(self._producer))
-            raise LogUnavailable("Kafka", f"Kafka ({self.bootstrap}) refused an append twice for the "
-                                          f"producer's sequence numbers: {exc!r}") from exc
+        refused = None
+        for _ in range(2):  # the second time through a new producer
+            producer = self._producer
+            try:
+                return await self._send(producer, messages)
+            except ProducerClosed as exc:
+                if producer is self._producer:
+                    raise  # the log was closed, not a producer replaced under this append
+                refused = exc
+            except OUT_OF_STEP as exc:
+                log.warning("Kafka (%s) refused the producer's sequence numbers (%r): a new producer",
+                            self.bootstrap, exc)
+                # shielded: an append timing out meanwhile does not leave a producer half started
+                await asyncio.shield(self._replace_producer(producer))
+                refused = exc
+        raise LogUnavailable("Kafka", f"Kafka ({self.bootstrap}) refused an append, sent again through a "
+                                      f"new producer: {refused!r}") from refused
 
     async def _replace_producer(self, failed: AIOKafkaProducer) -> None:
         """A new producer in place of `failed`, once however many appends saw it fail. The old
@@ -129,7 +129,11 @@ class KafkaEventLog:
         async with self._producer_lock:
             if self._producer is not failed:
                 return
-            self._producer = await self._new_producer()
+            producer = await self._new_producer()
+            if self._producer is not failed:  # the log was closed meanwhile
+                await producer.stop()
+                return
+            self._producer = producer
             self.producers_replaced += 1
         task = asyncio.create_task(self._stop_retired(failed))
         self._retired.add(task)
