@@ -15,7 +15,8 @@ import uuid
 
 from projections.store.database import make_engine, prepare_schema
 from tests.fault.test_sigkill_storm import (
-    _applied, _until_assigned, caught_up_and_survived, start_projector, stream,  # noqa: F401  (stream: a fixture)
+    _applied, _until_assigned, caught_up_and_survived, start_projector, until_moved,
+    stream,  # noqa: F401  (a fixture)
 )
 from tests.fault.workload import Workload, append
 
@@ -38,7 +39,7 @@ async def test_a_bulk_catch_up_killed_mid_flush_resumes_to_the_same_rows(stream,
             break
         process = start_projector(env, f"bulk-{i}", output)
         await _until_assigned(output, i + 1, process)
-        await _until_moved(live, before, process)  # it committed a flush: the next one is under way
+        await until_moved(live, before, process)  # it committed a flush: the next one is under way
         await asyncio.sleep(rng.uniform(0.0, 0.15))  # decoding, folding, copying or committing it
         process.kill()
         assert process.wait(30) == -9, "the projector died before it was killed:\n" + \
@@ -49,12 +50,5 @@ async def test_a_bulk_catch_up_killed_mid_flush_resumes_to_the_same_rows(stream,
     print(f"\n{progressed} killed projectors had committed flushes, {pending} were killed with work pending")
     assert progressed >= 3 and pending >= 3, "the kills must land inside the catch-up"
 
-
     await caught_up_and_survived(log, live, url, tmp_path, workload, positions, "bulk-final")
 
-
-async def _until_moved(engine, before: int, process, timeout: float = 60) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while await _applied(engine) == before and loop.time() < deadline and process.poll() is None:
-        await asyncio.sleep(0.01)

@@ -21,6 +21,7 @@ from projections.runtime.projector import Projector
 from projections.store.database import make_engine, prepare_schema
 from tests.conftest import fresh_database_url, new_postgres_database, server_backends
 from tests.fault.workload import Workload, append, assert_survived
+from tests.projector_process import ASSIGNED
 
 KILLS = 20
 PARTITIONS = 3
@@ -74,7 +75,11 @@ async def test_a_projector_killed_20_times_mid_stream_loses_nothing_and_counts_n
         process = start_projector(env, f"storm-{i}", output)
         await _until_assigned(output, i + 1, process)
         positions += await append(log, chunk)
-        await asyncio.sleep(rng.uniform(0.0, 0.6))      # waking, folding, committing or idle
+        if i % 2:  # after its first commit: folding what is left, committing, or idle
+            await until_moved(live, before, process)
+            await asyncio.sleep(rng.uniform(0.0, 0.3))
+        else:  # at once: fetching, folding or committing its first batch
+            await asyncio.sleep(rng.uniform(0.0, 0.05))
         process.kill()
         assert process.wait(30) == -9, "the projector died before it was killed:\n" + \
             output.read_text(errors="replace")[-3000:]
@@ -106,13 +111,23 @@ async def caught_up_and_survived(log, live, url: str, tmp_path, workload: Worklo
 
 
 async def _until_assigned(output, members: int, process, timeout: float = 60) -> None:
-    """Until the `members`-th process has its partitions (each logs one assignment)."""
+    """Until the `members`-th process has its partitions (each logs one assignment; the
+    pattern is the projector's own line, not aiokafka's \"Revoking previously assigned
+    partitions\", which would count a process still starting up)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while output.read_text(errors="replace").count("assigned partitions") < members:
+    while len(ASSIGNED.findall(output.read_text(errors="replace"))) < members:
         assert process.poll() is None, output.read_text(errors="replace")[-3000:]
         assert loop.time() < deadline, "a projector never got its partitions"
         await asyncio.sleep(0.02)
+
+
+async def until_moved(engine, before: int, process, timeout: float = 60) -> None:
+    """Until the committed checkpoints pass `before` (or the process ends, or `timeout`)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while await _applied(engine) == before and loop.time() < deadline and process.poll() is None:
+        await asyncio.sleep(0.01)
 
 
 async def _applied(engine) -> int:
