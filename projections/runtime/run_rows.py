@@ -26,7 +26,7 @@ from projections.runtime import history_index
 from projections.runtime.batch import Batch, result_id
 from projections.runtime.spill import Spill
 from projections.store import serialize as ser
-from projections.store.read_columns import run_columns
+from projections.store.read_columns import render, run_columns, run_filenames
 from projections.store.tables import (
     document_targets, event_deliveries, event_index, history_heads, run_documents, run_snapshots, runs
 )
@@ -185,7 +185,7 @@ def run_row(run: RunState, passes: int | None) -> dict[str, Any]:
         workflow_id=spec["workflow_id"], block_id=spec["block_id"], trigger_type=spec["trigger_type"],
         status=run.status, created_at=run.created_at, started_at=run.started_at,
         completed_at=run.completed_at, score=run.score, state=ser.run_to_json(run), **run_columns(run),
-        passes=passes, spec=run.spec,
+        passes=passes, spec=run.spec, filenames=render(run_filenames(run)),
     )
 
 

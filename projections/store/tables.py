@@ -73,6 +73,9 @@ runs = Table(
     # The RunCreated payload, written once with the row: it grows with the run's documents and
     # never changes, so `state` leaves it out and a batch does not write it again (0015).
     Column("spec", JSON),
+    # Its documents' filenames by id, in document order, as the metrics summary lists them:
+    # rendered once with the row, like the spec, instead of in `summary` at every write (0016).
+    Column("filenames", Text),
     Index("ix_runs_org_created", "org_id", "created_at", "run_id"),
     Index("ix_runs_experiment", "experiment_id", "created_at"),
 )

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, Mapping, NamedTuple
 
 import orjson
-from sqlalchemy import JSON, bindparam, case, cast, func, null, select
+from sqlalchemy import JSON, bindparam, case, cast, func, null, or_, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -15,7 +15,7 @@ from projections.domain.state import BlockState, DocumentState, ExperimentState,
 from projections.store import serialize as ser
 from projections.store.pagination import Page, PageRequest, paginate
 from projections.store.read_columns import (
-    block_execution, experiment_card, experiment_freshness, render, run_resource, run_summary
+    block_execution, experiment_card, experiment_freshness, filenames_of, render, run_resource, run_summary
 )
 from projections.store.tables import (
     blocks, checkpoints, dead_letters, document_targets, event_index, experiments, run_documents, runs
@@ -189,7 +189,8 @@ _RUN_RESOURCE = select(runs.c.resource, *_STATE_IF_NO_RESOURCE).where(
 
 
 class RunSummary(NamedTuple):
-    """A run as its metrics summary reads it: `fields` is `read_columns.run_summary`."""
+    """A run as its metrics summary reads it: `fields` is `read_columns.run_summary` and,
+    under "filenames", `read_columns.run_filenames`."""
 
     run_id: str
     experiment_id: str
@@ -197,17 +198,25 @@ class RunSummary(NamedTuple):
     fields: dict[str, Any]
 
 
-_RUN_SUMMARY = select(runs.c.run_id, runs.c.experiment_id, runs.c.created_at, runs.c.summary,
-                      _state_if_null(runs.c.summary, runs.c.state), _spec_if_null(runs.c.summary)).where(
-    runs.c.run_id == bindparam("run_id"), _visible_runs(bindparam("org_id")))
+_RUN_SUMMARY = select(
+    runs.c.run_id, runs.c.experiment_id, runs.c.created_at, runs.c.summary, runs.c.filenames,
+    _state_if_null(runs.c.summary, runs.c.state),
+    case((or_(runs.c.summary.is_(None), runs.c.filenames.is_(None)), runs.c.spec), else_=null()).label("spec"),
+).where(runs.c.run_id == bindparam("run_id"), _visible_runs(bindparam("org_id")))
 
 
 async def get_run_summary(conn: AsyncConnection, org_id: str, run_id: str) -> RunSummary | None:
-    """From the stored column; a row written before it (migration 0008) from its state."""
+    """From the stored columns. A row written before `runs.summary` (migration 0008) is
+    read from its state; one written before `runs.filenames` (0016) has them in its
+    summary if that was written before 0016 too, else from its spec."""
     row = (await conn.execute(_RUN_SUMMARY, {"run_id": run_id, "org_id": org_id})).first()
     if row is None:
         return None
     fields = orjson.loads(row.summary) if row.summary is not None else run_summary(run_from_row(row))
+    if row.filenames is not None:
+        fields["filenames"] = orjson.loads(row.filenames)
+    elif "filenames" not in fields:
+        fields["filenames"] = filenames_of(row.spec if row.spec is not None else row.state["spec"])
     return RunSummary(row.run_id, row.experiment_id, row.created_at, fields)
 
 

@@ -22,7 +22,7 @@ from events.log import Record
 from projections.domain.state import DocumentState, RunState
 from projections.store import database, serialize as ser
 from projections.store.database import JsonText, dumps
-from projections.store.read_columns import block_columns, experiment_columns, run_columns
+from projections.store.read_columns import block_columns, experiment_columns, render, run_columns, run_filenames
 from projections.store.tables import (
     blocks, document_targets, event_deliveries, event_index, experiments, history_heads, run_documents, run_snapshots,
     runs
@@ -110,7 +110,8 @@ def run_writes(writes: AggregateWrites, run: RunState, exists: bool, loaded_docs
     if exists:
         writes.update("runs", dict(values, k_id=run.run_id))
     else:
-        writes.insert("runs", [run_row(run, dict(values, spec=json_text(run.spec)))])  # the spec: once
+        once = dict(spec=json_text(run.spec), filenames=render(run_filenames(run)))  # fixed by the spec
+        writes.insert("runs", [run_row(run, dict(values, **once))])
     for doc_id, doc in run.documents.items():
         original = loaded_docs.get((run.run_id, doc_id))
         if doc is original:

@@ -151,10 +151,13 @@ async def test_rows_without_the_summary_columns_read_as_before(runtime, api):
 
 
 async def derived_columns(engine) -> dict[str, dict[str, tuple[str, str]]]:
-    """Per table, per row: the stored derived column text and the text rendered from the row's state."""
+    """Per column, per row: the stored derived column text and the text rendered from the row's state."""
     render = read_columns.render
     renderers = {
-        "runs": (runs, runs.c.run_id, "summary", lambda row: render(read_columns.run_summary(views.run_from_row(row)))),
+        "runs.summary": (runs, runs.c.run_id, "summary",
+                         lambda row: render(read_columns.run_summary(views.run_from_row(row)))),
+        "runs.filenames": (runs, runs.c.run_id, "filenames",
+                           lambda row: render(read_columns.run_filenames(views.run_from_row(row)))),
         "experiments": (experiments, experiments.c.experiment_id, "freshness",
                         lambda row: render(read_columns.experiment_freshness(ser.experiment_from_json(row.state)))),
         "blocks": (blocks, blocks.c.block_key, "execution",
@@ -163,7 +166,7 @@ async def derived_columns(engine) -> dict[str, dict[str, tuple[str, str]]]:
     found = {}
     async with engine.connect() as conn:
         for name, (table, key, column, rendered) in renderers.items():
-            spec = [table.c.spec] if name == "runs" else []  # a run's spec is kept apart from its state (0015)
+            spec = [table.c.spec] if table is runs else []  # a run's spec is kept apart from its state (0015)
             rows = (await conn.execute(select(key, table.c[column], table.c.state, *spec))).all()
             found[name] = {row[0]: (row[1], rendered(row)) for row in rows}
     return found

@@ -5,15 +5,17 @@ import asyncio
 import os
 import subprocess
 import sys
+from datetime import datetime
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import insert, select
+from sqlalchemy import insert, inspect, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from projections.store import control, migrate
-from projections.store.tables import checkpoints, metadata
+from projections.store.tables import checkpoints, metadata, runs
 from tests.conftest import BACKENDS, fresh_database_url
 
 pytestmark = [
@@ -80,3 +82,26 @@ def test_runledger_migrate_upgrades_then_finds_nothing_to_do(empty_database, tmp
     second = migrate_cli()
     assert "migrated" not in second and f"at revision {head}" in second
     assert "CREATE TABLE runs" in migrate_cli("--sql")
+
+
+async def test_a_downgrade_from_0016_leaves_summaries_the_code_before_it_reads(empty_database):
+    """0016 moved the filenames out of `runs.summary`; the code at 0015 reads them there,
+    and renders a NULL summary from the run's state: the downgrade empties the summaries."""
+    await migrate.upgrade(empty_database)
+    engine = create_async_engine(empty_database)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(insert(runs).values(
+                run_id="run_1", org_id="org_a", experiment_id="exp_1", workflow_id="wf_1", block_id="b1",
+                trigger_type="api", status="running", created_at=datetime(2026, 12, 6), state={},
+                summary='{"run_id":"run_1"}', filenames='{"doc_0":"a.pdf"}'))
+        await migrate._with_lock(empty_database, lambda conn: command.downgrade(migrate._bound(empty_database, conn),
+                                                                                "0015"))
+        assert await migrate.current_revision(empty_database) == "0015"
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT summary FROM runs"))).scalars().all() == [None]
+            assert "filenames" not in {c["name"] for c in await conn.run_sync(
+                lambda sync: inspect(sync).get_columns("runs"))}
+        assert await migrate.upgrade(empty_database) == ("0015", migrate.head_revision())
+    finally:
+        await engine.dispose()

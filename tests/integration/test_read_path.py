@@ -12,7 +12,7 @@ from sqlalchemy import event, select, update
 
 from projections.store import views
 from projections.store.database import make_engine, reader
-from projections.store.read_columns import run_resource, run_summary
+from projections.store.read_columns import run_filenames, run_resource, run_summary
 from projections.store.tables import runs
 from services.api import metrics
 from services.api.auth import KeyCache
@@ -135,7 +135,8 @@ async def test_the_metrics_summary_from_row_scores_equals_the_one_from_whole_sta
         whole = await metrics_oracle.load(conn, "org_a", script.run_id, True, None)
     assert light.prior is not None and light.prior.run_id == whole.prior.run_id == "run_summary_prior"
     assert [d.score for d in light.documents] == [d.score for d in whole.documents] != [None, None]
-    assert light.run == orjson.loads(orjson.dumps(run_summary(whole.run))) and light.current == whole.current
+    summary = {**run_summary(whole.run), "filenames": run_filenames(whole.run)}  # the second from its own column
+    assert light.run == orjson.loads(orjson.dumps(summary)) and light.current == whole.current
     answered = await api.get("/v1/workflows/experiments/metrics", params={"run_id": script.run_id,
                                                                           "allow_stale": "true"})
     assert answered.status_code == 200 and answered.json() == orjson.loads(orjson.dumps(metrics.summary(light)))

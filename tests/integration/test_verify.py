@@ -77,10 +77,11 @@ async def test_an_unknown_run_is_not_found(event_log, engine):
     raise AssertionError("verify of an unknown run must raise RunNotFound")
 
 
-@pytest.mark.parametrize("column", ["resource", "summary"])
+@pytest.mark.parametrize("column", ["resource", "summary", "filenames"])
 async def test_a_run_row_without_its_stored_read_column_verifies_and_a_wrong_one_is_found(event_log, engine, column):
-    """Rows written before runs.resource (migration 0007) or runs.summary (0008) existed
-    hold NULL there and are read by rendering their state: not a difference. A stored
+    """Rows written before runs.resource (migration 0007), runs.summary (0008) or
+    runs.filenames (0016) existed hold NULL there and are read by rendering their state
+    (or spec): not a difference. A stored
     value must equal the rendering: one changed behind the projector's back is found."""
     await _project_runs(event_log, engine)
     async with engine.begin() as conn:
