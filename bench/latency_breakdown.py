@@ -7,7 +7,9 @@ on Kafka + PostgreSQL, the workload projected first); then background batches of
 at `--rate` passes/s while a probe appends one pass and reads its run back with its
 position token (bench.ingest.append_to_visible, as the table measures it). The projector
 logs JSON lines (RUNLEDGER_LOG_FORMAT=json); its `runledger.projector.batch` lines of the
-same window give each batch's events and time (`ms`, decode to commit).
+same window give each batch's events and time (`ms`, decode to commit), its steps, and the
+garbage collector's pauses inside it (`gc_ms`; RUNLEDGER_GC_SWEEP_SECONDS=0 in the
+environment measures CPython's own collector, projections/runtime/gc_policy.py).
 """
 from __future__ import annotations
 
@@ -34,7 +36,8 @@ from bench.workload import Workload  # noqa: E402
 
 async def measure(infra, workdir: Path, rate: float, seconds: float) -> None:
     workload = Workload()
-    pool = Workload(60, workload.docs, workload.n, prefix="pool")
+    wanted = rate * seconds + seconds / 0.01 + 50  # the background's passes and the probes'
+    pool = Workload(max(60, int(wanted // (workload.docs * workload.n)) + 2), workload.docs, workload.n, prefix="pool")
     await append_workload(infra, workload, pool)
     async with servers.runledger(infra, TOPIC, workdir) as (server, key, admin):
         async with httpx.AsyncClient(base_url=server.url, headers={"Api-Key": key}, timeout=120) as client:
@@ -58,6 +61,9 @@ async def measure(infra, workdir: Path, rate: float, seconds: float) -> None:
         spent = sorted(b.get("steps", {}).get(step, 0.0) for b in batches)
         print(f"  {step}: p50 {statistics.median(spent):.1f} ms, p90 {spent[int(len(spent) * 0.9)]:.1f}, "
               f"p99 {spent[int(len(spent) * 0.99)]:.1f}")
+    paused = sorted(b.get("gc_ms", 0.0) for b in batches)  # the collector's pauses inside each batch
+    print(f"  collector: {sum(1 for ms in paused if ms >= 1)} batches paused 1 ms or more, "
+          f"max {paused[-1]:.1f} ms, {sum(paused):.0f} ms in all")
 
 
 def main() -> None:

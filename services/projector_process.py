@@ -19,6 +19,7 @@ import contextlib
 import logging
 import random
 
+from projections.runtime import gc_policy
 from projections.runtime.projector import Projector
 
 from .bootstrap import start_runtime
@@ -60,6 +61,7 @@ async def stop_supervised(projector: Projector, task: asyncio.Task, grace: Grace
 async def run_projector(settings: Settings, group: str = DEFAULT_GROUP, health_port: int | None = None) -> None:
     grace = Grace(settings.shutdown_grace)
     grace.own_threads()
+    gc_policy.install(settings.gc_sweep_seconds)  # short collector pauses (projections/runtime/gc_policy.py)
     runtime = await start_runtime(settings, with_projector=True, grace=grace)
     projector = runtime.projector
     where = "embedded log" if settings.embedded else f"{settings.kafka_bootstrap} topic {settings.topic}"

@@ -19,6 +19,8 @@ import sys
 
 import uvicorn
 
+from projections.runtime import gc_policy
+
 from .api.app import create_app
 from .bootstrap import start_runtime
 from .http_server import Server, StoppingAnswers
@@ -37,6 +39,7 @@ async def serve(settings: Settings, worker: str | None = None, worker_concurrenc
     `sibling`: one of the N-1 processes the first one started (no bootstrap key, no block)."""
     grace = Grace(settings.shutdown_grace)
     grace.own_threads()
+    gc_policy.install(settings.gc_sweep_seconds)  # short collector pauses (projections/runtime/gc_policy.py)
     if sibling:
         from .fold_processes import exit_with_parent
         exit_with_parent()

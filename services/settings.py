@@ -45,6 +45,7 @@ class Settings:
     bulk_flush_records: int = 10_000  # a catch-up's flush (projections/runtime/bulk.py)
     bulk_cache_mb: int = 96  # a catch-up's kept aggregates, estimated
     live_cache_mb: int = 64  # the runs a live projector keeps between batches, estimated; 0: off
+    gc_sweep_seconds: float = 600.0  # survivors of full collections frozen, all swept this often; 0: CPython's own
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -80,6 +81,7 @@ class Settings:
             bulk_flush_records=int(env.get("RUNLEDGER_BULK_FLUSH_RECORDS", "10000")),
             bulk_cache_mb=int(env.get("RUNLEDGER_BULK_CACHE_MB", "96")),
             live_cache_mb=int(env.get("RUNLEDGER_LIVE_CACHE_MB", "64")),
+            gc_sweep_seconds=float(env.get("RUNLEDGER_GC_SWEEP_SECONDS", "600")),
         )
 
     @property

@@ -17,9 +17,11 @@ import time
 
 from prometheus_client import CONTENT_TYPE_LATEST  # noqa: F401 - re-exported for the route
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import HistogramMetricFamily
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from projections.runtime import gc_policy
 from projections.runtime.projector import Observer
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -63,6 +65,7 @@ class Telemetry:
         self.version_lag = Gauge("runledger_read_model_lag", "Events a read-model version is behind the log "
                                  "(a rebuild's progress while it is building).", ["version", "status"],
                                  registry=registry)
+        registry.register(_GcPauses())
 
     def read_models(self, figures: dict) -> None:
         """Set the read-model gauges from services/api/read_models.py's figures."""
@@ -88,6 +91,23 @@ class Telemetry:
         self.projectors.set(sum(1 for m in status.get("projectors", ()) if m["alive"]))
         self.healthy.set(1 if status["status"] == "ok" else 0)
         return generate_latest(self.registry)
+
+
+class _GcPauses:
+    """`runledger_gc_pause_seconds`: the collector's pauses in this process, by generation,
+    from what projections/runtime/gc_policy.py recorded (it cannot call a metric's
+    `observe` from inside a collection: that takes a lock)."""
+
+    def collect(self):
+        family = HistogramMetricFamily("runledger_gc_pause_seconds", "Pauses of the cyclic garbage collector "
+                                       "(the whole process stops).", labels=["generation"])
+        for generation, counts in gc_policy.pauses.buckets.items():
+            running, buckets = 0, []
+            for bound, count in zip((*map(str, gc_policy.BUCKETS), "+Inf"), counts):
+                running += count
+                buckets.append((bound, running))
+            family.add_metric([str(generation)], buckets, gc_policy.pauses.sums[generation])
+        yield family
 
 
 class _ProjectorObserver(Observer):

@@ -65,6 +65,7 @@ class Batch:
     bulk: bool = False  # a bulk catch-up's flush: new rows copied in (projections/store/bulk_writes.py)
     lent: dict[str, int] = field(default_factory=dict)  # runs lent by the cache: the version each was kept at
     steps: dict[str, float] = field(default_factory=dict)  # seconds per step (decode, load, fold, write), logged
+    gc_seconds: float = 0.0  # the collector's pauses while it was applied (projections/runtime/gc_policy.py), logged
     _grouped: dict[Key, list[tuple[Record, Event]]] | None = field(default=None, repr=False)
 
     def decode_all(self) -> None:

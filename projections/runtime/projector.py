@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from events.log import EventLog, LogConsumer, Position, Record
 from projections.notary import storage as notary
-from projections.runtime import bulk, changes, checkpoints, heartbeat, tracing
+from projections.runtime import bulk, changes, checkpoints, gc_policy, heartbeat, tracing
 from projections.runtime.batch import Batch, TransactionLost, load, save
 from projections.runtime.checkpoints import LostPartition
 from projections.runtime.storage_full import describe
@@ -199,7 +199,7 @@ class Projector:
         if not records:
             return
         expected, new = status.next_offset, records[-1].offset + 1
-        started = time.perf_counter()
+        started, paused = time.perf_counter(), gc_policy.paused_seconds()
         try:
             batch = await self._transiently(lambda: self._apply(partition, records, expected, new),
                                             f"partition {partition} at offset {expected}")
@@ -213,6 +213,7 @@ class Projector:
             log.exception("partition %s stopped at offset %s", partition, expected)
             status.stopped = f"offset {expected}: {type(exc).__name__}: {exc}"
             return
+        batch.gc_seconds = gc_policy.paused_seconds() - paused
         if batch.cache is not None:
             batch.cache.committed(batch)
         else:

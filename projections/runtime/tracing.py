@@ -29,5 +29,6 @@ def batch_applied(batch: Batch, projection: str, seconds: float) -> None:
                                    "first_offset": first.offset, "last_offset": last.offset,
                                    "events": len(batch.records), "ms": round(seconds * 1000, 1),
                                    "steps": {k: round(v * 1000, 1) for k, v in batch.steps.items()},
+                                   "gc_ms": round(batch.gc_seconds * 1000, 1),
                                    "trace_ids": trace_ids[:MAX_LOGGED_TRACES],
                                    "traces": len(trace_ids)}})

@@ -69,6 +69,7 @@ async def test_a_pass_sent_over_http_is_followed_by_its_trace_id(server):
     # where the batch's time went, step by step, within its whole
     assert set(line["steps"]) == {"decode", "load", "fold", "write"}
     assert all(ms >= 0 for ms in line["steps"].values()) and sum(line["steps"].values()) <= line["ms"] + 0.5
+    assert 0 <= line["gc_ms"] <= line["ms"] + 0.5  # the collector's pauses within it (gc_policy.py)
 
 
 def test_the_request_header_stamps_events_without_their_own_and_a_bad_one_is_ignored(server):

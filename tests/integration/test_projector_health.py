@@ -155,7 +155,12 @@ def test_a_projector_process_serves_its_own_health_and_metrics(tmp_path):
                 return None
         health = wait_for(lambda: get("/healthz"), lambda r: r is not None and r.status_code == 200)
         assert health.json() == {"status": "ok"}
-        assert "runledger_projector_processes_alive 1.0" in get("/metrics").text
+        metrics = get("/metrics").text
+        assert "runledger_projector_processes_alive 1.0" in metrics
+        # the collector's pauses in that process (projections/runtime/gc_policy.py): young collections happened
+        counts = dict(line.rsplit(" ", 1) for line in metrics.splitlines()
+                      if line.startswith("runledger_gc_pause_seconds_count"))
+        assert float(counts['runledger_gc_pause_seconds_count{generation="0"}']) >= 1, counts
     finally:
         member.send_signal(signal.SIGTERM)
         assert member.wait(30) == 0
