@@ -24,18 +24,28 @@ async def log(event_log):
     return event_log
 
 
-def written_states(engine) -> list[int]:
-    """The bytes of `runs.state` in every UPDATE of a run's row the engine sends."""
+def run_updates(engine, measure) -> list[int]:
+    """`measure(values)` (a list of sizes) of every UPDATE of a run's row the engine sends."""
     sizes: list[int] = []
 
     def seen(conn, cursor, statement, parameters, context, executemany):
         if statement.lstrip().upper().startswith("UPDATE RUNS"):
             for params in (parameters if executemany else [parameters]):
-                values = params.values() if isinstance(params, dict) else params
-                sizes.extend(len(v) for v in values if isinstance(v, str) and '"latest_fact_at"' in v)
+                sizes.extend(measure(list(params.values() if isinstance(params, dict) else params)))
 
     event.listen(engine.sync_engine, "before_cursor_execute", seen)
     return sizes
+
+
+def written_states(engine) -> list[int]:
+    """The bytes of `runs.state` in every UPDATE of a run's row."""
+    return run_updates(engine, lambda values: [len(v) for v in values
+                                               if isinstance(v, str) and '"latest_fact_at"' in v])
+
+
+def written_rows(engine) -> list[int]:
+    """The bytes of the text values in every UPDATE of a run's row."""
+    return run_updates(engine, lambda values: [sum(len(v) for v in values if isinstance(v, str))])
 
 
 async def test_a_batch_writes_a_run_without_its_document_list(log, engine):
@@ -85,20 +95,6 @@ async def test_rows_written_before_the_spec_column_are_moved_and_read_the_same(l
     await project_until(Projector(log, engine), more[-1:])  # and the projector goes on from them
     async with engine.connect() as conn:
         assert [len((await views.get_run_any(conn, s.run_id)).spec["documents"]) for s in scripts] == [4, 4, 4]
-
-
-def written_rows(engine) -> list[int]:
-    """The bytes of the text values in every UPDATE of a run's row the engine sends."""
-    sizes: list[int] = []
-
-    def seen(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().upper().startswith("UPDATE RUNS"):
-            for params in (parameters if executemany else [parameters]):
-                values = params.values() if isinstance(params, dict) else params
-                sizes.append(sum(len(v) for v in values if isinstance(v, str)))
-
-    event.listen(engine.sync_engine, "before_cursor_execute", seen)
-    return sizes
 
 
 def filenames_of(script: RunScript) -> dict[str, str]:
