@@ -11,7 +11,7 @@ The metrics summary works the same way: `runs.summary` holds what it shows of th
 state at all (services/api/routes/metrics.py; migration 0008). The one part of it that
 grows with the run, its documents' filenames, never changes: `runs.filenames` holds it,
 rendered once when the row is first written (migration 0016), so a batch that touches a
-run of 2,000 documents does not render and write ~120 KB of filenames again.
+run of 2,000 documents does not render and write its 52 KB of filenames again.
 
 Pure: no I/O, picklable, so it runs wherever the batch's rows are prepared (the fold's
 process pool included). Everything here is a function of the run's state alone, so a
@@ -35,8 +35,8 @@ from projections.domain.state import BlockState, ExperimentState, RunState
 # older than the column), read the long way. `runs.passes` is counted from its documents'
 # states (row_versions.py); document_targets.label_hash and event_index.document_id are index
 # keys (migration 0011).
-DERIVED = {"runs": ("resource", "summary", "passes", "filenames"), "experiments": ("freshness", "card"), "blocks": ("execution",),
-           "document_targets": ("label_hash",), "event_index": ("document_id",)}
+DERIVED = {"runs": ("resource", "summary", "passes", "filenames"), "experiments": ("freshness", "card"),
+           "blocks": ("execution",), "document_targets": ("label_hash",), "event_index": ("document_id",)}
 
 
 def run_columns(run: RunState) -> dict[str, Any]:
@@ -112,8 +112,8 @@ def run_summary(run: RunState) -> dict[str, Any]:
 
 
 def run_filenames(run: RunState) -> dict[str, str]:
-    """The run's documents' filenames by id, in document order (`runs.filenames`): ~60
-    bytes a document, fixed by the run's spec."""
+    """The run's documents' filenames by id, in document order (`runs.filenames`): a few
+    dozen bytes a document, fixed by the run's spec."""
     return filenames_of(run.spec)
 
 

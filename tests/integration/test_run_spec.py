@@ -113,7 +113,7 @@ async def summary_fields(engine, scripts) -> dict[str, dict]:
 
 
 async def test_a_batch_writes_a_run_without_its_filenames(log, engine):
-    """The metrics summary's filenames (~60 bytes a document) are written once, into
+    """The metrics summary's filenames (a few dozen bytes a document) are written once, into
     `runs.filenames` (migration 0016): a batch writes the same bytes of a run's row
     whatever the run's size, and the summary still lists every document's filename."""
     small, large = (RunScript(run_id=f"run_{n}", docs=n, n=3) for n in (3, 300))
