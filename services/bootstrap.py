@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from events.log import EventLog
+from projections.domain.consensus import assignment
 from projections.runtime.follow import ActiveReadModel
 from projections.runtime.projector import Projector
 from projections.store import control as control_store
@@ -88,6 +89,8 @@ async def start_runtime(settings: Settings, log: EventLog | None = None, with_pr
     control = await open_control_store(settings, engine)
     read_model = await ActiveReadModel(settings.read_model_url, control, timeouts=settings.store_timeouts).open(engine)
     run_projector = settings.projector if with_projector is None else with_projector
+    if run_projector:
+        assignment.warm_up()  # scipy's solver, imported on first use elsewhere: before any batch here
     telemetry = Telemetry()
     projector = Projector(log, read_model.engine, observer=telemetry.observer(),
                           heartbeat_interval=settings.heartbeat_interval,

@@ -20,6 +20,8 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 
+from projections.domain.consensus import assignment
+
 from .shutdown import CLOSED, Grace
 
 log = logging.getLogger("runledger.projector")
@@ -31,6 +33,7 @@ IDLE_EXIT = 1.0  # seconds an idle fold process is given to leave when the pool 
 
 def started() -> None:
     """The pool's initializer."""
+    assignment.warm_up()  # scipy's solver: imported before the first batch, not in it
     try:
         os.nice(NICENESS)
     except OSError:  # not permitted here: the fold still runs, only at the API's priority

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
+from .assignment import linear_sum_assignment
 from .batch import similarity_matrix
 from .limits import BAND_CANDIDATES, FIELD_CANDIDATES
 from .normalize import canonical

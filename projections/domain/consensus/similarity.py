@@ -7,8 +7,8 @@ from functools import lru_cache
 from typing import Any
 
 from rapidfuzz.distance import Indel
-from scipy.optimize import linear_sum_assignment
 
+from .assignment import linear_sum_assignment
 from .limits import CACHED_TEXT_CHARS, NESTED_EXACT_PAIRS, SIMILARITY_DEPTH, TEXT_COMPARE_CHARS
 from .normalize import canonical, is_number, normalize_text, number_similarity, numbers_close
 
