@@ -212,13 +212,17 @@ def _count(value) -> int:
 def engine_at(rev: str, where: str):
     """`compute_consensus` of git revision `rev`, imported as its own package (the engine
     imports nothing from the repository but itself)."""
-    archive = subprocess.run(["git", "archive", rev, "projections/consensus"], cwd=ROOT,
-                             capture_output=True, check=True).stdout
+    for folder in ("projections/domain/consensus", "projections/consensus"):  # where it lives, where it lived
+        found = subprocess.run(["git", "archive", rev, folder], cwd=ROOT, capture_output=True)
+        if found.returncode == 0:
+            break
+    else:
+        raise SystemExit(f"{rev}: no consensus engine in projections/domain/consensus or projections/consensus")
     package = Path(where) / "engine_at_rev"
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+    with tarfile.open(fileobj=io.BytesIO(found.stdout)) as tar:
         for member in tar.getmembers():
             if member.isfile():
-                target = package / Path(member.name).relative_to("projections/consensus")
+                target = package / Path(member.name).relative_to(folder)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(tar.extractfile(member).read())
     sys.path.insert(0, where)
