@@ -23,6 +23,7 @@ seconds paused so far (`paused_seconds()`: a projector's batch logs what its bat
 """
 from __future__ import annotations
 
+import bisect
 import gc
 import time
 
@@ -38,10 +39,7 @@ class Pauses:
         self.total = 0.0
 
     def add(self, generation: int, seconds: float) -> None:
-        i = 0
-        while i < len(BUCKETS) and seconds > BUCKETS[i]:
-            i += 1
-        self.buckets[generation][i] += 1
+        self.buckets[generation][bisect.bisect_left(BUCKETS, seconds)] += 1  # the first bound >= seconds
         self.sums[generation] += seconds
         self.total += seconds
 

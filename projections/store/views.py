@@ -28,9 +28,10 @@ def _state_if_null(column, state):
     return case((column.is_(None), state), else_=null()).label("state")
 
 
-def _spec_if_null(column):
-    """... and its spec (`runs.spec`, which the state leaves out), to derive it with."""
-    return case((column.is_(None), runs.c.spec), else_=null()).label("spec")
+def _spec_if_null(*columns):
+    """... and its spec (`runs.spec`, which the state leaves out), to derive it with: when
+    any of `columns` is NULL."""
+    return case((or_(*(column.is_(None) for column in columns)), runs.c.spec), else_=null()).label("spec")
 
 
 _STATE_IF_NO_RESOURCE = (_state_if_null(runs.c.resource, runs.c.state),  # rows older than migration 0007
@@ -200,8 +201,7 @@ class RunSummary(NamedTuple):
 
 _RUN_SUMMARY = select(
     runs.c.run_id, runs.c.experiment_id, runs.c.created_at, runs.c.summary, runs.c.filenames,
-    _state_if_null(runs.c.summary, runs.c.state),
-    case((or_(runs.c.summary.is_(None), runs.c.filenames.is_(None)), runs.c.spec), else_=null()).label("spec"),
+    _state_if_null(runs.c.summary, runs.c.state), _spec_if_null(runs.c.summary, runs.c.filenames),
 ).where(runs.c.run_id == bindparam("run_id"), _visible_runs(bindparam("org_id")))
 
 
